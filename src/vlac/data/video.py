@@ -1,0 +1,95 @@
+"""MP4 encode/decode through PyAV, with LeRobot's defaults (AV1 via SVT-AV1, yuv420p, GOP 2, CRF 30).
+
+Frame k of an encoded clip has presentation time k / fps exactly, which is what LeRobot's loader
+checks (to 1e-4 s) when it looks a frame up by timestamp.
+
+    >>> encode_video(frames, "ep.mp4", fps=80)           # frames: (T, H, W, 3) uint8
+    >>> decode_video("ep.mp4").shape                      # (T, H, W, 3)
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at level 3 (info)
+
+VIDEO_CODEC = "libsvtav1"
+VIDEO_OPTIONS = {"g": "2", "crf": "30", "preset": "12"}
+PIX_FMT = "yuv420p"
+
+
+class VideoError(RuntimeError):
+    """An mp4 that cannot be read; the message names the file."""
+
+
+def encode_video(frames: np.ndarray, path: str | Path, fps: int, codec: str = VIDEO_CODEC) -> None:
+    import av
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    if len(frames) == 0:
+        raise ValueError("cannot encode an empty clip")
+    h, w = frames.shape[1:3]
+    tb = Fraction(1, fps)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=fps, options=VIDEO_OPTIONS if codec == VIDEO_CODEC else {})
+        stream.width, stream.height, stream.pix_fmt = w, h, PIX_FMT
+        stream.time_base = tb
+        for k, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts, frame.time_base = k, tb
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def decode_video(path: str | Path, start_s: float = 0.0, end_s: float | None = None,
+                 tolerance_s: float = 1e-4) -> np.ndarray:
+    """Frames whose timestamps lie in [start_s, end_s) as (T, H, W, 3) uint8.
+
+    A file that holds several episodes (as LeRobot appends them) is cut by the episode's
+    ``from_timestamp``/``to_timestamp``.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"video file {path} is missing; re-run the command that wrote the dataset")
+    out = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if start_s > 0:
+                container.seek(int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                t = float(frame.pts * stream.time_base)
+                if t < start_s - tolerance_s:
+                    continue
+                if end_s is not None and t >= end_s - tolerance_s:
+                    break
+                out.append(frame.to_ndarray(format="rgb24"))
+    except av.error.FFmpegError as e:  # corrupt or truncated
+        raise VideoError(f"video file {path} is corrupt or truncated ({e}); delete the episode's files and re-collect it") from e
+    if not out:
+        raise VideoError(f"video file {path} has no frames in [{start_s}, {end_s}) s")
+    return np.stack(out)
+
+
+def video_info(path: str | Path) -> dict:
+    """The ``info`` block LeRobot writes for a video feature, probed from the file."""
+    import av
+
+    with av.open(str(path)) as container:
+        s = container.streams.video[0]
+        return {
+            "video.height": s.height, "video.width": s.width, "video.codec": getattr(s.codec_context.codec, "canonical_name", s.codec_context.name),
+            "video.pix_fmt": s.codec_context.pix_fmt, "video.fps": int(round(float(s.average_rate or s.base_rate))),
+            "video.channels": 3, "has_audio": False, "is_depth_map": False, "video.is_depth_map": False,
+        }

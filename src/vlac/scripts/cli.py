@@ -1,0 +1,53 @@
+"""The ``vlac`` command: ``vlac <group> <command> [flags]``; ``--help`` at any level.
+
+    vlac data collect --tasks reach-v3,push-v3 --episodes-per-task 2 --out runs/demo
+    vlac data info runs/demo
+    vlac data render runs/demo --episode 0 --out ep0.png
+"""
+
+from __future__ import annotations
+
+import sys
+
+from vlac.data.lerobot_format import DatasetError
+
+
+def _groups() -> dict:
+    from vlac.scripts import data
+
+    return {"data": (data.COMMANDS, "simulated data collection and LeRobot datasets")}
+
+
+def _usage(groups: dict) -> str:
+    lines = ["usage: vlac <group> <command> [--help]", ""]
+    for g, (cmds, doc) in groups.items():
+        lines.append(f"  {g:6s} {doc}: {', '.join(cmds)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    groups = _groups()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(groups))
+        return
+    group = argv.pop(0)
+    if group not in groups:
+        raise SystemExit(f"error: unknown group {group!r}\n{_usage(groups)}")
+    cmds = groups[group][0]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: vlac {group} {{{','.join(cmds)}}} [--help]")
+        return
+    cmd = argv.pop(0)
+    if cmd not in cmds:
+        raise SystemExit(f"error: unknown command 'vlac {group} {cmd}'; valid: {', '.join(cmds)}")
+    try:
+        cmds[cmd](argv)
+    except DatasetError as e:
+        raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

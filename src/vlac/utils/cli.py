@@ -1,0 +1,66 @@
+"""Command-line plumbing: every command is a dataclass config parsed by tyro, and every command
+also takes ``--config FILE`` (YAML or JSON) whose values become the defaults that flags override.
+
+    >>> cfg = parse_config(CollectConfig, ["--config", "collect.yaml", "--workers", "2"], prog="vlac data collect")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def _load_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: config file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - yaml and json raise different types
+        raise SystemExit(f"error: config file {p} does not parse: {e}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"error: config file {p} must hold a mapping of field: value")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_config(cls: type[T], argv: list[str], prog: str, description: str | None = None) -> T:
+    """Parse ``argv`` into ``cls``; ``--config FILE`` supplies defaults. A config that fails its
+    own validation exits with its message instead of a traceback."""
+    import tyro
+
+    argv = list(argv)
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise SystemExit("error: --config needs a file path")
+        values = _load_file(argv[i + 1])
+        del argv[i : i + 2]
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise SystemExit(f"error: unknown field(s) {unknown} in config file; valid: {sorted(names)}")
+        # The file's values go first as flags, so flags typed after them win.
+        prefix: list[str] = []
+        for k, v in values.items():
+            flag = "--" + k.replace("_", "-")
+            if isinstance(v, bool):
+                prefix.append(flag if v else "--no-" + k.replace("_", "-"))
+            elif isinstance(v, (list, tuple)):
+                prefix += [flag, ",".join(str(x) for x in v)]
+            else:
+                prefix += [flag, str(v)]
+        argv = prefix + argv
+    try:
+        return tyro.cli(cls, args=argv, prog=prog, description=description)
+    except ValueError as e:  # raised by the dataclass' __post_init__
+        raise SystemExit(f"error: {e}") from None
