@@ -24,7 +24,7 @@ from vlac.data.lerobot_format import (
     ACTION_KEY, CODEBASE_VERSION, EPISODE_META_COLUMNS, STATE_KEY, SUCCESS_KEY, DatasetError, camera_keys,
     feature_key, read_json,
 )
-from vlac.data.video import VideoError, decode_video
+from vlac.data.video import VideoError, decode_frame, decode_video
 
 
 def _read_parquet(path: Path):
@@ -97,10 +97,38 @@ class LeRobotDataset:
             chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"]))
         if path not in self._tables:
             self._tables[path] = _read_parquet(path).to_pandas()
-            if len(self._tables) > 4:
+            if len(self._tables) > 256:  # non-video columns are small; keep many files
                 self._tables.popitem(last=False)
         df = self._tables[path]
         return df[df["episode_index"] == int(row["episode_index"])].sort_values("frame_index")
+
+    def _video_path(self, row, key: str) -> Path:
+        return self.root / self.info["video_path"].format(
+            video_key=key, chunk_index=int(row[f"videos/{key}/chunk_index"]),
+            file_index=int(row[f"videos/{key}/file_index"]))
+
+    def frame(self, index: int, t: int) -> dict:
+        """Frame ``t`` of episode ``index`` without decoding the rest of the episode."""
+        row = self.episodes.iloc[index]
+        frames = self._frame_table(index)
+        rec = frames.iloc[t]
+        images = {}
+        for cam in self.camera_keys:
+            key = feature_key(cam, self.features)
+            if self.features[key]["dtype"] == "image":
+                from PIL import Image
+
+                images[cam] = np.asarray(Image.open(io.BytesIO(rec[key]["bytes"])).convert("RGB"))
+                continue
+            try:
+                images[cam] = decode_frame(self._video_path(row, key),
+                                           float(row[f"videos/{key}/from_timestamp"]) + float(rec["timestamp"]))
+            except VideoError as e:
+                raise DatasetError(str(e)) from e
+        task = self.tasks[int(rec["task_index"])] if self.tasks else list(row["tasks"])[0]
+        return {"images": images, "state": np.asarray(rec[STATE_KEY], dtype=np.float32),
+                "action": np.asarray(rec[ACTION_KEY], dtype=np.float32), "task": task,
+                "episode_index": index, "frame_index": t}
 
     def _images(self, index: int, frames: pd.DataFrame) -> dict[str, np.ndarray]:
         row = self.episodes.iloc[index]
@@ -112,9 +140,7 @@ class LeRobotDataset:
 
                 out[cam] = np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB")) for v in frames[key]])
                 continue
-            path = self.root / self.info["video_path"].format(
-                video_key=key, chunk_index=int(row[f"videos/{key}/chunk_index"]),
-                file_index=int(row[f"videos/{key}/file_index"]))
+            path = self._video_path(row, key)
             start = float(row[f"videos/{key}/from_timestamp"])
             end = float(row[f"videos/{key}/to_timestamp"])
             try:
@@ -148,11 +174,15 @@ class LeRobotDataset:
 
 class FrameDataset:
     """Random access to single frames, as a training data loader reads them (usable as a
-    ``torch.utils.data.Dataset``). Decoded episodes are kept in a small LRU cache, so a sampler
-    that draws frames episode by episode decodes each video once."""
+    ``torch.utils.data.Dataset``). ``decode="frame"`` seeks to each frame (fast for shuffled
+    access); ``decode="episode"`` decodes whole episodes into a small LRU cache (fast when a
+    sampler draws many frames of one episode in a row)."""
 
-    def __init__(self, dataset: LeRobotDataset, cache_episodes: int = 16):
+    def __init__(self, dataset: LeRobotDataset, decode: str = "frame", cache_episodes: int = 16):
+        if decode not in ("frame", "episode"):
+            raise ValueError(f"decode={decode!r}: use 'frame' or 'episode'")
         self.ds = dataset
+        self.decode = decode
         self.cache_episodes = cache_episodes
         self._cache: OrderedDict[int, Episode] = OrderedDict()
         self._starts = np.cumsum([0, *self.ds.episodes["length"].astype(int).tolist()])
@@ -168,6 +198,8 @@ class FrameDataset:
         if not 0 <= index < len(self):
             raise IndexError(index)
         ep_i, t = self.locate(index)
+        if self.decode == "frame" and ep_i not in self._cache:
+            return self.ds.frame(ep_i, t)
         if ep_i not in self._cache:
             self._cache[ep_i] = self.ds.episode(ep_i)
             if len(self._cache) > self.cache_episodes:

@@ -82,6 +82,30 @@ def decode_video(path: str | Path, start_s: float = 0.0, end_s: float | None = N
     return np.stack(out)
 
 
+def decode_frame(path: str | Path, t_s: float, tolerance_s: float = 1e-4) -> np.ndarray:
+    """The single frame at timestamp ``t_s`` (seek to the keyframe before it, decode forward;
+    with LeRobot's GOP of 2 that is at most two frames)."""
+    import av
+
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            container.seek(int(max(t_s - 1.0 / float(stream.average_rate or 30), 0) / stream.time_base),
+                           stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                t = float(frame.pts * stream.time_base)
+                if abs(t - t_s) <= tolerance_s:
+                    return frame.to_ndarray(format="rgb24")
+                if t > t_s + tolerance_s:
+                    break
+    except FileNotFoundError:
+        raise VideoError(f"video file {path} is missing; re-run the command that wrote the dataset") from None
+    except av.error.FFmpegError as e:
+        raise VideoError(f"video file {path} is corrupt or truncated ({e}); delete the episode's files and re-collect it") from e
+    raise VideoError(f"video file {path} has no frame at {t_s:.4f} s (tolerance {tolerance_s} s)")
+
+
 def video_info(path: str | Path) -> dict:
     """The ``info`` block LeRobot writes for a video feature, probed from the file."""
     import av

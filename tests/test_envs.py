@@ -1,0 +1,136 @@
+"""The simulated task suite on real MuJoCo: experts, failure behaviours, variants, snapshots."""
+
+import numpy as np
+import pytest
+
+from vlac.envs.behaviours import BEHAVIOURS, make_behaviour, parse_mix, schedule
+from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv, action_to_metaworld, metaworld_to_action
+from vlac.envs.rollout import episode_seed, rollout, run_episode
+from vlac.envs.tasks import TASKS, resolve_tasks
+from vlac.envs.variants import VARIANTS, parse_variant
+
+
+def test_suite_has_train_and_heldout_tasks_with_paraphrases():
+    assert len(TASKS) >= 20
+    assert len(resolve_tasks("heldout")) >= 5
+    assert set(resolve_tasks("train")).isdisjoint(resolve_tasks("heldout"))
+    for t in TASKS.values():
+        assert t.instruction and len(t.paraphrases) >= 2
+        assert t.partner in TASKS and t.partner != t.name
+
+
+def test_unknown_task_and_variant_list_valid_names():
+    with pytest.raises(ValueError, match="reach-v3") as e:
+        resolve_tasks("reach-v3,fly-to-moon")
+    assert "fly-to-moon" in str(e.value)
+    with pytest.raises(ValueError, match="warm-light"):
+        parse_variant("dim+disco")
+    with pytest.raises(ValueError, match="Valid tasks"):
+        SimEnvConfig(task="nope-v3")
+
+
+def test_action_units_round_trip_on_the_template_grid():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = np.array([*rng.integers(-10, 11, size=3), rng.integers(0, 2)], dtype=np.float32)
+        assert np.allclose(metaworld_to_action(action_to_metaworld(a)), a)
+    with pytest.raises(ValueError, match="shape"):
+        action_to_metaworld(np.zeros(3))
+
+
+def test_behaviour_mix_and_schedule():
+    mix = parse_mix("expert:3,stall:1")
+    assert mix == {"expert": 0.75, "stall": 0.25}
+    assert schedule(mix, 4).count("expert") == 3
+    assert schedule(parse_mix(",".join(BEHAVIOURS)), 6) == list(BEHAVIOURS)
+    with pytest.raises(ValueError, match="unknown behaviour"):
+        parse_mix("expert:1,dance:1")
+
+
+@pytest.mark.parametrize("task", ["reach-v3", "push-v3", "pick-place-v3", "drawer-open-v3", "window-open-v3"])
+def test_expert_succeeds(task):
+    cfg = SimEnvConfig(task=task, image_size=48)
+    with SimRobotEnv(cfg) as env:
+        wins = [rollout(env, make_behaviour("expert"), episode_seed(7, task, i)).is_success for i in range(4)]
+    assert np.mean(wins) >= 0.9, wins
+
+
+def test_every_task_yields_success_and_failure():
+    """Expert episodes succeed and stalled ones fail on every task of the suite."""
+    for task in TASKS:
+        with SimRobotEnv(SimEnvConfig(task=task, image_size=32, max_steps=150)) as env:
+            wins = [rollout(env, make_behaviour("expert"), episode_seed(1, task, i)).is_success for i in range(2)]
+            env.config.max_steps = 60  # a stall starts within 15 steps; no expert finishes that fast frozen
+            stalled = rollout(env, make_behaviour("stall"), episode_seed(1, task, 9))
+        assert any(wins), f"{task}: expert failed twice"
+        assert not stalled.is_success, f"{task}: stalled episode succeeded"
+        assert stalled.meta["behaviour"] == "stall"
+
+
+@pytest.mark.parametrize("task", ["reach-v3", "pick-place-v3"])
+def test_regression_undoes_progress(task):
+    # walk the whole way to success, then retrace the path (carrying the object back)
+    walker = make_behaviour("regression", progress_fraction=(1.0, 1.0))
+    ep = run_episode(SimEnvConfig(task=task, image_size=32), walker, episode_seed(0, task, 0))
+    assert ep.success.any(), "the regression never reached the goal"
+    assert not ep.is_success, "progress was not undone"
+
+
+def test_episodes_are_reproducible_and_quantised():
+    cfg = SimEnvConfig(task="push-v3", image_size=32)
+    a = run_episode(cfg, "noisy", seed=5)
+    b = run_episode(cfg, "noisy", seed=5)
+    c = run_episode(cfg, "noisy", seed=6)
+    assert np.array_equal(a.action, b.action) and np.array_equal(a.images["main"], b.images["main"])
+    assert not np.array_equal(a.state[0], c.state[0]) or not np.array_equal(a.images["main"][0], c.images["main"][0])
+    assert np.array_equal(a.action[:, :3], np.round(a.action[:, :3]))  # integer millimetres
+    assert set(np.unique(a.action[:, 3])) <= {0.0, 1.0}
+    assert np.abs(a.action[:, :3]).max() <= 10
+
+
+def test_fresh_positions_each_seed():
+    with SimRobotEnv(SimEnvConfig(task="push-v3", image_size=32)) as env:
+        env.reset(1)
+        o1 = env.raw_obs.copy()
+        env.reset(2)
+        o2 = env.raw_obs.copy()
+        env.reset(1)
+        assert np.array_equal(env.raw_obs, o1)
+    assert not np.allclose(o1[4:7], o2[4:7])  # the puck moved between seeds
+
+
+def test_snapshot_restore_is_exact():
+    rng = np.random.default_rng(0)
+    with SimRobotEnv(SimEnvConfig(task="pick-place-v3", image_size=48, variant="gripper-cam")) as env:
+        env.reset(3)
+        expert = make_behaviour("expert")
+        expert.reset(env, rng)
+        for _ in range(25):  # mid-episode, with the gripper moving towards the object
+            env.step(expert.act(env))
+        snap = env.snapshot()
+        actions = [np.array([*rng.integers(-10, 11, 3), rng.integers(0, 2)], dtype=np.float32) for _ in range(20)]
+        first = [env.step(a) for a in actions]
+        env.restore(snap)
+        second = [env.step(a) for a in actions]
+    for o1, o2 in zip(first, second):
+        assert np.array_equal(o1["state"], o2["state"])
+        for k in o1["images"]:
+            assert np.array_equal(o1["images"][k], o2["images"][k])
+
+
+def test_variants_change_pixels_deterministically():
+    def first_frame(variant):
+        with SimRobotEnv(SimEnvConfig(task="drawer-open-v3", image_size=48, variant=variant)) as env:
+            return env.reset(11)
+
+    base = first_frame("default")["images"]["main"]
+    assert np.array_equal(base, first_frame("default")["images"]["main"])
+    for name in VARIANTS:
+        if name in ("default", "gripper-cam", "behind-cam"):
+            continue
+        img = first_frame(name)["images"]["main"]
+        assert np.array_equal(img, first_frame(name)["images"]["main"]), name
+        assert np.abs(img.astype(int) - base).mean() > 1.0, f"variant {name} did not change the image"
+    both = first_frame("dim+table-green+gripper-cam")
+    assert set(both["images"]) == {"main", "gripper"}
+    assert not np.array_equal(both["images"]["main"], first_frame("dim")["images"]["main"])
