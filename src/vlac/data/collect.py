@@ -108,7 +108,9 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict:
 
     if cfg.overwrite:
         remove_dataset(cfg.out)
-    cams = ["main", *(("gripper" if c == "gripperPOV" else "behind") for c in cfg.scene.extra_cameras)]
+    from vlac.envs.metaworld_env import CAMERA_KEYS
+
+    cams = ["main", *(CAMERA_KEYS.get(c, c) for c in cfg.scene.extra_cameras)]
     features = make_features(cams, (cfg.image_size, cfg.image_size), SIM_STATE_NAMES, SIM_ACTION_NAMES)
     writer = DatasetWriter(cfg.out, features, fps=FPS, robot_type="sawyer-metaworld")
     done = {(t, v, p) for t, v, p in zip(writer.episode_meta("env_task"), writer.episode_meta("scene_variant"),
