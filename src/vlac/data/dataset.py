@@ -63,7 +63,7 @@ class LeRobotDataset:
         if tasks_path.exists():
             df = _read_parquet(tasks_path).to_pandas().sort_values("task_index")
             self.tasks = [str(t) for t in df.index]
-        self._tables: OrderedDict[Path, pd.DataFrame] = OrderedDict()
+        self._tables: OrderedDict[int, pd.DataFrame] = OrderedDict()
 
     # ---------------------------------------------------------------- summary
     @property
@@ -92,15 +92,20 @@ class LeRobotDataset:
 
     # ---------------------------------------------------------------- frames
     def _frame_table(self, index: int) -> pd.DataFrame:
+        """Episode ``index``'s frame rows, cached per episode: a shuffled loader asks for the same
+        episode many times, and filtering a file's rows on every frame dominated its cost."""
+        if index in self._tables:
+            self._tables.move_to_end(index)
+            return self._tables[index]
         row = self.episodes.iloc[index]
         path = self.root / self.info["data_path"].format(
             chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"]))
-        if path not in self._tables:
-            self._tables[path] = _read_parquet(path).to_pandas()
-            if len(self._tables) > 256:  # non-video columns are small; keep many files
-                self._tables.popitem(last=False)
-        df = self._tables[path]
-        return df[df["episode_index"] == int(row["episode_index"])].sort_values("frame_index")
+        df = _read_parquet(path).to_pandas()
+        df = df[df["episode_index"] == int(row["episode_index"])].sort_values("frame_index").reset_index(drop=True)
+        self._tables[index] = df
+        if len(self._tables) > 256:  # non-video columns are small; keep many episodes
+            self._tables.popitem(last=False)
+        return df
 
     def _video_path(self, row, key: str) -> Path:
         return self.root / self.info["video_path"].format(
