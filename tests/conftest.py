@@ -16,3 +16,12 @@ def small_dataset(tmp_path_factory):
     collect(CollectConfig(out=str(out), tasks="reach-v3,push-v3", episodes_per_task=2, variant="gripper-cam"),
             progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def expert_dataset(tmp_path_factory):
+    """reach-v3 x 3 expert episodes: every episode successful, so every objective has data."""
+    out = tmp_path_factory.mktemp("data") / "experts"
+    collect(CollectConfig(out=str(out), tasks="reach-v3", episodes_per_task=3, behaviours="expert:1", seed=5),
+            progress=False)
+    return out

@@ -3,6 +3,7 @@
     vlac data collect --tasks reach-v3,push-v3 --episodes-per-task 2 --out runs/demo
     vlac data info runs/demo
     vlac data render runs/demo --episode 0 --out ep0.png
+    vlac critic score --dataset runs/demo --episode 0 --out runs/score
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import sys
 
 from vlac.data.lerobot_format import DatasetError
+from vlac.model import CheckpointError
 
 
 def _groups() -> dict:
-    from vlac.scripts import data
+    from vlac.scripts import critic, data
 
-    return {"data": (data.COMMANDS, "simulated data collection and LeRobot datasets")}
+    return {"data": (data.COMMANDS, "simulated data collection and LeRobot datasets"),
+            "critic": (critic.COMMANDS, "the progress critic: train, score, eval, filter")}
 
 
 def _usage(groups: dict) -> str:
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: unknown command 'vlac {group} {cmd}'; valid: {', '.join(cmds)}")
     try:
         cmds[cmd](argv)
-    except DatasetError as e:
+    except (DatasetError, CheckpointError) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -1,0 +1,1 @@
+"""The VLAC critic: training labels, metrics, training, inference and evaluation."""

@@ -1,0 +1,285 @@
+"""``vlac critic eval`` and ``vlac critic filter``.
+
+eval scores every episode of one or more datasets forward (VOC, NR) and reversed (VROC),
+zero-shot and one-shot (reference: another successful episode of the same task), next to
+simple baselines on the same episodes, and checks done predictions against the simulator's
+per-frame success flag. Rows follow the paper's Table 1: one per split (seen / held-out task),
+scene variant, and successful vs failed episodes.
+
+    vlac critic eval --dataset runs/eval-seen,runs/eval-heldout --out runs/report
+    vlac critic filter --dataset runs/new-demos --out runs/filter      # flags low-VOC episodes
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vlac.critic import metrics as M
+from vlac.critic.report import fmt, markdown_table, plot_value_curves
+from vlac.envs.tasks import TASKS
+
+BASELINES = {
+    "frame-index": "value = time (t / T); knows nothing about the task",
+    "pixel-to-own-end": "value = -pixel distance to the episode's own last frame (sees the outcome)",
+    "pixel-to-ref-end": "value = -pixel distance to the reference episode's last frame",
+}
+
+
+@dataclass
+class EvalConfig:
+    dataset: str
+    """Comma-separated dataset folders; every episode is evaluated."""
+    out: str
+    """Report folder: report.md, report.json, episodes.jsonl and value-curve PNGs."""
+    checkpoint: str = ""
+    """Critic checkpoint folder (default: the built-in tiny critic)."""
+    skip: int = 3
+    """Frame step between the two images of each scored pair."""
+    camera: str = ""
+    """Camera key (default: each dataset's first)."""
+    one_shot: bool = True
+    """Also score one-shot, with another successful episode of the same task as reference."""
+    reference_dataset: str = ""
+    """Where references come from (default: the evaluated dataset itself)."""
+    decoding: str = "rich"
+    """rich or greedy."""
+    max_episodes: int = 0
+    """Evaluate at most this many episodes per dataset (0: all)."""
+    done_threshold: float = 0.5
+    """p(done) above which a frame counts as done."""
+
+
+def _split_of(meta: dict) -> str:
+    spec = TASKS.get(meta.get("env_task", ""))
+    return {"train": "seen", "heldout": "held-out"}.get(spec.split, spec.split) if spec else "all"
+
+
+def _pixel_values(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    d = np.abs(frames.astype(np.float32) - goal.astype(np.float32)[None]).mean(axis=(1, 2, 3))
+    return -d
+
+
+def _baselines(frames: np.ndarray, idx: list[int], ref_end: np.ndarray | None) -> dict:
+    """VOC/VROC/NR of value curves that need no model, on the same scored frames."""
+    f = frames[idx]
+    rev = f[::-1]
+    out = {}
+    curves = {"frame-index": (np.arange(len(f), dtype=float), np.arange(len(f), dtype=float)),
+              "pixel-to-own-end": (_pixel_values(f, f[-1]), _pixel_values(rev, rev[-1]))}
+    if ref_end is not None:
+        curves["pixel-to-ref-end"] = (_pixel_values(f, ref_end), _pixel_values(rev, ref_end))
+    for name, (fwd, bwd) in curves.items():
+        out[name] = {"voc": M.voc(fwd), "vroc": M.vroc(bwd), "nr": M.negative_rate(np.diff(fwd))}
+    return out
+
+
+def _critic_metrics(critic, frames, task, skip, reference, decoding) -> dict:
+    fwd = critic.score_trajectory(frames, task, skip=skip, reference=reference, decoding=decoding, with_done=False)
+    bwd = critic.score_trajectory(frames[::-1], task, skip=skip, reference=reference, decoding=decoding,
+                                  with_done=False)
+    return {"voc": M.voc(M.value_curve(fwd.deltas, clamp=False)),
+            "vroc": M.vroc(M.value_curve(bwd.deltas, clamp=False)),
+            "nr": M.negative_rate(fwd.deltas), "final_value": float(fwd.values[-1]),
+            "indices": fwd.indices, "values": fwd.values.tolist()}
+
+
+def _references(datasets, cam: str | None, limit_per_task: int = 2) -> dict[str, list]:
+    """A few successful episodes per task: (source id, frames)."""
+    refs: dict[str, list] = {}
+    for ds in datasets:
+        key = cam or ds.camera_keys[0]
+        for i in range(ds.num_episodes):
+            m = ds.meta(i)
+            if m.get("success") and len(refs.get(m["task"], [])) < limit_per_task:
+                refs.setdefault(m["task"], []).append((f"{ds.root}#{i}", ds.episode(i).images[key]))
+    return refs
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    from vlac.critic.critic import Critic, Reference
+    from vlac.data.dataset import LeRobotDataset
+
+    datasets = [LeRobotDataset(p.strip()) for p in cfg.dataset.split(",") if p.strip()]
+    ref_sets = ([LeRobotDataset(p.strip()) for p in cfg.reference_dataset.split(",") if p.strip()]
+                if cfg.reference_dataset else datasets)
+    refs = _references(ref_sets, cfg.camera or None) if cfg.one_shot else {}
+    critic = Critic.load(cfg.checkpoint or None)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    total = sum(min(ds.num_episodes, cfg.max_episodes or ds.num_episodes) for ds in datasets)
+    bar = tqdm(total=total, desc="eval", unit="ep")
+    for ds in datasets:
+        key = cfg.camera or ds.camera_keys[0]
+        for i in range(min(ds.num_episodes, cfg.max_episodes or ds.num_episodes)):
+            m = ds.meta(i)
+            ep = ds.episode(i)
+            frames, task = ep.images[key], ep.task
+            rec = {"dataset": str(ds.root), "episode": i, "task": task, "env_task": m.get("env_task", ""),
+                   "split": _split_of(m), "variant": m.get("scene_variant", "default"),
+                   "behaviour": m.get("behaviour", ""), "success": bool(m.get("success", False)),
+                   "length": int(len(frames))}
+            rec["zero_shot"] = _critic_metrics(critic, frames, task, cfg.skip, None, cfg.decoding)
+            ref = next((fr for src, fr in refs.get(task, []) if src != f"{ds.root}#{i}"), None)
+            if ref is not None:
+                rec["one_shot"] = _critic_metrics(critic, frames, task, cfg.skip, Reference.from_episode(ref),
+                                                  cfg.decoding)
+            idx = rec["zero_shot"]["indices"]
+            rec["baselines"] = _baselines(frames, idx, ref[-1] if ref is not None else None)
+            if ep.success is not None:
+                p = critic.done([frames[t] for t in idx], task)
+                rec["done"] = {"pred": (p > cfg.done_threshold).tolist(), "truth": ep.success[idx].astype(bool).tolist()}
+            records.append(rec)
+            bar.update(1)
+            bar.set_postfix(voc=f"{rec['zero_shot']['voc']:.2f}")
+    bar.close()
+    with open(out / "episodes.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    report = summarise(records)
+    report["config"] = asdict(cfg)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(render_markdown(report))
+    _plots(records, out)
+    print(render_markdown(report))
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'} and value-curve plots")
+    return report
+
+
+def _group_key(r: dict) -> str:
+    outcome = "successful" if r["success"] else "failed"
+    return f"{r['split']} / {r['variant']} / {outcome}"
+
+
+def _mean(xs) -> float:
+    xs = [x for x in xs if x is not None and np.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def _row(rs: list[dict], getter) -> dict:
+    got = [getter(r) for r in rs]
+    got = [g for g in got if g is not None]
+    voc, vroc = _mean(g["voc"] for g in got), _mean(g["vroc"] for g in got)
+    return {"voc": voc, "vroc": vroc, "voc_f1": M.voc_f1(voc, vroc), "nr": _mean(g["nr"] for g in got),
+            "final_value": _mean(g.get("final_value") for g in got), "n": len(got)}
+
+
+def summarise(records: list[dict]) -> dict:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(_group_key(r), []).append(r)
+    methods = {"zero-shot": lambda r: r["zero_shot"], "one-shot": lambda r: r.get("one_shot")}
+    methods.update({b: (lambda r, b=b: r["baselines"].get(b)) for b in BASELINES})
+    table = {g: {name: _row(rs, get) for name, get in methods.items()} for g, rs in sorted(groups.items())}
+    done = {}
+    for split in sorted({r["split"] for r in records}):
+        rs = [r for r in records if r["split"] == split and "done" in r]
+        pred = [p for r in rs for p in r["done"]["pred"]]
+        truth = [t for r in rs for t in r["done"]["truth"]]
+        done[split] = M.binary_scores(pred, truth)
+    # Failed vs successful episodes of the same tasks: the critic should rank failures lower.
+    separation = {}
+    for split in sorted({r["split"] for r in records}):
+        rs = [r for r in records if r["split"] == split]
+        tasks = {r["task"] for r in rs if not r["success"]} & {r["task"] for r in rs if r["success"]}
+        for mode in ("zero_shot", "one_shot"):
+            ok = [r[mode]["voc"] for r in rs if r["task"] in tasks and r["success"] and mode in r]
+            bad = [r[mode]["voc"] for r in rs if r["task"] in tasks and not r["success"] and mode in r]
+            okv = [r[mode]["final_value"] for r in rs if r["task"] in tasks and r["success"] and mode in r]
+            badv = [r[mode]["final_value"] for r in rs if r["task"] in tasks and not r["success"] and mode in r]
+            separation[f"{split} / {mode}"] = {"voc_successful": _mean(ok), "voc_failed": _mean(bad),
+                                               "voc_gap": _mean(ok) - _mean(bad), "final_value_successful": _mean(okv),
+                                               "final_value_failed": _mean(badv), "tasks": len(tasks)}
+    return {"table": table, "done": done, "separation": separation, "baselines": BASELINES,
+            "episodes": len(records)}
+
+
+def render_markdown(report: dict) -> str:
+    methods = ["zero-shot", "one-shot", *BASELINES]
+    header = ["episodes (split / variant / outcome)", "n"]
+    for m in methods:
+        header += [f"{m} VOC", "VROC", "VOC-F1", "NR"]
+    rows = []
+    for g, by in report["table"].items():
+        row = [g, by["zero-shot"]["n"]]
+        for m in methods:
+            c = by[m]
+            row += [c["voc"], c["vroc"], c["voc_f1"], c["nr"]] if c["n"] else ["-"] * 4
+        rows.append(row)
+    parts = ["# Critic evaluation", "", "Progress understanding (paper Table 1 layout; means over episodes, "
+             "VOC-F1 from the row's VOC and VROC):", "", markdown_table(header, rows), "",
+             "Baselines: " + "; ".join(f"**{k}**: {v}" for k, v in report["baselines"].items()), "",
+             "## Done detection against the simulator's success flag (scored frames)", ""]
+    parts.append(markdown_table(["split", "frames", "accuracy", "precision", "recall", "F1"],
+                                [[s, d["n"], d["accuracy"], d["precision"], d["recall"], d["f1"]]
+                                 for s, d in report["done"].items()]))
+    parts += ["", "## Successful vs failed episodes of the same tasks", ""]
+    parts.append(markdown_table(["split / mode", "tasks", "VOC successful", "VOC failed", "gap",
+                                 "final value successful", "final value failed"],
+                                [[k, s["tasks"], s["voc_successful"], s["voc_failed"], s["voc_gap"],
+                                  s["final_value_successful"], s["final_value_failed"]]
+                                 for k, s in report["separation"].items()]))
+    return "\n".join(parts) + "\n"
+
+
+def _plots(records: list[dict], out: Path) -> None:
+    for split in sorted({r["split"] for r in records}):
+        for mode in ("zero_shot", "one_shot"):
+            curves: dict[str, list] = {}
+            for r in records:
+                if r["split"] == split and r["variant"] == "default" and mode in r:
+                    curves.setdefault(r["env_task"] or r["task"], []).append(
+                        (r[mode]["indices"], r[mode]["values"], r["success"]))
+            if curves:
+                plot_value_curves(curves, out / f"value_curves_{split}_{mode}.png", title=f"{split}, {mode}")
+
+
+@dataclass
+class FilterConfig:
+    dataset: str
+    """Dataset folder whose episodes are checked."""
+    out: str
+    """Output folder: filter.json (every episode's VOC, NR and flag)."""
+    checkpoint: str = ""
+    """Critic checkpoint folder (default: the built-in tiny critic)."""
+    skip: int = 3
+    """Frame step between the two images of each scored pair."""
+    camera: str = ""
+    """Camera key (default: the dataset's first)."""
+    min_voc: float = 0.5
+    """Flag episodes whose VOC is below this."""
+    max_negative_rate: float = 0.3
+    """Flag episodes whose negative rate is above this."""
+
+
+def filter_dataset(cfg: FilterConfig) -> dict:
+    """Score every episode zero-shot and flag those with low VOC or many negative deltas: the
+    release's data-refinement use (drop or inspect them before training)."""
+    from vlac.critic.critic import Critic
+    from vlac.data.dataset import LeRobotDataset
+
+    ds = LeRobotDataset(cfg.dataset)
+    key = cfg.camera or ds.camera_keys[0]
+    critic = Critic.load(cfg.checkpoint or None)
+    rows = []
+    for i in tqdm(range(ds.num_episodes), desc="filter", unit="ep"):
+        ep = ds.episode(i)
+        s = critic.score_trajectory(ep.images[key], ep.task, skip=cfg.skip, with_done=False)
+        v, nr = M.voc(M.value_curve(s.deltas, clamp=False)), M.negative_rate(s.deltas)
+        reasons = ([f"VOC {fmt(v)} < {cfg.min_voc}"] if not (np.isfinite(v) and v >= cfg.min_voc) else []) + \
+                  ([f"NR {fmt(nr)} > {cfg.max_negative_rate}"] if nr > cfg.max_negative_rate else [])
+        rows.append({"episode": i, "task": ep.task, "voc": v, "negative_rate": nr,
+                     "final_value": float(s.values[-1]), "flagged": bool(reasons), "reasons": reasons,
+                     "success": ds.meta(i).get("success")})
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"dataset": cfg.dataset, "flagged": [r["episode"] for r in rows if r["flagged"]], "episodes": rows,
+              "config": asdict(cfg)}
+    (out / "filter.json").write_text(json.dumps(result, indent=1))
+    print(f"{len(result['flagged'])} of {len(rows)} episodes flagged: {result['flagged']}; wrote {out / 'filter.json'}")
+    return result

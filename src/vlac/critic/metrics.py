@@ -1,0 +1,92 @@
+"""Progress metrics (paper section 4.3, Eq. 7-9) and the value recursion, as pure functions.
+
+    >>> v = value_curve([0.5, 0.5])            # [0, 0.5, 0.75]
+    >>> voc(v)                                  # 1.0: values rise with time
+    >>> voc_f1(0.9, 0.8)                        # harmonic mean 0.847
+
+VOC is the Spearman rank correlation of a value curve with time. VROC scores the video fed in
+reverse: every pair is inverted, the value curve is built over the reversed video and correlated
+with the frames' true (forward) order, so a good critic scores high on both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def value_curve(deltas, v0: float = 0.0, clamp: bool = True) -> np.ndarray:
+    """Eq. 7: ``v_{k+1} = v_k + (1 - v_k) c_k`` from ``v_0``; returns len(deltas) + 1 values.
+
+    ``clamp`` keeps v in [0, 1] (a progress value; what rewards and plots use). Without it this is
+    Eq. 7 literally: a negative c from v < 0 pushes v further down (the recursion diverges, but
+    monotonically, so rank metrics stay meaningful)."""
+    c = np.asarray(deltas, dtype=np.float64)
+    v = np.empty(len(c) + 1)  # (N+1,)
+    v[0] = v0
+    for k, ck in enumerate(c):
+        nxt = v[k] + (1.0 - v[k]) * ck
+        v[k + 1] = min(max(nxt, 0.0), 1.0) if clamp else nxt
+    return v
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    a = np.asarray(a, dtype=np.float64)
+    if len(a) < 2 or np.ptp(a) == 0 or not np.isfinite(a).all():
+        return float("nan")  # a constant curve has no order
+    return float(spearmanr(a, b).statistic)
+
+
+def voc(values) -> float:
+    """Rank correlation of values with frame order (-1..1; NaN for a constant curve)."""
+    v = np.asarray(values)
+    return _spearman(v, np.arange(len(v)))
+
+
+def vroc(reversed_values) -> float:
+    """``reversed_values[k]`` is the value of the k-th frame of the reversed video, i.e. of
+    forward frame n-1-k; correlate with that forward order."""
+    v = np.asarray(reversed_values)
+    return _spearman(v, np.arange(len(v))[::-1])
+
+
+def voc_f1(voc_value: float, vroc_value: float) -> float:
+    """Eq. 8, the harmonic mean. When either is <= 0 the harmonic mean is meaningless (it can be
+    negative-over-negative); we report the smaller of the two, so failing either direction
+    cannot score well."""
+    a, b = voc_value, vroc_value
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return float("nan")
+    if a <= 0 or b <= 0:
+        return float(min(a, b))
+    return float(2 * a * b / (a + b))
+
+
+def negative_rate(deltas) -> float:
+    """Eq. 9: the fraction of pairwise deltas below zero."""
+    c = np.asarray(deltas, dtype=np.float64)
+    return float((c < 0).mean()) if len(c) else float("nan")
+
+
+def pair_indices(n_frames: int, skip: int) -> list[int]:
+    """Frames scored with step ``skip``: 0, skip, 2 skip, ..., always ending at the last frame."""
+    if n_frames < 2:
+        raise ValueError(f"a trajectory needs at least 2 frames to score, got {n_frames}")
+    if skip < 1:
+        raise ValueError(f"skip must be >= 1, got {skip}")
+    idx = list(range(0, n_frames, skip))
+    if idx[-1] != n_frames - 1:
+        idx.append(n_frames - 1)
+    return idx
+
+
+def binary_scores(pred, truth) -> dict:
+    """Accuracy, precision, recall and F1 of boolean predictions."""
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+    prec = tp / (tp + fp) if tp + fp else float("nan")
+    rec = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return {"accuracy": float((p == t).mean()) if len(p) else float("nan"), "precision": prec,
+            "recall": rec, "f1": f1, "n": int(len(p))}

@@ -1,0 +1,80 @@
+"""Plots and Markdown tables for critic scores and evaluations (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_scores(score, task: str, path: str | Path) -> None:
+    """Value curve, pairwise deltas and done probability of one scored trajectory."""
+    plt = _plt()
+    fig, axes = plt.subplots(3, 1, figsize=(7, 6.5), sharex=True)
+    idx = np.asarray(score.indices)
+    axes[0].plot(idx, score.values, "o-", ms=3)
+    axes[0].set_ylabel("value")
+    axes[0].set_ylim(-0.05, 1.05)
+    axes[0].set_title(task, fontsize=10)
+    axes[1].bar(idx[1:], score.deltas, width=max(1, (idx[1] - idx[0]) * 0.8),
+                color=np.where(score.deltas >= 0, "tab:green", "tab:red"))
+    axes[1].axhline(0, color="k", lw=0.5)
+    axes[1].set_ylabel("progress delta")
+    if score.done is not None:
+        axes[2].plot(idx, score.done, "o-", ms=3, color="tab:purple")
+        axes[2].axhline(0.5, color="k", lw=0.5, ls="--")
+    axes[2].set_ylabel("p(done)")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_xlabel("frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_value_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray, bool]]], path: str | Path,
+                      title: str = "") -> None:
+    """One panel per task; each curve (frame indices, values, success) drawn green if the
+    episode succeeded and red if it failed, so failures stand out against successes."""
+    plt = _plt()
+    tasks = sorted(curves)
+    if not tasks:
+        return
+    cols = min(4, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for idx, values, ok in curves[task]:
+            ax.plot(np.asarray(idx) / max(idx[-1], 1), values, color="tab:green" if ok else "tab:red",
+                    alpha=0.8, lw=1.2)
+        ax.set_title(task, fontsize=8)
+        ax.set_ylim(-0.05, 1.05)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}  (green: successful, red: failed; x: fraction of episode)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def fmt(x, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "NaN"
+    return f"{x:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(v) if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)

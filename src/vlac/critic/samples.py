@@ -1,0 +1,162 @@
+"""Training samples for the critic's objectives, drawn from any dataset in the LeRobot layout.
+
+Progress and done labels come from successful episodes only (paper 3.1.1). Each call returns
+prompts (text + images) and answers, ready for ``VLM.encode``.
+
+    >>> src = SampleSource([LeRobotDataset("runs/train")])
+    >>> prompts, answers = src.progress(rng, groups=8)          # 8 joint groups = 32 samples
+    >>> prompts, answers = src.done(rng, pairs=16)              # 16 balanced pairs
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from vlac.critic import labels as L
+from vlac.data.dataset import LeRobotDataset
+from vlac.model import prompts as P
+from vlac.model.vlm import Prompt
+
+
+@dataclass
+class Trajectory:
+    """One successful episode's frames from the critic's camera."""
+
+    task: str
+    frames: np.ndarray  # (T+1, H, W, 3) uint8
+    source: str  # "dataset-path#episode"
+
+    @property
+    def last(self) -> int:
+        return len(self.frames) - 1
+
+
+def load_trajectories(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
+                      min_frames: int = 4, progress: bool = True) -> list[Trajectory]:
+    """Decode every (successful) episode's frames of ``camera`` (default: each dataset's first)."""
+    out = []
+    for ds in datasets:
+        key = camera or ds.camera_keys[0]
+        if key not in ds.camera_keys:
+            raise ValueError(f"camera {key!r} not in dataset {ds.root} (cameras: {ds.camera_keys})")
+        for i in tqdm(range(ds.num_episodes), desc=f"load {ds.root.name}", unit="ep", disable=not progress):
+            meta = ds.meta(i)
+            if successful_only and not meta.get("success", False):
+                continue
+            if int(meta["length"]) < min_frames:
+                continue
+            ep = ds.episode(i)
+            out.append(Trajectory(ep.task, ep.images[key], f"{ds.root}#{i}"))
+    return out
+
+
+class SampleSource:
+    """Draws samples of each objective from a pool of successful trajectories."""
+
+    def __init__(self, trajectories: list[Trajectory], fine_step: int = 3, mismatch_prob: float = 0.05,
+                 diff_threshold: float = L.PIXEL_DIFF_THRESHOLD, reference_frames: int = 3):
+        if not trajectories:
+            raise ValueError("no successful episodes to train on; collect some with `vlac data collect` "
+                             "(progress labels come from successful episodes only)")
+        self.trajs = [t for t in trajectories if t.last > fine_step]
+        if not self.trajs:
+            raise ValueError(f"every successful episode is shorter than fine_step + 2 = {fine_step + 2} frames")
+        self.fine_step = fine_step
+        self.mismatch_prob = mismatch_prob
+        self.diff_threshold = diff_threshold
+        self.k = reference_frames
+        self.tasks = sorted({t.task for t in self.trajs})
+        self.by_task: dict[str, list[int]] = {}
+        for n, t in enumerate(self.trajs):
+            self.by_task.setdefault(t.task, []).append(n)
+        # One-shot needs a second successful episode of the same task as the reference.
+        self.one_shot_ids = [n for n, t in enumerate(self.trajs) if len(self.by_task[t.task]) > 1]
+
+    # ------------------------------------------------------------------------------ progress
+    def _pair_samples(self, traj: Trajectory, rng: np.random.Generator) -> tuple[list, list[str], list[str]]:
+        """One joint group: four (images, task, answer) from a random draw (i, j)."""
+        i = int(rng.integers(0, traj.last - self.fine_step + 1))
+        j = int(rng.integers(0, traj.last))  # any other frame: dt in [-i, last - i] minus 0
+        j = j + 1 if j >= i else j
+        images, tasks, answers = [], [], []
+        for a, b in L.joint_group(i, j, self.fine_step):
+            diff = L.pixel_difference(traj.frames[a], traj.frames[b])
+            c = L.filtered_label(a, b, traj.last, diff, self.diff_threshold)
+            task = traj.task
+            if len(self.tasks) > 1 and rng.random() < self.mismatch_prob:
+                task = self.tasks[int(rng.integers(0, len(self.tasks)))]
+                if task != traj.task:
+                    c = 0.0  # a description that does not belong to this trajectory: no progress
+            images.append([traj.frames[a], traj.frames[b]])
+            tasks.append(task)
+            answers.append(P.progress_answer(L.to_percent(c)))
+        return images, tasks, answers
+
+    def progress(self, rng: np.random.Generator, groups: int) -> tuple[list[Prompt], list[str]]:
+        prompts, answers = [], []
+        for _ in range(groups):
+            traj = self.trajs[int(rng.integers(0, len(self.trajs)))]
+            imgs, tasks, ans = self._pair_samples(traj, rng)
+            prompts += [Prompt(P.pair_prompt(t), im) for t, im in zip(tasks, imgs)]
+            answers += ans
+        return prompts, answers
+
+    def one_shot(self, rng: np.random.Generator, groups: int) -> tuple[list[Prompt], list[str]]:
+        """Joint groups whose prompt starts with k labelled frames of another successful episode
+        of the same task and the current trajectory's first frame."""
+        if not self.one_shot_ids:
+            raise ValueError("one-shot samples need at least two successful episodes of one task")
+        prompts, answers = [], []
+        for _ in range(groups):
+            n = self.one_shot_ids[int(rng.integers(0, len(self.one_shot_ids)))]
+            traj = self.trajs[n]
+            others = [m for m in self.by_task[traj.task] if m != n]
+            ref = self.trajs[others[int(rng.integers(0, len(others)))]]
+            idx = L.reference_frames(ref.last, self.k)
+            ref_imgs = [ref.frames[t] for t in idx]
+            progress = [L.frame_progress(t, ref.last) for t in idx]
+            imgs, tasks, ans = self._pair_samples(traj, rng)
+            for im, t, a in zip(imgs, tasks, ans):
+                prompts.append(Prompt(P.one_shot_pair_prompt(t, progress), ref_imgs + [traj.frames[0]] + im))
+                answers.append(a)
+        return prompts, answers
+
+    # ------------------------------------------------------------------------------ done, describe
+    def done(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
+        """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1)."""
+        prompts, answers = [], []
+        for _ in range(pairs):
+            traj = self.trajs[int(rng.integers(0, len(self.trajs)))]
+            not_done, done = L.done_ranges(traj.last)
+            for frames, label in ((not_done, False), (done, True)):
+                t = frames[int(rng.integers(0, len(frames)))]
+                prompts.append(Prompt(P.done_prompt(traj.task), [traj.frames[t]]))
+                answers.append(P.done_answer(label))
+        return prompts, answers
+
+    def describe(self, rng: np.random.Generator, n: int) -> tuple[list[Prompt], list[str]]:
+        """Start frame in the first 30%, end frame in the last 20%; the answer is the task."""
+        prompts, answers = [], []
+        for _ in range(n):
+            traj = self.trajs[int(rng.integers(0, len(self.trajs)))]
+            starts, ends = L.description_ranges(traj.last)
+            a = starts[int(rng.integers(0, len(starts)))]
+            b = ends[int(rng.integers(0, len(ends)))]
+            prompts.append(Prompt(P.describe_prompt(), [traj.frames[a], traj.frames[b]]))
+            answers.append(P.describe_answer(traj.task))
+        return prompts, answers
+
+    def draw(self, objective: str, rng: np.random.Generator, batch_size: int) -> tuple[list[Prompt], list[str]]:
+        """About ``batch_size`` samples of one objective (groups of 4 and pairs stay whole)."""
+        if objective == "progress":
+            return self.progress(rng, max(1, batch_size // 4))
+        if objective == "one_shot":
+            return self.one_shot(rng, max(1, batch_size // 4))
+        if objective == "done":
+            return self.done(rng, max(1, batch_size // 2))
+        if objective == "describe":
+            return self.describe(rng, batch_size)
+        raise ValueError(f"unknown objective {objective!r}; valid: progress, one_shot, done, describe")

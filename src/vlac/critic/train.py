@@ -1,0 +1,246 @@
+"""``vlac critic train``: multitask supervised fine-tuning of the critic (paper 3.1.1).
+
+Each step draws one objective by its mixture weight and a batch of it (progress joint groups,
+one-shot progress, balanced done pairs, task description), with the loss on answer tokens only.
+AdamW with linear warm-up and cosine decay; periodic validation (loss per objective and VOC on
+held-back episodes); checkpoints with optimizer, scheduler and RNG state for exact resume;
+TensorBoard logs in ``OUT/tb``.
+
+    vlac critic train --data runs/train --out runs/critic --steps 3000
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vlac.utils.imports import require
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    """Comma-separated LeRobot-layout dataset folders to train on."""
+    out: str
+    """Run folder: checkpoints (checkpoint/), the final model (model/), TensorBoard logs (tb/)."""
+    init: str = ""
+    """Start from this checkpoint folder (a vlac checkpoint or a transformers InternVL one);
+    empty builds the tiny preset with a tokenizer trained on the data's tasks."""
+    camera: str = ""
+    """Camera key to train on (default: each dataset's first camera)."""
+    steps: int = 3000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Samples per step (progress groups of 4 and done pairs stay whole)."""
+    lr: float = 8e-4
+    """Peak learning rate (AdamW)."""
+    warmup: int = 100
+    """Linear warm-up steps before the cosine decay."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient norm clip."""
+    weights: str = "progress:0.5,one_shot:0.2,done:0.2,describe:0.1"
+    """Mixture weight of each objective (progress, one_shot, done, describe)."""
+    fine_step: int = 3
+    """Frames between i and i+1 in the fine pairs of a joint group (the paper's ~0.2 s)."""
+    mismatch_prob: float = 0.05
+    """Probability that a progress sample gets another task's description and label 0."""
+    diff_threshold: float = 0.01
+    """Pairs whose mean pixel difference is below this fraction get label 0."""
+    reference_frames: int = 3
+    """Frames of the reference episode in one-shot prompts."""
+    val_every: int = 250
+    """Validate (and checkpoint) every this many steps."""
+    val_episodes: int = 12
+    """Successful episodes held back from training for validation."""
+    seed: int = 0
+    """Seed of the model initialisation and of the sample stream."""
+    device: str = "cpu"
+    """cpu or cuda."""
+    dtype: str = "float32"
+    """Training dtype: float32 on CPU; bfloat16 for large checkpoints on a GPU."""
+    lora_r: int = 0
+    """LoRA rank for large checkpoints (0 trains every weight)."""
+    save_dtype: str = "float16"
+    """dtype of the final model's weights (float16 halves the size of a release)."""
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError(f"steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2")
+        self.mixture()  # validates the weights
+
+    def mixture(self) -> dict[str, float]:
+        valid = ("progress", "one_shot", "done", "describe")
+        out = {}
+        for item in self.weights.split(","):
+            name, _, w = item.partition(":")
+            if name.strip() not in valid:
+                raise ValueError(f"unknown objective {name!r} in weights {self.weights!r}; valid: {valid}")
+            try:
+                out[name.strip()] = float(w)
+            except ValueError:
+                raise ValueError(f"weight of {name!r} in {self.weights!r} is not a number") from None
+        if sum(out.values()) <= 0 or min(out.values()) < 0:
+            raise ValueError(f"weights {self.weights!r} must be >= 0 with a positive sum")
+        return {k: v / sum(out.values()) for k, v in out.items() if v > 0}
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    torch = require("torch", extra="model")
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+
+
+def _save_checkpoint(path: Path, vlm, opt, sched, step: int, rng, cfg: TrainConfig) -> None:
+    """Write to a temporary folder and rename, so a kill mid-save keeps the previous one."""
+    torch = require("torch", extra="model")
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    vlm.save(tmp / "model")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                "rng": _rng_state(rng), "config": asdict(cfg)}, tmp / "trainer.pt")
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _validation_set(source, seed: int, batch_size: int) -> dict:
+    """Fixed validation batches per objective (drawn once with their own seed)."""
+    rng = np.random.default_rng(seed + 7919)
+    out = {}
+    for name in ("progress", "one_shot", "done", "describe"):
+        try:
+            out[name] = source.draw(name, rng, batch_size)
+        except ValueError:
+            continue  # e.g. one-shot with a single episode per task
+    return out
+
+
+def train(cfg: TrainConfig) -> dict:
+    torch = require("torch", extra="model")
+    transformers = require("transformers", extra="model")
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vlac.critic.critic import Critic
+    from vlac.critic.metrics import voc, vroc
+    from vlac.critic.samples import SampleSource, load_trajectories
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.model.tokenizer import train_tokenizer
+    from vlac.model.vlm import VLM
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = [LeRobotDataset(p.strip()) for p in cfg.data.split(",") if p.strip()]
+    trajs = load_trajectories(datasets, cfg.camera or None)
+    # Hold back whole episodes (every n-th) for validation.
+    n_val = min(cfg.val_episodes, len(trajs) // 5)
+    stride = max(1, len(trajs) // max(n_val, 1))
+    val_ids = set(range(0, len(trajs), stride)[:n_val]) if n_val else set()
+    train_trajs = [t for k, t in enumerate(trajs) if k not in val_ids]
+    val_trajs = [t for k, t in enumerate(trajs) if k in val_ids]
+    kw = dict(fine_step=cfg.fine_step, mismatch_prob=cfg.mismatch_prob, diff_threshold=cfg.diff_threshold,
+              reference_frames=cfg.reference_frames)
+    source = SampleSource(train_trajs, **kw)
+    val_batches = _validation_set(SampleSource(val_trajs, **kw), cfg.seed, cfg.batch_size) if val_trajs else {}
+
+    ckpt = out / "checkpoint"
+    resume = (ckpt / "trainer.pt").is_file()
+    if resume:
+        vlm = VLM.load(ckpt / "model", device=cfg.device, dtype=cfg.dtype)
+    elif cfg.init:
+        vlm = VLM.load(cfg.init, device=cfg.device, dtype=cfg.dtype)
+        if cfg.lora_r:
+            vlm.add_lora(cfg.lora_r)
+    else:
+        vlm = VLM.tiny(train_tokenizer(sorted({t.task for t in trajs})), seed=cfg.seed)
+        vlm.model.to(cfg.device)
+    vlm.settings.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
+                               "reference_frames": cfg.reference_frames, "train_data": cfg.data})
+    params = [p for p in vlm.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = transformers.get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
+    rng = np.random.default_rng(cfg.seed)
+    start = 0
+    if resume:
+        state = torch.load(ckpt / "trainer.pt", weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        start = int(state["step"])
+        print(f"resuming {out} at step {start}")
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    mix = cfg.mixture()
+    if "one_shot" in mix and not source.one_shot_ids:
+        print("warning: no task has two successful episodes, so there are no one-shot references; "
+              "training without the one_shot objective")
+        mix.pop("one_shot")
+        mix = {k: v / sum(mix.values()) for k, v in mix.items()}
+    names, probs = list(mix), np.array(list(mix.values()))
+    writer = SummaryWriter(str(out / "tb"))
+    print(f"critic: {vlm.num_parameters() / 1e6:.1f}M parameters; {len(train_trajs)} training / "
+          f"{len(val_trajs)} validation episodes; {len(source.tasks)} tasks; objectives {mix}")
+
+    history = []
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", unit="step")
+    ema = None
+    for step in bar:
+        vlm.model.train()
+        t0 = time.perf_counter()
+        name = names[int(rng.choice(len(names), p=probs))]
+        prompts, answers = source.draw(name, rng, cfg.batch_size)
+        batch = vlm.encode(prompts, answers)
+        loss = vlm.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step} (objective {name}); "
+                                     f"lower --lr (now {cfg.lr}) or resume from {ckpt}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        writer.add_scalar(f"train/loss_{name}", loss.item(), step + 1)
+        writer.add_scalar("train/lr", sched.get_last_lr()[0], step + 1)
+        writer.add_scalar("train/step_seconds", time.perf_counter() - t0, step + 1)
+        bar.set_postfix(loss=f"{ema:.3f}", obj=name)
+        if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
+            row = {"step": step + 1}
+            vlm.model.eval()
+            with torch.no_grad():
+                for vname, (vp, va) in val_batches.items():
+                    row[f"val_loss_{vname}"] = float(vlm.loss(vlm.encode(vp, va)))
+                if val_trajs:
+                    critic = Critic(vlm)
+                    fwd, rev = [], []
+                    for t in val_trajs[:6]:
+                        fwd.append(voc(critic.score_trajectory(t.frames, t.task, skip=cfg.fine_step,
+                                                               with_done=False).values))
+                        rev.append(vroc(critic.score_trajectory(t.frames[::-1], t.task, skip=cfg.fine_step,
+                                                                with_done=False).values))
+                    row["val_voc"], row["val_vroc"] = float(np.nanmean(fwd)), float(np.nanmean(rev))
+            for k, v in row.items():
+                if k != "step":
+                    writer.add_scalar(f"val/{k.removeprefix('val_')}", v, step + 1)
+            history.append(row)
+            with open(out / "history.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            _save_checkpoint(ckpt, vlm, opt, sched, step + 1, rng, cfg)
+    writer.close()
+    vlm.save(out / "model", dtype=cfg.save_dtype if cfg.device == "cpu" or cfg.save_dtype else None)
+    print(f"model written to {out / 'model'}")
+    return {"model": str(out / "model"), "history": history}

@@ -1,0 +1,116 @@
+"""``vlac critic train | score | eval | filter``: the progress critic."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlac.utils.cli import parse_config
+
+
+def train_main(argv: list[str]) -> None:
+    from vlac.critic.train import TrainConfig, train
+
+    cfg = parse_config(TrainConfig, argv, prog="vlac critic train",
+                       description="Train the critic (multitask SFT) on LeRobot-layout datasets.")
+    train(cfg)
+
+
+@dataclass
+class ScoreConfig:
+    out: str
+    """Output folder: scores.json (deltas, values, done) and scores.png."""
+    dataset: str = ""
+    """Dataset folder to take the episode from (or use --video)."""
+    episode: int = 0
+    """Episode index in --dataset."""
+    video: str = ""
+    """A video file (mp4, ...) to score instead of a dataset episode."""
+    task: str = ""
+    """Task in words (default for --dataset: the episode's task)."""
+    reference: str = ""
+    """One-shot reference: a video file of a successful episode of the task."""
+    reference_episode: int = -1
+    """One-shot reference: an episode index of --dataset (>= 0 enables it)."""
+    camera: str = ""
+    """Camera key for --dataset (default: the first camera)."""
+    skip: int = 3
+    """Frame step between the two images of each scored pair."""
+    decoding: str = "rich"
+    """rich (expected value over number tokens) or greedy."""
+    checkpoint: str = ""
+    """Critic checkpoint folder (default: the built-in tiny critic)."""
+
+
+def _video_frames(path: str):
+    from vlac.data.video import VideoError, decode_video
+
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: video {p} does not exist")
+    try:
+        frames = decode_video(p)
+    except VideoError as e:
+        raise SystemExit(f"error: video {p} cannot be read ({e}); give an mp4/webm/avi file") from None
+    if len(frames) < 2:
+        raise SystemExit(f"error: video {p} has {len(frames)} frame(s); scoring needs at least 2")
+    return frames
+
+
+def score_main(argv: list[str]) -> None:
+    from vlac.critic.critic import Critic
+    from vlac.critic.report import plot_scores
+    from vlac.data.dataset import LeRobotDataset
+
+    cfg = parse_config(ScoreConfig, argv, prog="vlac critic score",
+                       description="Score one trajectory: pairwise deltas, value curve, done probability.")
+    if bool(cfg.dataset) == bool(cfg.video):
+        raise SystemExit("error: give exactly one of --dataset DIR (with --episode N) or --video FILE")
+    reference = None
+    if cfg.dataset:
+        ds = LeRobotDataset(cfg.dataset)
+        cam = cfg.camera or ds.camera_keys[0]
+        if not 0 <= cfg.episode < ds.num_episodes:
+            raise SystemExit(f"error: --episode {cfg.episode} out of range; {cfg.dataset} has "
+                             f"{ds.num_episodes} episodes (0..{ds.num_episodes - 1})")
+        ep = ds.episode(cfg.episode)
+        frames, task = ep.images[cam], cfg.task or ep.task
+        if cfg.reference_episode >= 0:
+            reference = ds.episode(cfg.reference_episode).images[cam]
+    else:
+        frames, task = _video_frames(cfg.video), cfg.task
+        if not task.strip():
+            raise SystemExit("error: --task is required with --video (the task in words, e.g. 'open the drawer')")
+    if cfg.reference:
+        reference = _video_frames(cfg.reference)
+    if len(frames) < 2:
+        raise SystemExit(f"error: the trajectory has {len(frames)} frame(s); scoring needs at least 2")
+    critic = Critic.load(cfg.checkpoint or None)
+    s = critic.score_trajectory(frames, task, skip=cfg.skip, reference=reference, decoding=cfg.decoding)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"task": task, "one_shot": reference is not None, "skip": cfg.skip, **s.to_dict()}
+    (out / "scores.json").write_text(json.dumps(result, indent=1))
+    plot_scores(s, task, out / "scores.png")
+    print(f"{len(s.deltas)} pairs scored; final value {s.values[-1]:.2f}; "
+          f"done probability at the end {s.done[-1]:.2f}; wrote {out / 'scores.json'} and {out / 'scores.png'}")
+
+
+def eval_main(argv: list[str]) -> None:
+    from vlac.critic.evaluate import EvalConfig, evaluate
+
+    cfg = parse_config(EvalConfig, argv, prog="vlac critic eval",
+                       description="VOC / VROC / VOC-F1 / NR and done accuracy (paper Table 1 layout).")
+    evaluate(cfg)
+
+
+def filter_main(argv: list[str]) -> None:
+    from vlac.critic.evaluate import FilterConfig, filter_dataset
+
+    cfg = parse_config(FilterConfig, argv, prog="vlac critic filter",
+                       description="Flag episodes with low VOC or a high negative rate.")
+    filter_dataset(cfg)
+
+
+COMMANDS = {"train": train_main, "score": score_main, "eval": eval_main, "filter": filter_main}

@@ -1,0 +1,20 @@
+"""One place that imports optional heavy dependencies and, when one is missing, says which
+``pip install`` extra brings it.
+
+    >>> transformers = require("transformers", extra="model")
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+def require(module: str, extra: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(
+            f"{module} is needed here but is not installed ({e}); install it with "
+            f"`pip install 'vlac[{extra}]'` (or `make setup`, which installs every extra)"
+        ) from None

@@ -1,0 +1,160 @@
+"""Unit tier: critic labels, sample construction and metrics against hand-computed cases and
+naive implementations."""
+
+import numpy as np
+import pytest
+
+from vlac.critic import labels as L
+from vlac.critic import metrics as M
+from vlac.critic.samples import SampleSource, Trajectory
+
+
+# ------------------------------------------------------------------------------ labels
+def test_progress_label_hand_computed():
+    assert L.progress_label(10, 15, last=60) == pytest.approx(5 / 50)
+    assert L.progress_label(15, 10, last=60) == pytest.approx(-5 / 45)
+    assert L.progress_label(0, 60, last=60) == 1.0
+    assert L.progress_label(30, 30, last=60) == 0.0
+    assert L.progress_label(50, 10, last=60) == -1.0  # -40/10 clipped
+    assert L.progress_label(60, 20, last=60) == -1.0  # nothing left to do at the last frame
+    assert L.admissible_offsets(10, 60) == (-10, 50)
+    with pytest.raises(ValueError, match="outside the episode"):
+        L.progress_label(0, 61, last=60)
+
+
+def test_joint_group_and_pixel_filter():
+    assert L.joint_group(10, 30) == [(10, 11), (11, 10), (10, 30), (30, 10)]
+    assert L.joint_group(4, 2, step=3) == [(4, 7), (7, 4), (4, 2), (2, 4)]
+    a = np.zeros((8, 8, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 255  # 1/192 of full scale: below 1%
+    assert L.pixel_difference(a, b) == pytest.approx(1 / 192)
+    assert L.filtered_label(0, 5, 10, L.pixel_difference(a, b)) == 0.0
+    assert L.filtered_label(0, 5, 10, 0.02) == 0.5
+
+
+def test_done_and_description_ranges():
+    assert [L.done_label(i, 100) for i in (0, 79, 80, 95, 96, 100)] == [0, 0, None, None, 1, 1]
+    not_done, done = L.done_ranges(100)
+    assert (not_done.start, not_done.stop, done.start, done.stop) == (0, 80, 96, 101)
+    starts, ends = L.description_ranges(100)
+    assert (starts.start, starts.stop, ends.start, ends.stop) == (0, 31, 80, 101)
+    assert L.reference_frames(60, 3) == [0, 30, 60]
+    assert [L.frame_progress(t, 60) for t in (0, 30, 60)] == [0, 50, 100]
+
+
+# ------------------------------------------------------------------------------ samples
+def _coded(n: int, episode: int) -> np.ndarray:
+    """Frames whose pixels encode (frame index, episode id), so tests can read them back."""
+    f = np.zeros((n, 16, 16, 3), np.uint8)
+    f[..., 0] = f[..., 2] = (np.arange(n) * 6)[:, None, None]  # one step changes 1.6%: above the filter
+    f[..., 1] = episode
+    return f
+
+
+def _index(img) -> int:
+    return int(img[0, 0, 0]) // 6
+
+
+def test_progress_groups_match_hand_labels():
+    trajs = [Trajectory("open the drawer", _coded(41, 0), "a"), Trajectory("push the puck", _coded(31, 1), "b")]
+    src = SampleSource(trajs, fine_step=1, mismatch_prob=0.0)
+    rng = np.random.default_rng(0)
+    prompts, answers = src.progress(rng, groups=50)
+    assert len(prompts) == 200
+    for g in range(50):
+        grp = prompts[4 * g : 4 * g + 4]
+        pairs = [(_index(p.images[0]), _index(p.images[1])) for p in grp]
+        i, j = pairs[2]
+        assert pairs == L.joint_group(i, j, 1)
+        last = 40 if "drawer" in grp[0].text else 30
+        for (a, b), ans in zip(pairs, answers[4 * g : 4 * g + 4]):
+            assert int(ans) == L.to_percent(L.progress_label(a, b, last))
+    assert any(int(a) < 0 for a in answers) and any(int(a) > 0 for a in answers)
+
+
+def test_mismatched_descriptions_and_static_frames_get_zero():
+    trajs = [Trajectory("open the drawer", _coded(41, 0), "a"), Trajectory("push the puck", _coded(31, 1), "b")]
+    src = SampleSource(trajs, fine_step=1, mismatch_prob=1.0)
+    prompts, answers = src.progress(np.random.default_rng(1), groups=20)
+    for p, a in zip(prompts, answers):
+        own = "open the drawer" if p.images[0][0, 0, 1] == 0 else "push the puck"
+        if own not in p.text:
+            assert a == "0"
+    static = Trajectory("open the drawer", np.full((20, 16, 16, 3), 9, np.uint8), "s")
+    _, answers = SampleSource([static], fine_step=1).progress(np.random.default_rng(2), groups=10)
+    assert set(answers) == {"0"}
+
+
+def test_done_describe_and_one_shot_samples():
+    trajs = [Trajectory("open the drawer", _coded(41, e), str(e)) for e in range(3)]
+    src = SampleSource(trajs, fine_step=1, reference_frames=3)
+    rng = np.random.default_rng(3)
+    prompts, answers = src.done(rng, pairs=20)
+    assert answers == ["0", "1"] * 20
+    for p, a in zip(prompts, answers):
+        t = _index(p.images[0])
+        assert (t < 32) if a == "0" else (t > 38)
+    prompts, answers = src.describe(rng, 20)
+    assert all(a == "open the drawer </task>" for a in answers)
+    assert all(_index(p.images[0]) <= 12 and _index(p.images[1]) >= 32 for p in prompts)
+    prompts, answers = src.one_shot(rng, groups=10)
+    for p in prompts:
+        assert len(p.images) == 6 and p.text.startswith("0% <image>\n50% <image>\n100% <image>\n0% <image>")
+        ref_ep, cur_ep = p.images[0][0, 0, 1], p.images[4][0, 0, 1]
+        assert ref_ep != cur_ep  # the reference is another episode of the task
+        assert [_index(im) for im in p.images[:3]] == [0, 20, 40]
+        assert _index(p.images[3]) == 0 and p.images[3][0, 0, 1] == cur_ep
+
+
+def test_sample_source_rejects_empty_input():
+    with pytest.raises(ValueError, match="no successful episodes"):
+        SampleSource([])
+
+
+# ------------------------------------------------------------------------------ metrics
+def _naive_spearman(x):
+    ranks = np.empty(len(x))
+    order = sorted(range(len(x)), key=lambda k: x[k])
+    k = 0
+    while k < len(order):  # average ranks over ties
+        m = k
+        while m + 1 < len(order) and x[order[m + 1]] == x[order[k]]:
+            m += 1
+        for q in range(k, m + 1):
+            ranks[order[q]] = (k + m) / 2
+        k = m + 1
+    t = np.arange(len(x), dtype=float)
+    rc, tc = ranks - ranks.mean(), t - t.mean()
+    return float((rc * tc).sum() / np.sqrt((rc ** 2).sum() * (tc ** 2).sum()))
+
+
+def test_value_curve_and_voc():
+    assert M.value_curve([0.5, 0.5]).tolist() == [0.0, 0.5, 0.75]
+    assert M.value_curve([0.5, -1.0]).tolist() == [0.0, 0.5, 0.0]
+    assert M.value_curve([-0.5], clamp=False).tolist() == [0.0, -0.5]
+    v = M.value_curve([-0.5, -0.5], clamp=False)
+    assert v[2] == pytest.approx(-0.5 + 1.5 * -0.5)
+    assert M.voc(np.arange(10)) == pytest.approx(1.0)
+    assert M.voc(np.arange(10)[::-1]) == pytest.approx(-1.0)
+    assert np.isnan(M.voc(np.ones(5)))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.integers(0, 6, size=12).astype(float)  # with ties
+        if np.ptp(x):
+            assert M.voc(x) == pytest.approx(_naive_spearman(list(x)))
+
+
+def test_vroc_f1_and_negative_rate():
+    # A perfect critic on a reversed video gives falling values: VROC 1.
+    assert M.vroc(np.arange(10)[::-1]) == pytest.approx(1.0)
+    assert M.vroc(np.arange(10)) == pytest.approx(-1.0)
+    assert M.voc_f1(0.9, 0.8) == pytest.approx(2 * 0.72 / 1.7)
+    assert M.voc_f1(1.0, -1.0) == -1.0
+    assert M.negative_rate([0.1, -0.2, 0.0, -0.1]) == 0.5
+    assert M.pair_indices(10, 3) == [0, 3, 6, 9]
+    assert M.pair_indices(11, 3) == [0, 3, 6, 9, 10]
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        M.pair_indices(1, 3)
+    s = M.binary_scores([1, 1, 0, 0], [1, 0, 0, 1])
+    assert (s["accuracy"], s["precision"], s["recall"], s["f1"]) == (0.5, 0.5, 0.5, 0.5)
