@@ -21,10 +21,12 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/vlac data collect --tasks reach-v3,push-v3 --episodes-per-task 2 --out runs/demo
 	$(BIN)/vlac data info runs/demo
-	$(BIN)/vlac data render runs/demo --episode 1 --out runs/demo/episode1.png
+	$(BIN)/vlac critic score --dataset runs/demo --episode 0 --out runs/demo/score-episode0
+	$(BIN)/vlac critic score --dataset runs/demo --episode 1 --out runs/demo/score-episode1
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/bench_data.py --out runs/bench_data
+	$(BIN)/python benchmarks/bench_critic.py

@@ -199,8 +199,7 @@ def summarise(records: list[dict]) -> dict:
             "episodes": len(records)}
 
 
-def render_markdown(report: dict) -> str:
-    methods = ["zero-shot", "one-shot", *BASELINES]
+def _method_table(report: dict, methods: list[str]) -> str:
     header = ["episodes (split / variant / outcome)", "n"]
     for m in methods:
         header += [f"{m} VOC", "VROC", "VOC-F1", "NR"]
@@ -211,9 +210,14 @@ def render_markdown(report: dict) -> str:
             c = by[m]
             row += [c["voc"], c["vroc"], c["voc_f1"], c["nr"]] if c["n"] else ["-"] * 4
         rows.append(row)
+    return markdown_table(header, rows)
+
+
+def render_markdown(report: dict) -> str:
     parts = ["# Critic evaluation", "", "Progress understanding (paper Table 1 layout; means over episodes, "
-             "VOC-F1 from the row's VOC and VROC):", "", markdown_table(header, rows), "",
-             "Baselines: " + "; ".join(f"**{k}**: {v}" for k, v in report["baselines"].items()), "",
+             "VOC-F1 from the row's VOC and VROC):", "", _method_table(report, ["zero-shot", "one-shot"]), "",
+             "Baselines on the same episodes and frames:", "", _method_table(report, list(BASELINES)), "",
+             "; ".join(f"**{k}**: {v}" for k, v in report["baselines"].items()), "",
              "## Done detection against the simulator's success flag (scored frames)", ""]
     parts.append(markdown_table(["split", "frames", "accuracy", "precision", "recall", "F1"],
                                 [[s, d["n"], d["accuracy"], d["precision"], d["recall"], d["f1"]]

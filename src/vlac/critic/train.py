@@ -73,6 +73,9 @@ class TrainConfig:
     """dtype of the final model's weights (float16 halves the size of a release)."""
     threads: int = 0
     """torch threads (0: torch's default)."""
+    stop_after: int = 0
+    """Stop (with a checkpoint) after this many steps, e.g. on a pre-emptible machine; running the
+    same command again resumes exactly. 0: run to --steps."""
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 2:
@@ -240,6 +243,11 @@ def train(cfg: TrainConfig) -> dict:
                 f.write(json.dumps(row) + "\n")
             bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             _save_checkpoint(ckpt, vlm, opt, sched, step + 1, rng, cfg)
+        if cfg.stop_after and step + 1 >= cfg.stop_after and step + 1 < cfg.steps:
+            _save_checkpoint(ckpt, vlm, opt, sched, step + 1, rng, cfg)
+            writer.close()
+            print(f"stopped after step {step + 1}; run the same command again to resume")
+            return {"model": None, "history": history}
     writer.close()
     vlm.save(out / "model", dtype=cfg.save_dtype if cfg.device == "cpu" or cfg.save_dtype else None)
     print(f"model written to {out / 'model'}")

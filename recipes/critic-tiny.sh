@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Reproduces the built-in default critic (src/vlac/checkpoints/critic-tiny) and its evaluation.
+# 2 CPU cores: ~15 min of data collection, ~65 min of training, ~15 min of evaluation.
+#   bash recipes/critic-tiny.sh [RUN_DIR]
+set -euo pipefail
+D=${1:-runs/critic-data}
+R=${2:-runs/critic-tiny}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+
+# Training data: the 20 training tasks x 25 episodes (80% expert, 20% noisy expert). Only the
+# successful ones are used for labels.
+vlac data collect --out $D/train --tasks train --episodes-per-task 25 --behaviours expert:0.8,noisy:0.2 --seed 0 --workers 2
+# Evaluation data, other seeds (new object and goal positions): seen tasks with failures,
+# held-out tasks with failures, and seven scene variants of four seen tasks.
+vlac data collect --out $D/eval-seen --tasks train --episodes-per-task 6 --behaviours expert:0.5,stall:0.1,regression:0.15,random-bursts:0.1,other-task:0.15 --seed 1000 --workers 2
+vlac data collect --out $D/eval-heldout --tasks heldout --episodes-per-task 12 --behaviours expert:0.6,stall:0.1,regression:0.1,random-bursts:0.1,other-task:0.1 --seed 2000 --workers 2
+VARIANTS="dim warm-light blue-light table-dark table-green table-metal cam-shift"
+for v in $VARIANTS; do
+  vlac data collect --out $D/eval-$v --tasks reach-v3,push-v3,drawer-open-v3,button-press-v3 --episodes-per-task 3 --behaviours expert:1 --variant $v --seed 3000 --workers 2
+done
+
+vlac critic train --data $D/train --out $R --steps 1400 --val-every 350 --threads 2 \
+  --weights progress:0.55,one_shot:0.2,done:0.15,describe:0.1
+
+vlac critic eval --checkpoint $R/model --dataset $D/eval-seen,$D/eval-heldout --out $R/eval
+vlac critic eval --checkpoint $R/model --dataset $(for v in $VARIANTS; do printf "%s," $D/eval-$v; done | sed 's/,$//') \
+  --reference-dataset $D/eval-seen --out $R/eval-variants

@@ -1,0 +1,179 @@
+"""Component and end-to-end tiers for the critic: a real tiny InternVL built from its config,
+the shipped default checkpoint, and every ``vlac critic`` command on generated datasets."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vlac.critic.critic import DEFAULT_CHECKPOINT, Critic
+from vlac.critic.samples import SampleSource, load_trajectories
+from vlac.data.dataset import LeRobotDataset
+from vlac.data.video import encode_video
+from vlac.model import CheckpointError
+from vlac.model.prompts import done_prompt, one_shot_pair_prompt, pair_prompt
+from vlac.model.tokenizer import train_tokenizer
+from vlac.model.vlm import VLM, Prompt, to_rgb_uint8
+from vlac.scripts.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm():
+    return VLM.tiny(train_tokenizer(["reach the red goal point with the gripper"]), seed=0)
+
+
+@pytest.fixture(scope="module")
+def default_critic():
+    return Critic.load()
+
+
+def test_tiny_model_trains_and_round_trips(tiny_vlm, expert_dataset, tmp_path):
+    vlm = tiny_vlm
+    src = SampleSource(load_trajectories([LeRobotDataset(expert_dataset)], progress=False))
+    prompts, answers = src.progress(np.random.default_rng(0), groups=2)
+    batch = vlm.encode(prompts, answers)
+    before = {k: v.detach().clone() for k, v in vlm.model.named_parameters()}
+    opt = torch.optim.AdamW(vlm.model.parameters(), lr=1e-3)
+    losses = []
+    vlm.model.train()
+    for _ in range(5):
+        loss = vlm.loss(batch)
+        assert torch.isfinite(loss)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    changed = sum(not torch.equal(before[k], v) for k, v in vlm.model.named_parameters())
+    assert changed > 0.9 * len(before)
+    vlm.model.eval()
+    vlm.save(tmp_path / "fp32")
+    again = VLM.load(tmp_path / "fp32")
+    with torch.no_grad():
+        a, b = vlm.next_token_logits(vlm.encode(prompts)), again.next_token_logits(again.encode(prompts))
+    assert torch.allclose(a, b, atol=1e-5)
+    vlm.save(tmp_path / "fp16", dtype="float16")
+    half = VLM.load(tmp_path / "fp16")
+    assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    with torch.no_grad():
+        c = half.next_token_logits(half.encode(prompts))
+    assert torch.allclose(a, c, atol=0.05)
+
+
+def test_image_inputs_are_converted_or_rejected(tiny_vlm):
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    assert to_rgb_uint8(np.moveaxis(rgb, -1, 0)).shape == (40, 60, 3)  # channel-first
+    assert np.array_equal(to_rgb_uint8(rgb / 255.0), rgb)  # float 0..1
+    assert to_rgb_uint8(rgb[..., 0]).shape == (40, 60, 3)  # grey
+    assert to_rgb_uint8(np.concatenate([rgb, rgb[..., :1]], -1)).shape == (40, 60, 3)  # RGBA
+    with pytest.raises(ValueError, match="float images must be scaled"):
+        to_rgb_uint8(rgb.astype(np.float32))
+    with pytest.raises(ValueError, match=r"shape \(4, 4, 4, 3\)"):
+        to_rgb_uint8(np.zeros((4, 4, 4, 3), np.uint8))
+    # Non-square images of any size are centre-cropped and resized to the model's input.
+    assert tiny_vlm.pixel_values([rgb]).shape == (1, 3, 96, 96)
+    with pytest.raises(ValueError, match="2 <image> placeholders but 1 images"):
+        tiny_vlm.encode([Prompt(pair_prompt("reach"), [rgb])])
+    with pytest.raises(ValueError, match="task description is empty"):
+        pair_prompt("  ")
+
+
+def test_bad_checkpoints_are_named(tmp_path, tiny_vlm):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Critic.load(tmp_path / "nope")
+    tiny_vlm.save(tmp_path / "ck")
+    (tmp_path / "ck" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        Critic.load(tmp_path / "ck")
+
+
+def test_default_checkpoint_is_small_fp16():
+    weights = DEFAULT_CHECKPOINT / "model.safetensors"
+    assert weights.stat().st_size < 20e6
+    assert (DEFAULT_CHECKPOINT / "README.md").is_file()  # the model card
+    cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    assert cfg["dtype"] == "float16"
+
+
+def test_prompts_decode_to_well_formed_answers(default_critic, small_dataset):
+    ds = LeRobotDataset(small_dataset)
+    frames = ds.episode(0).images["main"]
+    vlm = default_critic.vlm
+    text = vlm.generate_text(Prompt(done_prompt("reach the goal"), [frames[-1]]), max_new_tokens=4)
+    assert text.strip() in ("0", "1")
+    ref = [frames[0], frames[len(frames) // 2], frames[-1]]
+    text = vlm.generate_text(Prompt(one_shot_pair_prompt("reach the goal", [0, 50, 100]),
+                                    ref + [frames[0], frames[0], frames[-1]]), max_new_tokens=4)
+    assert -100 <= int(text.strip()) <= 100
+    p = default_critic.done(frames[:3], "reach the goal")
+    assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+    rich = default_critic.progress([(frames[0], frames[-1])], "reach the goal", decoding="rich")
+    greedy = default_critic.progress([(frames[0], frames[-1])], "reach the goal", decoding="greedy")
+    assert -1 <= rich[0] <= 1 and greedy[0] * 100 == int(greedy[0] * 100)
+    assert isinstance(default_critic.describe(frames[0], frames[-1]), str)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        default_critic.score_trajectory(frames[:1], "reach the goal")
+
+
+def test_batched_scores_match_one_by_one(default_critic, small_dataset):
+    frames = LeRobotDataset(small_dataset).episode(0).images["main"]
+    pairs = [(frames[i], frames[i + 5]) for i in range(0, 30, 5)]
+    together = default_critic.progress(pairs, "reach the goal")
+    alone = np.concatenate([default_critic.progress([p], "reach the goal") for p in pairs])
+    assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_train_command_resumes_exactly(expert_dataset, tmp_path):
+    common = ["critic", "train", "--data", str(expert_dataset), "--batch-size", "8", "--val-every", "2",
+              "--val-episodes", "0", "--steps", "4", "--warmup", "1"]
+    main(common + ["--out", str(tmp_path / "straight")])
+    main(common + ["--out", str(tmp_path / "cut"), "--stop-after", "2"])  # interrupted at step 2
+    assert not (tmp_path / "cut" / "model").exists()
+    main(common + ["--out", str(tmp_path / "cut")])  # the same command resumes
+    state = torch.load(tmp_path / "cut" / "checkpoint" / "trainer.pt", weights_only=False)
+    assert state["step"] == 4
+    a = VLM.load(tmp_path / "straight" / "checkpoint" / "model").model.state_dict()
+    b = VLM.load(tmp_path / "cut" / "checkpoint" / "model").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "straight" / "tb").is_dir() and (tmp_path / "straight" / "history.jsonl").is_file()
+    assert (tmp_path / "straight" / "model" / "model.safetensors").is_file()
+
+
+def test_score_eval_filter_commands(small_dataset, tmp_path, capsys):
+    main(["critic", "score", "--dataset", str(small_dataset), "--episode", "0", "--out", str(tmp_path / "s")])
+    res = json.loads((tmp_path / "s" / "scores.json").read_text())
+    assert len(res["values"]) == len(res["deltas"]) + 1 == len(res["done"])
+    assert (tmp_path / "s" / "scores.png").stat().st_size > 1000
+    frames = LeRobotDataset(small_dataset).episode(0).images["main"]
+    encode_video(frames, tmp_path / "clip.mp4", fps=20)
+    main(["critic", "score", "--video", str(tmp_path / "clip.mp4"), "--task", "reach the goal",
+          "--reference", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "v")])
+    assert json.loads((tmp_path / "v" / "scores.json").read_text())["one_shot"] is True
+    main(["critic", "eval", "--dataset", str(small_dataset), "--out", str(tmp_path / "e")])
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["episodes"] == 4 and "seen / gripper-cam / successful" in report["table"]
+    assert "frame-index VOC" in (tmp_path / "e" / "report.md").read_text()
+    main(["critic", "filter", "--dataset", str(small_dataset), "--out", str(tmp_path / "f")])
+    flt = json.loads((tmp_path / "f" / "filter.json").read_text())
+    assert len(flt["episodes"]) == 4 and all("voc" in r for r in flt["episodes"])
+
+
+def test_score_bad_input(small_dataset, tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(SystemExit, match="cannot be read"):
+        main(["critic", "score", "--video", str(tmp_path / "bad.mp4"), "--task", "x", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--task is required"):
+        frames = LeRobotDataset(small_dataset).episode(0).images["main"]
+        encode_video(frames, tmp_path / "ok.mp4", fps=20)
+        main(["critic", "score", "--video", str(tmp_path / "ok.mp4"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="has 1 frame"):
+        encode_video(frames[:1], tmp_path / "one.mp4", fps=20)
+        main(["critic", "score", "--video", str(tmp_path / "one.mp4"), "--task", "x", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="out of range"):
+        main(["critic", "score", "--dataset", str(small_dataset), "--episode", "9", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="missing"):
+        (tmp_path / "ck").mkdir()
+        (tmp_path / "ck" / "config.json").write_text("{}")
+        main(["critic", "score", "--dataset", str(small_dataset), "--checkpoint", str(tmp_path / "ck"),
+              "--out", str(tmp_path)])
