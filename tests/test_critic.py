@@ -177,3 +177,38 @@ def test_score_bad_input(small_dataset, tmp_path):
         (tmp_path / "ck" / "config.json").write_text("{}")
         main(["critic", "score", "--dataset", str(small_dataset), "--checkpoint", str(tmp_path / "ck"),
               "--out", str(tmp_path)])
+
+
+def _digit_tokenizer():
+    """A BPE tokenizer that writes numbers digit by digit, as large InternVL checkpoints do."""
+    import tokenizers
+    import transformers
+
+    from vlac.model.prompts import prompt_corpus
+    from vlac.model.tokenizer import IM_END, PAD, SPECIAL_TOKENS, UNK
+
+    pre = tokenizers.pre_tokenizers
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre.Sequence([pre.WhitespaceSplit(), pre.Digits(individual_digits=True), pre.Punctuation()])
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL_TOKENS)
+    tok.train_from_iterator(prompt_corpus() + ["reach the goal", "0 1 2 3 4 5 6 7 8 9 - +"], trainer=trainer)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK, eos_token=IM_END)
+
+
+def test_digit_tokenizers_are_read_digit_by_digit():
+    vlm = VLM.tiny(_digit_tokenizer(), seed=0)
+    critic = Critic(vlm)
+    assert critic.number_ids is None  # "42" is two tokens here
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (96, 96, 3), dtype=np.uint8) for _ in range(2))
+    prompts = [Prompt(pair_prompt("reach the goal"), [a, b])]
+    batch = vlm.encode(prompts, answers=["-42"])
+    opt = torch.optim.AdamW(vlm.model.parameters(), lr=2e-3)
+    vlm.model.train()
+    for _ in range(40):  # teach it one answer, then read it back through the digit path
+        vlm.loss(batch).backward()
+        opt.step()
+        opt.zero_grad()
+    vlm.model.eval()
+    assert critic.progress([(a, b)], "reach the goal", decoding="greedy")[0] == pytest.approx(-0.42)
+    assert critic.progress([(a, b)], "reach the goal", decoding="rich")[0] == pytest.approx(-0.42, abs=0.02)

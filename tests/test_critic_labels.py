@@ -158,3 +158,10 @@ def test_vroc_f1_and_negative_rate():
         M.pair_indices(1, 3)
     s = M.binary_scores([1, 1, 0, 0], [1, 0, 0, 1])
     assert (s["accuracy"], s["precision"], s["recall"], s["f1"]) == (0.5, 0.5, 0.5, 0.5)
+
+
+def test_description_answers_parse_back():
+    from vlac.model.prompts import describe_answer, parse_description
+
+    assert parse_description(describe_answer("open  the drawer")) == "open the drawer"
+    assert parse_description("open the drawer < / task > <pad>") == "open the drawer"

@@ -134,6 +134,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             if ep.success is not None:
                 p = critic.done([frames[t] for t in idx], task)
                 rec["done"] = {"pred": (p > cfg.done_threshold).tolist(), "truth": ep.success[idx].astype(bool).tolist()}
+            if rec["success"]:
+                said = critic.describe(frames[0], frames[-1])
+                rec["describe"] = {"text": said, "exact": said == " ".join(task.lower().split())}
             records.append(rec)
             bar.update(1)
             bar.set_postfix(voc=f"{rec['zero_shot']['voc']:.2f}")
@@ -195,7 +198,11 @@ def summarise(records: list[dict]) -> dict:
             separation[f"{split} / {mode}"] = {"voc_successful": _mean(ok), "voc_failed": _mean(bad),
                                                "voc_gap": _mean(ok) - _mean(bad), "final_value_successful": _mean(okv),
                                                "final_value_failed": _mean(badv), "tasks": len(tasks)}
-    return {"table": table, "done": done, "separation": separation, "baselines": BASELINES,
+    describe = {}
+    for split in sorted({r["split"] for r in records}):
+        hits = [r["describe"]["exact"] for r in records if r["split"] == split and "describe" in r]
+        describe[split] = {"exact_match": _mean(hits), "n": len(hits)}
+    return {"table": table, "done": done, "separation": separation, "describe": describe, "baselines": BASELINES,
             "episodes": len(records)}
 
 
@@ -228,6 +235,9 @@ def render_markdown(report: dict) -> str:
                                 [[k, s["tasks"], s["voc_successful"], s["voc_failed"], s["voc_gap"],
                                   s["final_value_successful"], s["final_value_failed"]]
                                  for k, s in report["separation"].items()]))
+    parts += ["", "## Task description from the first and last frame (successful episodes)", ""]
+    parts.append(markdown_table(["split", "episodes", "exact match"],
+                                [[k, d["n"], d["exact_match"]] for k, d in report.get("describe", {}).items()]))
     return "\n".join(parts) + "\n"
 
 

@@ -10,6 +10,8 @@ expands each placeholder to the vision tokens. Answers are what the model is tra
 
 from __future__ import annotations
 
+import re
+
 SYSTEM_PROMPT = (
     "You are a visual-language assistant designed to interpret spatial and task-related information "
     "from images and text. Provide precise, context-aware responses and actionable guidance to assist "
@@ -73,8 +75,9 @@ def describe_answer(task: str) -> str:
 
 
 def parse_description(text: str) -> str:
-    """The task words of a generated description (everything before ``</task>``)."""
-    return " ".join(text.split("</task>")[0].split())
+    """The task words of a generated description (everything before ``</task>``; a word-level
+    tokenizer decodes that tag as ``< / task >``)."""
+    return " ".join(re.split(r"<\s*/\s*task\s*>", text)[0].split())
 
 
 def prompt_corpus() -> list[str]:
