@@ -136,7 +136,7 @@ def train(cfg: TrainConfig) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
     from vlac.critic.critic import Critic
-    from vlac.critic.metrics import voc, vroc
+    from vlac.critic.metrics import value_curve, voc, vroc
     from vlac.critic.samples import SampleSource, load_trajectories
     from vlac.data.dataset import LeRobotDataset
     from vlac.model.tokenizer import train_tokenizer
@@ -230,10 +230,11 @@ def train(cfg: TrainConfig) -> dict:
                     critic = Critic(vlm)
                     fwd, rev = [], []
                     for t in val_trajs[:6]:
-                        fwd.append(voc(critic.score_trajectory(t.frames, t.task, skip=cfg.fine_step,
-                                                               with_done=False).values))
-                        rev.append(vroc(critic.score_trajectory(t.frames[::-1], t.task, skip=cfg.fine_step,
-                                                                with_done=False).values))
+                        # Unclamped Eq. 7, as in `vlac critic eval` (a clamped curve stuck at 0 has no order).
+                        d = critic.score_trajectory(t.frames, t.task, skip=cfg.fine_step, with_done=False).deltas
+                        fwd.append(voc(value_curve(d, clamp=False)))
+                        d = critic.score_trajectory(t.frames[::-1], t.task, skip=cfg.fine_step, with_done=False).deltas
+                        rev.append(vroc(value_curve(d, clamp=False)))
                     row["val_voc"], row["val_vroc"] = float(np.nanmean(fwd)), float(np.nanmean(rev))
             for k, v in row.items():
                 if k != "step":
