@@ -250,6 +250,6 @@ def train(cfg: TrainConfig) -> dict:
             print(f"stopped after step {step + 1}; run the same command again to resume")
             return {"model": None, "history": history}
     writer.close()
-    vlm.save(out / "model", dtype=cfg.save_dtype if cfg.device == "cpu" or cfg.save_dtype else None)
+    vlm.save(out / "model", dtype=cfg.save_dtype or None)
     print(f"model written to {out / 'model'}")
     return {"model": str(out / "model"), "history": history}

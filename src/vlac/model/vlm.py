@@ -27,8 +27,6 @@ torch = require("torch", extra="model")
 transformers = require("transformers", extra="model")
 
 VLAC_CONFIG = "vlac_config.json"
-# Files a checkpoint folder must hold; the weights may be sharded (an index file instead).
-REQUIRED_FILES = ("config.json", "tokenizer.json", VLAC_CONFIG)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -143,7 +141,7 @@ class VLM:
         if not path.is_dir():
             raise CheckpointError(f"checkpoint folder {path} does not exist; train one with "
                                   "`vlac critic train --out DIR` or omit the option to use the built-in default")
-        missing = [f for f in ("config.json",) if not (path / f).is_file()]
+        missing = [] if (path / "config.json").is_file() else ["config.json"]
         has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
         if missing or not has_weights:
             what = missing + ([] if has_weights else ["model.safetensors"])
