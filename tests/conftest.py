@@ -25,3 +25,21 @@ def expert_dataset(tmp_path_factory):
     collect(CollectConfig(out=str(out), tasks="reach-v3", episodes_per_task=3, behaviours="expert:1", seed=5),
             progress=False)
     return out
+
+
+@pytest.fixture
+def digit_tokenizer():
+    """A BPE tokenizer that writes numbers digit by digit, as large InternVL checkpoints do."""
+    import tokenizers
+    import transformers
+
+    from vlac.model.prompts import prompt_corpus
+    from vlac.model.tokenizer import IM_END, PAD, SPECIAL_TOKENS, UNK
+
+    pre = tokenizers.pre_tokenizers
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre.Sequence([pre.WhitespaceSplit(), pre.Digits(individual_digits=True), pre.Punctuation()])
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL_TOKENS)
+    corpus = prompt_corpus() + ["reach the goal", "0 1 2 3 4 5 6 7 8 9 - +", "{x: -47mm, y: 19mm, open: 1}"]
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK, eos_token=IM_END)

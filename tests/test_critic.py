@@ -179,24 +179,8 @@ def test_score_bad_input(small_dataset, tmp_path):
               "--out", str(tmp_path)])
 
 
-def _digit_tokenizer():
-    """A BPE tokenizer that writes numbers digit by digit, as large InternVL checkpoints do."""
-    import tokenizers
-    import transformers
-
-    from vlac.model.prompts import prompt_corpus
-    from vlac.model.tokenizer import IM_END, PAD, SPECIAL_TOKENS, UNK
-
-    pre = tokenizers.pre_tokenizers
-    tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre.Sequence([pre.WhitespaceSplit(), pre.Digits(individual_digits=True), pre.Punctuation()])
-    trainer = tokenizers.trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL_TOKENS)
-    tok.train_from_iterator(prompt_corpus() + ["reach the goal", "0 1 2 3 4 5 6 7 8 9 - +"], trainer=trainer)
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK, eos_token=IM_END)
-
-
-def test_digit_tokenizers_are_read_digit_by_digit():
-    vlm = VLM.tiny(_digit_tokenizer(), seed=0)
+def test_digit_tokenizers_are_read_digit_by_digit(digit_tokenizer):
+    vlm = VLM.tiny(digit_tokenizer, seed=0)
     critic = Critic(vlm)
     assert critic.number_ids is None  # "42" is two tokens here
     rng = np.random.default_rng(0)

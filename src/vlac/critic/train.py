@@ -48,7 +48,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     """Gradient norm clip."""
     weights: str = "progress:0.5,one_shot:0.2,done:0.2,describe:0.1"
-    """Mixture weight of each objective (progress, one_shot, done, describe)."""
+    """Mixture weight of each objective (progress, one_shot, done, describe, and the actor's
+    action: behaviour cloning of the datasets' actions)."""
     fine_step: int = 3
     """Frames between i and i+1 in the fine pairs of a joint group (the paper's ~0.2 s)."""
     mismatch_prob: float = 0.05
@@ -76,6 +77,17 @@ class TrainConfig:
     stop_after: int = 0
     """Stop (with a checkpoint) after this many steps, e.g. on a pre-emptible machine; running the
     same command again resumes exactly. 0: run to --steps."""
+    action_template: str = "sim-arm"
+    """With the action objective: the action template (a built-in name or a $name[lo:hi] spec)."""
+    state_template: str = "sim-arm-state"
+    """With the action objective: the template the end-effector state is written in."""
+    history: int = 0
+    """With the action objective: previous actions shown in the actor prompt."""
+    value_weight: float = 0.0
+    """With the action objective: weight of the value head's loss against the demonstrations'
+    discounted remaining progress (0: the value head is left for RL)."""
+    gamma: float = 0.99
+    """Discount of the value head's targets."""
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 2:
@@ -83,7 +95,7 @@ class TrainConfig:
         self.mixture()  # validates the weights
 
     def mixture(self) -> dict[str, float]:
-        valid = ("progress", "one_shot", "done", "describe")
+        valid = ("progress", "one_shot", "done", "describe", "action")
         out = {}
         for item in self.weights.split(","):
             name, _, w = item.partition(":")
@@ -103,12 +115,12 @@ def _rng_state(rng: np.random.Generator) -> dict:
     return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
 
 
-def _save_checkpoint(path: Path, vlm, opt, sched, step: int, rng, cfg: TrainConfig) -> None:
+def _save_checkpoint(path: Path, net, opt, sched, step: int, rng, cfg: TrainConfig) -> None:
     """Write to a temporary folder and rename, so a kill mid-save keeps the previous one."""
     torch = require("torch", extra="model")
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    vlm.save(tmp / "model")
+    net.save(tmp / "model")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                 "rng": _rng_state(rng), "config": asdict(cfg)}, tmp / "trainer.pt")
     old = path.with_name(path.name + ".old")
@@ -123,6 +135,8 @@ def _validation_set(source, seed: int, batch_size: int) -> dict:
     rng = np.random.default_rng(seed + 7919)
     out = {}
     for name in ("progress", "one_shot", "done", "describe"):
+        if source is None:
+            break
         try:
             out[name] = source.draw(name, rng, batch_size)
         except ValueError:
@@ -137,7 +151,9 @@ def train(cfg: TrainConfig) -> dict:
 
     from vlac.critic.critic import Critic
     from vlac.critic.metrics import value_curve, voc, vroc
-    from vlac.critic.samples import SampleSource, load_trajectories
+    from vlac.actor.actor import Actor
+    from vlac.actor.samples import ActionSource, load_demos
+    from vlac.critic.samples import SampleSource, Trajectory, load_trajectories
     from vlac.data.dataset import LeRobotDataset
     from vlac.model.tokenizer import train_tokenizer
     from vlac.model.vlm import VLM
@@ -147,7 +163,14 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     datasets = [LeRobotDataset(p.strip()) for p in cfg.data.split(",") if p.strip()]
-    trajs = load_trajectories(datasets, cfg.camera or None)
+    mix = cfg.mixture()
+    acting = "action" in mix
+    critic_objectives = [k for k in mix if k != "action"]
+    if acting:
+        demos = load_demos(datasets, cfg.camera or None)
+        trajs = [Trajectory(d.task, d.frames, d.source) for d in demos]
+    else:
+        trajs = load_trajectories(datasets, cfg.camera or None)
     # Hold back whole episodes (every n-th) for validation.
     n_val = min(cfg.val_episodes, len(trajs) // 5)
     stride = max(1, len(trajs) // max(n_val, 1))
@@ -156,23 +179,43 @@ def train(cfg: TrainConfig) -> dict:
     val_trajs = [t for k, t in enumerate(trajs) if k in val_ids]
     kw = dict(fine_step=cfg.fine_step, mismatch_prob=cfg.mismatch_prob, diff_threshold=cfg.diff_threshold,
               reference_frames=cfg.reference_frames)
-    source = SampleSource(train_trajs, **kw)
-    val_batches = _validation_set(SampleSource(val_trajs, **kw), cfg.seed, cfg.batch_size) if val_trajs else {}
+    source = SampleSource(train_trajs, **kw) if critic_objectives else None
+    val_batches = _validation_set(SampleSource(val_trajs, **kw) if critic_objectives else None, cfg.seed,
+                                  cfg.batch_size) if val_trajs else {}
 
     ckpt = out / "checkpoint"
     resume = (ckpt / "trainer.pt").is_file()
+    templates = dict(action_template=cfg.action_template, state_template=cfg.state_template, history=cfg.history)
+
+    def load(path):
+        if acting:
+            return Actor.load(path, device=cfg.device, dtype=cfg.dtype, **templates)
+        return VLM.load(path, device=cfg.device, dtype=cfg.dtype)
+
     if resume:
-        vlm = VLM.load(ckpt / "model", device=cfg.device, dtype=cfg.dtype)
+        net = load(ckpt / "model")
     elif cfg.init:
-        vlm = VLM.load(cfg.init, device=cfg.device, dtype=cfg.dtype)
+        net = load(cfg.init)
         if cfg.lora_r:
-            vlm.add_lora(cfg.lora_r)
+            (net.vlm if acting else net).add_lora(cfg.lora_r)
     else:
-        vlm = VLM.tiny(train_tokenizer(sorted({t.task for t in trajs})), seed=cfg.seed)
-        vlm.model.to(cfg.device)
+        net = VLM.tiny(train_tokenizer(sorted({t.task for t in trajs})), seed=cfg.seed)
+        net.model.to(cfg.device)
+        if acting:
+            net = Actor(net, **templates)
+    vlm = net.vlm if acting else net
+    actions = val_actions = None
+    if acting:
+        train_demos = [d for k, d in enumerate(demos) if k not in val_ids]
+        actions = ActionSource(train_demos, net.action_template, net.state_template, cfg.history, cfg.gamma)
+        print(f"actions: {actions.clip_report()}")
+        val_demos = [d for k, d in enumerate(demos) if k in val_ids]
+        if val_demos:
+            val_src = ActionSource(val_demos, net.action_template, net.state_template, cfg.history, cfg.gamma)
+            val_actions = val_src.draw(np.random.default_rng(cfg.seed + 7919), cfg.batch_size)
     vlm.settings.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
                                "reference_frames": cfg.reference_frames, "train_data": cfg.data})
-    params = [p for p in vlm.model.parameters() if p.requires_grad]
+    params = net.parameters() if acting else [p for p in vlm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = transformers.get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
     rng = np.random.default_rng(cfg.seed)
@@ -186,7 +229,6 @@ def train(cfg: TrainConfig) -> dict:
         start = int(state["step"])
         print(f"resuming {out} at step {start}")
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    mix = cfg.mixture()
     if "one_shot" in mix and not source.one_shot_ids:
         print("warning: no task has two successful episodes, so there are no one-shot references; "
               "training without the one_shot objective")
@@ -194,19 +236,24 @@ def train(cfg: TrainConfig) -> dict:
         mix = {k: v / sum(mix.values()) for k, v in mix.items()}
     names, probs = list(mix), np.array(list(mix.values()))
     writer = SummaryWriter(str(out / "tb"))
-    print(f"critic: {vlm.num_parameters() / 1e6:.1f}M parameters; {len(train_trajs)} training / "
-          f"{len(val_trajs)} validation episodes; {len(source.tasks)} tasks; objectives {mix}")
+    n_tasks = len({t.task for t in train_trajs})
+    print(f"{'actor' if acting else 'critic'}: {vlm.num_parameters() / 1e6:.1f}M parameters; {len(train_trajs)} "
+          f"training / {len(val_trajs)} validation episodes; {n_tasks} tasks; objectives {mix}")
 
     history = []
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", unit="step")
     ema = None
     for step in bar:
-        vlm.model.train()
+        net.train()
         t0 = time.perf_counter()
         name = names[int(rng.choice(len(names), p=probs))]
-        prompts, answers = source.draw(name, rng, cfg.batch_size)
-        batch = vlm.encode(prompts, answers)
-        loss = vlm.loss(batch)
+        if name == "action":
+            loss, parts = net.bc_loss(*actions.draw(rng, cfg.batch_size), value_weight=cfg.value_weight)
+            if "value" in parts:
+                writer.add_scalar("train/loss_value", parts["value"], step + 1)
+        else:
+            prompts, answers = source.draw(name, rng, cfg.batch_size)
+            loss = vlm.loss(vlm.encode(prompts, answers))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step} (objective {name}); "
                                      f"lower --lr (now {cfg.lr}) or resume from {ckpt}")
@@ -222,11 +269,15 @@ def train(cfg: TrainConfig) -> dict:
         bar.set_postfix(loss=f"{ema:.3f}", obj=name)
         if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
             row = {"step": step + 1}
-            vlm.model.eval()
+            net.train(False)
             with torch.no_grad():
                 for vname, (vp, va) in val_batches.items():
-                    row[f"val_loss_{vname}"] = float(vlm.loss(vlm.encode(vp, va)))
-                if val_trajs:
+                    if vname in mix:
+                        row[f"val_loss_{vname}"] = float(vlm.loss(vlm.encode(vp, va)))
+                if val_actions is not None:
+                    _, parts = net.bc_loss(*val_actions, value_weight=max(cfg.value_weight, 1e-9))
+                    row["val_loss_action"], row["val_loss_value"] = parts["action"], parts["value"]
+                if val_trajs and "progress" in mix:
                     critic = Critic(vlm)
                     fwd, rev = [], []
                     for t in val_trajs[:6]:
@@ -243,13 +294,13 @@ def train(cfg: TrainConfig) -> dict:
             with open(out / "history.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            _save_checkpoint(ckpt, vlm, opt, sched, step + 1, rng, cfg)
+            _save_checkpoint(ckpt, net, opt, sched, step + 1, rng, cfg)
         if cfg.stop_after and step + 1 >= cfg.stop_after and step + 1 < cfg.steps:
-            _save_checkpoint(ckpt, vlm, opt, sched, step + 1, rng, cfg)
+            _save_checkpoint(ckpt, net, opt, sched, step + 1, rng, cfg)
             writer.close()
             print(f"stopped after step {step + 1}; run the same command again to resume")
             return {"model": None, "history": history}
     writer.close()
-    vlm.save(out / "model", dtype=cfg.save_dtype or None)
+    net.save(out / "model", dtype=cfg.save_dtype or None)
     print(f"model written to {out / 'model'}")
     return {"model": str(out / "model"), "history": history}

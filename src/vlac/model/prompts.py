@@ -31,6 +31,10 @@ _DONE = ("<image>\nThe 1 means yes, the 0 means no. Check if the robot has compl
 _DESCRIBE = ("Image-1: <image>\nImage-2: <image>\n"
              "Compare two images and infer what kind of task is achieving. <infer> <task>")
 _FIRST = "0% <image> This image is the trajectory beginning of the following two images\n"
+_ACTION = ("<image>\nThe current position state of the robotic arm's end gripper in the image is as follows: "
+           "<state> {state} </state>. {history}What action should the robot take to get better completion of "
+           "instruction: <task> {task} </task> <action>")
+_HISTORY = "The previous actions were: {actions}. "
 
 
 def _check_task(task: str) -> str:
@@ -62,6 +66,13 @@ def describe_prompt() -> str:
     return _DESCRIBE
 
 
+def action_prompt(task: str, state: str, history: list[str] | None = None) -> str:
+    """The actor's prompt (one camera image): the end-effector state and, optionally, the last
+    few actions, all written in their templates. Answer: the action in its template."""
+    hist = _HISTORY.format(actions=" ".join(history)) if history else ""
+    return _ACTION.format(task=_check_task(task), state=state, history=hist)
+
+
 def progress_answer(percent: int) -> str:
     return str(int(percent))
 
@@ -82,4 +93,5 @@ def parse_description(text: str) -> str:
 
 def prompt_corpus() -> list[str]:
     """Every fixed string the prompts use; the tiny tokenizer is trained on these."""
-    return [SYSTEM_PROMPT, _PAIR, _DONE, _DESCRIBE, _FIRST, "system user assistant", "% </task>"]
+    return [SYSTEM_PROMPT, _PAIR, _DONE, _DESCRIBE, _FIRST, _ACTION, _HISTORY, "system user assistant",
+            "% </task>"]

@@ -62,3 +62,26 @@ def number_token_ids(tokenizer, lo: int, hi: int) -> list[int] | None:
             return None
         ids.append(enc[0])
     return ids
+
+
+def extend_vocabulary(tokenizer, texts: list[str]) -> list[str]:
+    """Add the words of ``texts`` that a word-level tokenizer would read as unknown (e.g. a
+    critic checkpoint's tokenizer meeting the actor prompt); existing ids are unchanged. Returns
+    the added words (none for other tokenizers, which spell any word). Resize the model's
+    embeddings after (``VLM.extend_vocabulary`` does both)."""
+    tokenizers = require("tokenizers", extra="model")
+    backend = tokenizer.backend_tokenizer
+    if not isinstance(backend.model, tokenizers.models.WordLevel):
+        return []
+    vocab = backend.get_vocab(with_added_tokens=False)
+    new: list[str] = []
+    for text in texts:
+        norm = backend.normalizer.normalize_str(text) if backend.normalizer else text
+        for word, _ in backend.pre_tokenizer.pre_tokenize_str(norm):
+            if word not in vocab and word not in new:
+                new.append(word)
+    if new:
+        size = backend.get_vocab_size(with_added_tokens=True)
+        vocab.update({w: size + k for k, w in enumerate(new)})
+        backend.model = tokenizers.models.WordLevel(vocab, unk_token=UNK)
+    return new

@@ -191,6 +191,15 @@ class VLM:
                               target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
         self.model = peft.get_peft_model(self.model, cfg)
 
+    def extend_vocabulary(self, texts: list[str]) -> list[str]:
+        """Teach a word-level tokenizer the unknown words of ``texts`` (new embedding rows)."""
+        from vlac.model.tokenizer import extend_vocabulary
+
+        added = extend_vocabulary(self.tokenizer, texts)
+        if added:
+            self.model.resize_token_embeddings(len(self.tokenizer))
+        return added
+
     @property
     def device(self):
         return next(self.model.parameters()).device
@@ -229,10 +238,12 @@ class VLM:
         return (f"{system}{IM_START}user\n{prompt_text.replace(IMAGE, self.image_block)}{IM_END}\n"
                 f"{IM_START}assistant\n")
 
-    def encode(self, prompts: list[Prompt], answers: list[str] | None = None) -> dict:
-        """Right-padded batch. With ``answers``: ``labels`` hold the answer tokens (and the end
-        token) and -100 elsewhere, so the loss falls on answers only. ``last`` is the index of
-        each row's last prompt token, whose logits predict the answer's first token."""
+    def encode(self, prompts: list[Prompt], answers: list[str] | list[list[int]] | None = None,
+               end_token: bool = True) -> dict:
+        """Right-padded batch. With ``answers`` (text, or token ids as the actor's template
+        decoding writes them): ``labels`` hold the answer tokens (and the end token) and -100
+        elsewhere, so the loss falls on answers only. ``last`` is the index of each row's last
+        prompt token, whose logits predict the answer's first token."""
         tok = self.tokenizer
         rows, labels, last = [], [], []
         for k, p in enumerate(prompts):
@@ -243,7 +254,9 @@ class VLM:
             last.append(len(ids) - 1)
             lab = [-100] * len(ids)
             if answers is not None:
-                ans = tok.encode(answers[k], add_special_tokens=False) + [tok.eos_token_id]
+                a = answers[k]
+                ans = list(a) if not isinstance(a, str) else tok.encode(a, add_special_tokens=False)
+                ans += [tok.eos_token_id] if end_token else []
                 ids = ids + ans
                 lab = lab + ans
             rows.append(ids)
@@ -265,20 +278,25 @@ class VLM:
         return batch
 
     # ----------------------------------------------------------------------------- computing
-    def _forward(self, batch: dict):
+    def forward(self, batch: dict, hidden: bool = False):
+        """One forward pass over an encoded batch (``hidden``: also every layer's hidden states)."""
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          pixel_values=batch["pixel_values"] if batch["pixel_values"].numel() else None)
+                          pixel_values=batch["pixel_values"] if batch["pixel_values"].numel() else None,
+                          output_hidden_states=hidden)
 
-    def loss(self, batch: dict) -> "torch.Tensor":
+    @staticmethod
+    def answer_loss(logits: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
         """Mean cross-entropy over answer tokens (labels shifted by one inside)."""
-        logits = self._forward(batch).logits.float()  # (B, T, V)
-        labels = batch["labels"]
+        logits = logits.float()  # (B, T, V)
         return torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
+    def loss(self, batch: dict) -> "torch.Tensor":
+        return self.answer_loss(self.forward(batch).logits, batch["labels"])
+
     def next_token_logits(self, batch: dict) -> "torch.Tensor":
         """(B, V) logits of the first answer token."""
-        logits = self._forward(batch).logits
+        logits = self.forward(batch).logits
         return logits[torch.arange(logits.shape[0], device=logits.device), batch["last"]].float()
 
     @torch.no_grad()

@@ -4,6 +4,7 @@
     vlac data info runs/demo
     vlac data render runs/demo --episode 0 --out ep0.png
     vlac critic score --dataset runs/demo --episode 0 --out runs/score
+    vlac actor eval --tasks reach-v3,push-v3 --episodes 10 --out runs/actor-eval
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import sys
 
 from vlac.data.lerobot_format import DatasetError
+from vlac.actor.template import TemplateError
 from vlac.model import CheckpointError
 
 
 def _groups() -> dict:
-    from vlac.scripts import critic, data
+    from vlac.scripts import actor, critic, data
 
     return {"data": (data.COMMANDS, "simulated data collection and LeRobot datasets"),
-            "critic": (critic.COMMANDS, "the progress critic: train, score, eval, filter")}
+            "critic": (critic.COMMANDS, "the progress critic: train, score, eval, filter"),
+            "actor": (actor.COMMANDS, "the actor: train (behaviour cloning), eval (rollouts)")}
 
 
 def _usage(groups: dict) -> str:
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: unknown command 'vlac {group} {cmd}'; valid: {', '.join(cmds)}")
     try:
         cmds[cmd](argv)
-    except (DatasetError, CheckpointError) as e:
+    except (DatasetError, CheckpointError, TemplateError) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -1,0 +1,271 @@
+"""The VLAC actor (paper 3.1.2, Fig. 3): the same vision-language model, switched by the action
+prompt, writes the robot's action as text under a template; a linear value head reads the hidden
+state at the end of the decoded action.
+
+    >>> actor = Actor.load()                                   # the built-in tiny actor
+    >>> [s] = actor.act([ActorInput(image, state, "push the puck to the goal")])
+    >>> s.action, s.log_prob, s.value                          # (4,) mm + open, float, float
+    >>> out = actor.evaluate([inp], [s])                       # teacher-forced: same log-probs, with grad
+
+One checkpoint folder holds the model, its tokenizer, the templates (``vlac_config.json``) and
+``value_head.safetensors``; it can serve the critic too when trained on both roles.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vlac.actor.decoding import DecodePlan, RowState, constrained_log_probs
+from vlac.actor.template import ActionTemplate, TemplateError, get_template
+from vlac.model import CheckpointError
+from vlac.model import prompts as P
+from vlac.model.vlm import VLM, Prompt
+from vlac.utils.imports import require
+
+torch = require("torch", extra="model")
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "actor-tiny"
+VALUE_HEAD = "value_head.safetensors"
+
+
+@dataclass
+class ActorInput:
+    """What the actor sees at one step."""
+
+    image: np.ndarray
+    """One camera image, HxWx3 uint8 RGB."""
+    state: np.ndarray
+    """End-effector state in the state template's units (the simulated arm: x, y, z mm; open 0..1)."""
+    task: str
+    history: list = field(default_factory=list)
+    """The last few actions, oldest first (used when the checkpoint was trained with history)."""
+
+
+@dataclass
+class ActionSample:
+    """One decoded action and everything PPO needs to re-score it."""
+
+    action: np.ndarray  # (dim,) in the template's physical units
+    text: str
+    tokens: list[int]  # every token of the action as fed to the model (forced and chosen)
+    choice_index: list[int]  # positions in ``tokens`` that were chosen (not forced)
+    allowed: list[list[int]]  # the allowed token ids at each choice
+    token_log_probs: np.ndarray  # (n_choices,)
+    log_prob: float
+    value: float
+
+    def to_dict(self) -> dict:
+        return {"action": self.action.tolist(), "text": self.text, "tokens": self.tokens,
+                "choice_index": self.choice_index, "allowed": self.allowed,
+                "token_log_probs": self.token_log_probs.tolist(), "log_prob": self.log_prob, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ActionSample":
+        return cls(np.asarray(d["action"], np.float32), d["text"], list(d["tokens"]), list(d["choice_index"]),
+                   [list(a) for a in d["allowed"]], np.asarray(d["token_log_probs"], np.float64),
+                   float(d["log_prob"]), float(d["value"]))
+
+
+class Actor:
+    """Model + action/state templates + value head."""
+
+    def __init__(self, vlm: VLM, action_template: str = "sim-arm", state_template: str = "sim-arm-state",
+                 history: int = 0, value_head=None):
+        self.vlm = vlm
+        self.action_template: ActionTemplate = get_template(action_template)
+        self.state_template: ActionTemplate = get_template(state_template)
+        if history < 0:
+            raise ValueError(f"history must be >= 0 actions, got {history}")
+        self.history = history
+        # A word-level tokenizer (e.g. a critic checkpoint's) may not know the actor prompt's words.
+        sample = P.action_prompt("task", self.state_template.ints_to_text([f.lo for f in self.state_template.fields]),
+                                 ["action"])
+        added = vlm.extend_vocabulary([sample, *self.action_template.pieces, *self.state_template.pieces])
+        if added:
+            print(f"actor: added {len(added)} prompt words to the tokenizer ({', '.join(added[:6])}...)",
+                  file=sys.stderr)
+        self.plan = DecodePlan.build(vlm.tokenizer, self.action_template)
+        hidden = vlm.model.config.get_text_config().hidden_size
+        self.value_head_created = value_head is None
+        if value_head is None:
+            value_head = torch.nn.Linear(hidden, 1)
+            torch.nn.init.zeros_(value_head.weight)
+            torch.nn.init.zeros_(value_head.bias)
+        self.value_head = value_head.to(vlm.device, torch.float32)
+        vlm.settings.extra["actor"] = {"action_template": self.action_template.spec,
+                                       "state_template": self.state_template.spec, "history": history}
+
+    # ------------------------------------------------------------------------ persistence
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu", dtype: str = "float32",
+             **overrides) -> "Actor":
+        """Load an actor checkpoint (default: the built-in tiny actor). A checkpoint without a
+        value head (e.g. a critic) gets a new zero one, reported on stderr."""
+        path = Path(path) if path else DEFAULT_CHECKPOINT
+        if path == DEFAULT_CHECKPOINT and not path.is_dir():
+            raise CheckpointError(f"the built-in actor checkpoint {path} is missing; reinstall vlac or pass "
+                                  "--checkpoint DIR (train one with `vlac actor train`)")
+        safetensors = require("safetensors.torch", extra="model")
+        vlm = VLM.load(path, device=device, dtype=dtype)
+        cfg = {**vlm.settings.extra.get("actor", {}), **overrides}
+        head = None
+        if (path / VALUE_HEAD).is_file():
+            state = safetensors.load_file(str(path / VALUE_HEAD))
+            head = torch.nn.Linear(state["weight"].shape[1], 1)
+            head.load_state_dict({k: v.float() for k, v in state.items()})
+        else:
+            print(f"actor: checkpoint {path} has no {VALUE_HEAD}; created a new (zero) value head", file=sys.stderr)
+        return cls(vlm, cfg.get("action_template", "sim-arm"), cfg.get("state_template", "sim-arm-state"),
+                   int(cfg.get("history", 0)), head)
+
+    def save(self, path: str | Path, dtype: str | None = None) -> None:
+        safetensors = require("safetensors.torch", extra="model")
+        path = Path(path)
+        self.vlm.save(path, dtype=dtype)
+        safetensors.save_file({k: v.detach().float().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
+                              str(path / VALUE_HEAD))
+
+    def parameters(self) -> list:
+        return [p for p in self.vlm.model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+
+    def train(self, mode: bool = True) -> None:
+        self.vlm.model.train(mode)
+        self.value_head.train(mode)
+
+    # ------------------------------------------------------------------------ prompts
+    def prompt(self, inp: ActorInput) -> Prompt:
+        state = np.asarray(inp.state, dtype=np.float64).reshape(-1)
+        if state.size != self.state_template.dim:
+            raise ValueError(f"state has {state.size} values but the state template has {self.state_template.dim} "
+                             f"({', '.join(self.state_template.names)}): {self.state_template.spec}")
+        hist = [self.action_template.to_text(a) for a in list(inp.history)[-self.history:]] if self.history else []
+        return Prompt(P.action_prompt(inp.task, self.state_template.to_text(state), hist), [inp.image])
+
+    def answer_ids(self, action) -> tuple[list[int], int]:
+        """Token ids of ``action`` as decoding writes it, and how many values were clipped."""
+        ints, clipped = self.action_template.quantise(action)
+        return self.plan.answer_ids(ints), clipped
+
+    # ------------------------------------------------------------------------ acting
+    def _value(self, hidden: "torch.Tensor") -> "torch.Tensor":
+        return self.value_head(hidden.float()).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, inputs: list[ActorInput], temperature: float = 1.0, top_k: int = 0, greedy: bool = False,
+            generator: "torch.Generator | None" = None) -> list[ActionSample]:
+        """Decode one action per input (batched, KV-cached); only the numbers are chosen."""
+        from transformers.cache_utils import DynamicCache
+
+        if not inputs:
+            return []
+        model = self.vlm.model
+        model.eval()
+        batch = self.vlm.encode([self.prompt(x) for x in inputs])
+        mask = batch["attention_mask"]
+        B, dev = mask.shape[0], mask.device
+        lengths = mask.sum(1)
+        cache = DynamicCache()
+        out = model(input_ids=batch["input_ids"], attention_mask=mask,
+                    position_ids=(mask.cumsum(1) - 1).clamp(min=0), pixel_values=batch["pixel_values"],
+                    past_key_values=cache, use_cache=True)
+        logits = out.logits[torch.arange(B, device=dev), lengths - 1]  # (B, V)
+        rows = [RowState(self.plan) for _ in range(B)]
+        values = [0.0] * B
+        next_pos = lengths.clone()
+        pad = self.vlm.tokenizer.pad_token_id
+        while True:
+            for r, row in enumerate(rows):
+                if row.complete or row.pending:
+                    continue
+                allowed = row.allowed_now()
+                lp = constrained_log_probs(logits[r], torch.tensor(allowed, device=dev), temperature, top_k)
+                k = int(lp.argmax()) if greedy else int(torch.multinomial(lp.exp().cpu(), 1, generator=generator))
+                row.choose(allowed[k], allowed, float(lp[k]))
+            active = [r for r, row in enumerate(rows) if row.pending]
+            if not active:
+                break
+            n = min(len(rows[r].pending) for r in active)
+            feed = torch.full((B, n), pad, dtype=torch.long, device=dev)
+            finishing = []
+            for r in active:
+                row = rows[r]
+                chunk, row.pending = row.pending[:n], row.pending[n:]
+                feed[r] = torch.tensor(chunk, device=dev)
+                row.tokens += chunk
+                if row.complete and not row.pending:
+                    finishing.append(r)
+            mask = torch.cat([mask, torch.ones((B, n), dtype=mask.dtype, device=dev)], dim=1)
+            pos = next_pos[:, None] + torch.arange(n, device=dev)[None]
+            next_pos = next_pos + n
+            out = model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                        use_cache=True, output_hidden_states=bool(finishing))
+            logits = out.logits[:, -1]
+            if finishing:
+                v = self._value(out.hidden_states[-1][:, -1])
+                for r in finishing:
+                    values[r] = float(v[r])
+        samples = []
+        for r, row in enumerate(rows):
+            lps = np.array(row.log_probs)
+            samples.append(ActionSample(self.action_template.ints_to_vector(row.ints),
+                                        self.action_template.ints_to_text(row.ints), row.tokens, row.choice_index,
+                                        row.allowed, lps, float(lps.sum()), values[r]))
+        return samples
+
+    # ------------------------------------------------------------------------ training
+    def evaluate(self, inputs: list[ActorInput], samples: list[ActionSample], temperature: float = 1.0,
+                 top_k: int = 0) -> dict:
+        """Teacher-forced re-scoring of decoded actions with the current weights (with grad):
+        ``log_prob`` (B,), ``token_log_probs`` (list of (n_choices,)), ``entropy`` (B,) mean
+        over choices of the constrained distribution, ``value`` (B,)."""
+        batch = self.vlm.encode([self.prompt(x) for x in inputs], answers=[s.tokens for s in samples],
+                                end_token=False)
+        out = self.vlm.forward(batch, hidden=True)
+        logits, hidden, last = out.logits, out.hidden_states[-1], batch["last"]
+        dev = logits.device
+        tok_lps, total, entropy, ends = [], [], [], []
+        for r, s in enumerate(samples):
+            lps, ents = [], []
+            for c, a in enumerate(s.choice_index):
+                allowed = torch.tensor(s.allowed[c], device=dev)
+                lp = constrained_log_probs(logits[r, last[r] + a], allowed, temperature, top_k)
+                lps.append(lp[s.allowed[c].index(s.tokens[a])])
+                finite = torch.isfinite(lp)
+                ents.append(-(lp[finite].exp() * lp[finite]).sum())
+            lps_t = torch.stack(lps)
+            tok_lps.append(lps_t)
+            total.append(lps_t.sum())
+            entropy.append(torch.stack(ents).mean())
+            ends.append(last[r] + len(s.tokens))
+        value = self._value(hidden[torch.arange(len(samples), device=dev), torch.stack(ends)])
+        return {"log_prob": torch.stack(total), "token_log_probs": tok_lps, "entropy": torch.stack(entropy),
+                "value": value}
+
+    def bc_loss(self, inputs: list[ActorInput], actions: list, returns=None, value_weight: float = 0.0):
+        """Behaviour cloning: cross-entropy on the action's tokens as decoding writes them (plus
+        the end token); with ``returns`` and ``value_weight`` > 0, also the value head's squared
+        error against them. Returns (loss, {"action": ..., "value": ...})."""
+        answers = []
+        for a in actions:
+            ids, _ = self.answer_ids(a)
+            answers.append(ids)
+        batch = self.vlm.encode([self.prompt(x) for x in inputs], answers=answers)
+        use_value = returns is not None and value_weight > 0
+        out = self.vlm.forward(batch, hidden=use_value)
+        loss = self.vlm.answer_loss(out.logits, batch["labels"])
+        stats = {"action": loss.item()}
+        if use_value:
+            ends = batch["last"] + torch.tensor([len(a) for a in answers], device=batch["last"].device)
+            v = self._value(out.hidden_states[-1][torch.arange(len(answers)), ends])
+            target = torch.as_tensor(np.asarray(returns, dtype=np.float32), device=v.device)
+            vloss = torch.nn.functional.mse_loss(v, target)
+            stats["value"] = vloss.item()
+            loss = loss + value_weight * vloss
+        return loss, stats
+
+
+__all__ = ["Actor", "ActorInput", "ActionSample", "TemplateError", "DEFAULT_CHECKPOINT"]
