@@ -1,0 +1,86 @@
+"""PPO on action tokens (paper 3.2.2), as pure functions over tensors.
+
+The policy's log-probability of an action is the sum over its chosen number tokens
+(``Actor.evaluate``); "old" log-probabilities are recomputed by the training model before the
+update rather than taken from the inference worker (paper 3.2.1: inference engines drift).
+
+    >>> adv, ret = gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95)
+    >>> loss, stats = ppo_loss(new_logp, old_logp, adv, new_values, ret, entropy)
+    >>> loss = loss + demo_weight * demo_nll(demo_logp)        # Eq. 6, offline demonstration replay
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vlac.utils.imports import require
+
+torch = require("torch", extra="model")
+
+
+def gae(rewards, values, dones, last_value: float = 0.0, gamma: float = 0.99, lam: float = 0.95):
+    """Generalised advantage estimation over one stream of steps.
+
+    ``rewards``, ``values`` and ``dones`` are (T,); ``dones[t]`` means the episode ended after step
+    t (a terminal: nothing is bootstrapped past it). ``last_value`` is V of the state after the last
+    step, used when the stream stops mid-episode (a truncation). Returns (advantages, returns)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    d = np.asarray(dones, dtype=bool)
+    if not (r.shape == v.shape == d.shape) or r.ndim != 1:
+        raise ValueError(f"rewards {r.shape}, values {v.shape} and dones {d.shape} must be equal 1-d shapes")
+    adv = np.zeros_like(r)
+    running, next_v = 0.0, float(last_value)
+    for t in range(len(r) - 1, -1, -1):
+        keep = 0.0 if d[t] else 1.0
+        delta = r[t] + gamma * next_v * keep - v[t]
+        running = delta + gamma * lam * keep * running
+        adv[t] = running
+        next_v = v[t]
+    return adv, adv + v
+
+
+def explained_variance(values, returns) -> float:
+    """1 - Var(returns - values) / Var(returns); 1 is perfect, <= 0 is no better than a constant."""
+    v, r = np.asarray(values, np.float64), np.asarray(returns, np.float64)
+    var = r.var()
+    return float("nan") if var == 0 else float(1.0 - (r - v).var() / var)
+
+
+def ppo_loss(new_log_prob: "torch.Tensor", old_log_prob: "torch.Tensor", advantages: "torch.Tensor",
+             new_value: "torch.Tensor", returns: "torch.Tensor", entropy: "torch.Tensor", clip: float = 0.2,
+             value_coef: float = 0.5, entropy_coef: float = 0.01, old_value: "torch.Tensor | None" = None,
+             value_clip: float = 0.0) -> tuple["torch.Tensor", dict]:
+    """Eq. 5's clipped surrogate (negated, to minimise) + value loss - entropy bonus.
+
+    All arguments are (B,). ``value_clip`` > 0 also clips the value update around ``old_value``.
+    Statistics: policy and value loss, entropy, the fraction of clipped ratios and the approximate
+    KL divergence ``E[(r - 1) - log r]`` between old and new policy."""
+    log_ratio = new_log_prob - old_log_prob.detach()
+    ratio = log_ratio.exp()
+    adv = advantages.detach()
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)
+    policy_loss = -surrogate.mean()
+    v_err = (new_value - returns.detach()) ** 2
+    if value_clip > 0 and old_value is not None:
+        clipped = old_value.detach() + (new_value - old_value.detach()).clamp(-value_clip, value_clip)
+        v_err = torch.maximum(v_err, (clipped - returns.detach()) ** 2)
+    value_loss = 0.5 * v_err.mean()
+    ent = entropy.mean()
+    loss = policy_loss + value_coef * value_loss - entropy_coef * ent
+    with torch.no_grad():
+        stats = {"policy_loss": float(policy_loss), "value_loss": float(value_loss), "entropy": float(ent),
+                 "clip_fraction": float(((ratio - 1.0).abs() > clip).float().mean()),
+                 "approx_kl": float(((ratio - 1.0) - log_ratio).mean())}
+    return loss, stats
+
+
+def demo_nll(log_prob: "torch.Tensor") -> "torch.Tensor":
+    """Eq. 6, offline demonstration replay: negative log-likelihood of demonstrated actions
+    (mean over the batch, so its weight does not depend on the batch size)."""
+    return -log_prob.mean()
+
+
+def normalise(x: "torch.Tensor", eps: float = 1e-8) -> "torch.Tensor":
+    """Zero mean, unit variance (advantages within one update)."""
+    return (x - x.mean()) / (x.std(unbiased=False) + eps) if x.numel() > 1 else x - x.mean()

@@ -1,0 +1,128 @@
+"""``vlac robot sim``: one simulated robot (Meta-World) as its own process, speaking exactly the
+protocol a real robot's driver speaks. A real robot replaces this process.
+
+    vlac robot sim --task reach-v3 --connect tcp://127.0.0.1:5555
+
+Control loop, per step: capture an observation and send it; wait for the action that answers
+it, at most ``--period`` seconds (a real robot's control period) or, with ``--period 0``
+(simulation only, lock-step), until it comes; execute it, or hold still if none came in time
+(counted as idle). Observations flow whatever the learner does: the learner never talks to
+robots, inference workers do. The gateway ends an episode with a ``reset`` (the critic judged
+it done, or the loop wants a new start); the robot ends it itself at ``--max-steps``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from vlac.transport.client import RobotClient
+
+
+@dataclass
+class SimRobotConfig:
+    connect: str
+    """Gateway address, e.g. tcp://127.0.0.1:5555."""
+    task: str = "reach-v3"
+    """Meta-World task of this robot."""
+    robot_id: str = ""
+    """Unique robot id (default: sim-<task>-<pid>)."""
+    episodes: int = 0
+    """Episodes to run before exiting (0: until stopped)."""
+    max_steps: int = 150
+    """Episode limit in steps (the robot ends the episode with reason "limit")."""
+    period: float = 0.0
+    """Control period in seconds: how long the robot waits for an action before holding still.
+    0: lock-step (wait until the action comes; simulation only)."""
+    seed: int = 0
+    """Base seed of the episodes' object and goal positions."""
+    variant: str = "default"
+    """Scene variant."""
+    image_size: int = 96
+    """Camera image side."""
+    server_key: str = ""
+    """File with the gateway's CURVE public key (required for non-loopback addresses)."""
+    keys: str = ""
+    """This robot's CURVE key file (default: a fresh key pair)."""
+    welcome_timeout: float = 60.0
+    """Give up if no gateway answers within this many seconds."""
+
+
+def run_sim_robot(cfg: SimRobotConfig) -> dict:
+    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
+    from vlac.envs.rollout import episode_seed
+    from vlac.envs.tasks import TASKS
+    from vlac.transport.link import CurveKeys
+
+    env = SimRobotEnv(SimEnvConfig(task=cfg.task, image_size=cfg.image_size, variant=cfg.variant,
+                                   max_steps=cfg.max_steps))
+    robot_id = cfg.robot_id or f"sim-{cfg.task}-{os.getpid()}"
+    server_key = CurveKeys.load(cfg.server_key).public if cfg.server_key else None
+    keys = CurveKeys.load(cfg.keys) if cfg.keys else None
+    task = TASKS[cfg.task].instruction
+    client = RobotClient(cfg.connect, robot_id, embodiment="sim-arm", cameras=env.camera_keys, task=task,
+                         state_dim=4, action_dim=4, server_key=server_key, keys=keys)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    stats = {"episodes": 0, "steps": 0, "idle_steps": 0, "successes": 0, "wait_s": 0.0}
+    try:
+        if not client.wait_welcome(cfg.welcome_timeout):
+            raise SystemExit(f"error: no gateway answered at {cfg.connect} within {cfg.welcome_timeout:.0f} s; "
+                             "start `vlac rl` first or check the address")
+        print(f"robot {robot_id}: connected to {cfg.connect} (session {client.session})", flush=True)
+        episode = 0
+        hold = np.array([0, 0, 0, 1], dtype=np.float32)
+        while not stop["now"] and (cfg.episodes == 0 or episode < cfg.episodes):
+            obs = env.reset(episode_seed(cfg.seed, robot_id, episode))
+            client.resets.clear()
+            client.start_episode(episode, task)
+            step, reason, last = 0, "limit", hold
+            while not stop["now"]:
+                oid = client.send_obs(obs["images"], obs["state"], episode, step)
+                t0 = time.monotonic()
+                action = client.wait_action(oid, cfg.period if cfg.period > 0 else 3600.0)
+                stats["wait_s"] += time.monotonic() - t0
+                mine = [r for r in client.resets if r["episode"] == episode]  # ignore stale ones
+                client.resets.clear()
+                if mine:
+                    reason = "done" if mine[-1]["reason"] == "done" else "reset"
+                    break
+                if action is None:
+                    stats["idle_steps"] += 1
+                    action = np.array([0, 0, 0, last[3]], dtype=np.float32)  # hold still, keep the grip
+                last = action
+                obs = env.step(np.clip(action, [-10, -10, -10, 0], [10, 10, 10, 1]))
+                step += 1
+                stats["steps"] += 1
+                if cfg.period > 0:
+                    time.sleep(max(0.0, cfg.period - (time.monotonic() - t0)))
+                if env.done:
+                    break
+            success = env.success
+            client.end_episode(episode, "abort" if stop["now"] else reason, success=success)
+            stats["episodes"] += 1
+            stats["successes"] += int(success)
+            episode += 1
+        client.poll(50)
+    finally:
+        client.close()
+        env.close()
+    print(f"robot {robot_id}: {stats}", flush=True)
+    return stats
+
+
+def main(argv: list[str]) -> None:
+    from vlac.utils.cli import parse_config
+
+    cfg = parse_config(SimRobotConfig, argv, prog="vlac robot sim",
+                       description="One simulated robot connecting to a gateway (the real-robot protocol).")
+    from vlac.envs.tasks import resolve_tasks
+
+    resolve_tasks(cfg.task)
+    run_sim_robot(cfg)
+    sys.stdout.flush()

@@ -1,0 +1,178 @@
+"""The gateway: one ROUTER socket that every robot connects to (protocol in ``protocol.py``).
+
+It registers robots, validates every message (a malformed, oversized or out-of-protocol message
+gets an ``error`` reply and is counted, never raised), tracks liveness by heartbeats, and hands
+the RL loop a stream of events; it sends actions and reset requests back.
+
+    >>> gw = Gateway("tcp://127.0.0.1:0")              # port 0: pick a free one (gw.address)
+    >>> for ev in gw.poll(timeout_ms=10): ...           # Event("obs", robot, msg), ...
+    >>> gw.send_action("arm-1", obs_id, action, t_obs)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import zmq
+
+from vlac.transport import protocol as proto
+from vlac.transport.link import CurveKeys, is_loopback
+
+
+@dataclass
+class RobotInfo:
+    robot: str
+    embodiment: str
+    cameras: list
+    task: str
+    state_dim: int
+    action_dim: int
+    last_seen: float = field(default_factory=time.monotonic)
+    episode: int | None = None
+
+
+@dataclass
+class Event:
+    kind: str  # hello | obs | episode_start | episode_end | lost
+    robot: str
+    msg: dict
+
+
+class Gateway:
+    def __init__(self, address: str = "tcp://127.0.0.1:0", keys: CurveKeys | None = None,
+                 allowed_clients: list[bytes] | None = None, max_bytes: int = proto.MAX_MESSAGE_BYTES,
+                 lost_after_s: float = 5.0):
+        if keys is None and not is_loopback(address):
+            raise ValueError(f"binding the gateway to {address} (not loopback) requires CURVE encryption and "
+                             "authentication: pass --keys FILE (create with `vlac robot keys`) and the robots' "
+                             "public keys")
+        self._ctx = zmq.Context()
+        self._auth = None
+        s = self._ctx.socket(zmq.ROUTER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished robot raises instead of vanishing
+        # Messages over max_bytes get an error reply; far beyond it (a flood) ZeroMQ drops the peer.
+        s.setsockopt(zmq.MAXMSGSIZE, 8 * max_bytes)
+        if keys is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth.start()
+            if allowed_clients is None:
+                self._auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+            else:
+                self._auth.configure_curve_callback(domain="*", credentials_provider=_Allow(allowed_clients))
+            s.curve_server = True
+            s.curve_secretkey, s.curve_publickey = keys.secret, keys.public
+        s.bind(address)
+        self.address = s.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sock = s
+        self.session = uuid.uuid4().hex[:12]
+        self.max_bytes = max_bytes
+        self.lost_after_s = lost_after_s
+        self.robots: dict[str, RobotInfo] = {}
+        self.received = 0
+        self.errors: Counter = Counter()
+        self.unreachable = 0
+
+    # ------------------------------------------------------------------ receiving
+    def poll(self, timeout_ms: int = 0, max_messages: int = 256) -> list[Event]:
+        events: list[Event] = []
+        while len(events) < max_messages and self._sock.poll(timeout_ms, zmq.POLLIN):
+            timeout_ms = 0
+            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            self.received += 1
+            ident = frames[0]
+            robot = ident.decode("utf-8", "replace")
+            if len(frames) != 2:
+                self._reject(ident, proto.ProtocolError("framing", f"expected one frame per message, got {len(frames) - 1}"))
+                continue
+            try:
+                msg = proto.validate(proto.decode(frames[1], self.max_bytes), sender="robot")
+                if msg["robot"] != robot:
+                    raise proto.ProtocolError("identity", f"message names robot {msg['robot']!r} but the connection "
+                                                          f"is {robot!r}", msg["type"])
+            except proto.ProtocolError as e:
+                self._reject(ident, e)
+                continue
+            kind = msg["type"]
+            if kind == "hello":
+                self.robots[robot] = RobotInfo(robot, msg["embodiment"], msg["cameras"], msg["task"],
+                                               msg["state_dim"], msg["action_dim"])
+                self._send(ident, {"type": "welcome", "robot": robot, "session": self.session})
+                events.append(Event("hello", robot, msg))
+                continue
+            info = self.robots.get(robot)
+            if info is None:
+                self._reject(ident, proto.ProtocolError("unregistered", f"robot {robot!r} sent {kind} before hello "
+                                                                        "(the gateway may have restarted)", kind))
+                continue
+            info.last_seen = time.monotonic()
+            if kind == "obs":
+                bad = self._check_obs(info, msg)
+                if bad:
+                    self._reject(ident, proto.ProtocolError("bad-obs", bad, kind))
+                    continue
+            if kind == "episode_start":
+                info.episode = msg["episode"]
+            if kind != "heartbeat":
+                events.append(Event(kind, robot, msg))
+        now = time.monotonic()
+        for robot, info in list(self.robots.items()):
+            if now - info.last_seen > self.lost_after_s:
+                del self.robots[robot]
+                events.append(Event("lost", robot, {"episode": info.episode}))
+        return events
+
+    @staticmethod
+    def _check_obs(info: RobotInfo, msg: dict) -> str:
+        missing = [c for c in info.cameras if c not in msg["images"]]
+        if missing:
+            return f"obs lacks camera(s) {missing} announced in hello ({info.cameras})"
+        if msg["state"].shape != (info.state_dim,):
+            return f"obs state has shape {msg['state'].shape}, hello announced ({info.state_dim},)"
+        return ""
+
+    def _reject(self, ident: bytes, err: proto.ProtocolError) -> None:
+        self.errors[err.code] += 1
+        try:
+            self._sock.send_multipart([ident, proto.error_reply(ident.decode("utf-8", "replace"), err)], zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError):
+            self.unreachable += 1
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, ident: bytes, msg: dict) -> bool:
+        try:
+            self._sock.send_multipart([ident, proto.encode(msg)], zmq.NOBLOCK)
+            return True
+        except (zmq.Again, zmq.ZMQError):  # the robot is gone or its queue is full
+            self.unreachable += 1
+            return False
+
+    def send_action(self, robot: str, obs_id: int, action, t_obs: float = 0.0) -> bool:
+        return self._send(robot.encode(), {"type": "action", "robot": robot, "obs_id": int(obs_id),
+                                           "action": np.asarray(action, dtype=np.float32), "t_obs": float(t_obs),
+                                           "t_sent": time.time()})
+
+    def send_reset(self, robot: str, episode: int, reason: str) -> bool:
+        return self._send(robot.encode(), {"type": "reset", "robot": robot, "episode": int(episode), "reason": reason})
+
+    def close(self) -> None:
+        self._sock.close(0)
+        if self._auth is not None:
+            self._auth.stop()
+        self._ctx.term()
+
+
+class _Allow:
+    """CURVE credentials callback: admit only the listed robot public keys (Z85)."""
+
+    def __init__(self, keys: list[bytes]):
+        self.keys = {bytes(k) for k in keys}
+
+    def callback(self, domain, z85_key: bytes) -> bool:
+        return bytes(z85_key) in self.keys

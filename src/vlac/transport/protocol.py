@@ -1,0 +1,147 @@
+"""The robot link protocol, version 1: msgpack maps over ZeroMQ DEALER (robot) / ROUTER (gateway).
+
+Depends only on numpy and msgpack, so a real robot's driver imports it without torch,
+transformers or Ray. Every message is one frame: a msgpack map with ``v`` (protocol version),
+``type`` and ``robot`` (the robot's id), plus the fields of its type below. Arrays (images,
+states, actions) travel as msgpack extension 1: ``dtype`` string, shape and raw bytes.
+
+Robot -> gateway
+    hello          embodiment, cameras [names], task, state_dim, action_dim   (registration; repeat after a reconnect)
+    obs            obs_id (int, increasing), episode (int), step (int), t (capture time, s since epoch),
+                   images {camera: HxWx3 uint8}, state (S,) float
+    episode_start  episode, task
+    episode_end    episode, reason ("done" | "limit" | "reset" | "abort"), success (optional; simulators
+                   only, for measurement, never used for learning)
+    heartbeat      t
+Gateway -> robot
+    welcome        session (str), protocol version accepted
+    action         obs_id (the observation it answers), action (A,) float, t_obs, t_sent
+    reset          episode (the one to end), reason, restore (optional: an opaque snapshot to return to)
+    error          code, message, (the offending type if known)
+
+A robot never blocks on the gateway: it sends observations as they are captured and executes the
+newest action that answers one of them. The lag between an observation and its action is in the
+action itself (``t_obs``, ``t_sent``), and the RL loop records each step's action with the
+observation it answers (see README, "Action timing").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import msgpack
+except ImportError as e:  # pragma: no cover - import guard for robot drivers
+    raise ImportError("the robot link needs msgpack: pip install 'vlac[robot]'") from e
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_ND = 1
+
+ROBOT_TYPES = {
+    "hello": {"embodiment": str, "cameras": list, "task": str, "state_dim": int, "action_dim": int},
+    "obs": {"obs_id": int, "episode": int, "step": int, "t": float, "images": dict, "state": np.ndarray},
+    "episode_start": {"episode": int, "task": str},
+    "episode_end": {"episode": int, "reason": str},
+    "heartbeat": {"t": float},
+}
+GATEWAY_TYPES = {
+    "welcome": {"session": str},
+    "action": {"obs_id": int, "action": np.ndarray},
+    "reset": {"episode": int, "reason": str},
+    "error": {"code": str, "message": str},
+}
+END_REASONS = ("done", "limit", "reset", "abort")
+
+
+class ProtocolError(ValueError):
+    """A message that is not valid protocol; ``code`` is sent back in the error reply."""
+
+    def __init__(self, code: str, message: str, msg_type: str | None = None):
+        super().__init__(message)
+        self.code, self.msg_type = code, msg_type
+
+
+def _default(obj):
+    if isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        header = msgpack.packb([a.dtype.str, list(a.shape)])
+        return msgpack.ExtType(_ND, len(header).to_bytes(4, "little") + header + a.tobytes())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    raise TypeError(f"cannot send a {type(obj).__name__} in a message")
+
+
+def _ext_hook(code, data):
+    if code != _ND:
+        raise ProtocolError("bad-extension", f"unknown msgpack extension {code}")
+    n = int.from_bytes(data[:4], "little")
+    dtype, shape = msgpack.unpackb(data[4:4 + n])
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf":
+        raise ProtocolError("bad-array", f"array dtype {dtype} is not numeric")
+    body = data[4 + n:]
+    if len(body) != dt.itemsize * int(np.prod(shape, dtype=np.int64)):
+        raise ProtocolError("bad-array", f"array of shape {shape} and dtype {dtype} has {len(body)} bytes")
+    return np.frombuffer(body, dtype=dt).reshape(shape)
+
+
+def encode(msg: dict) -> bytes:
+    return msgpack.packb({"v": PROTOCOL_VERSION, **msg}, default=_default, use_bin_type=True)
+
+
+def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
+    """Bytes -> message map, without checking its fields (see ``validate``)."""
+    if len(data) > max_bytes:
+        raise ProtocolError("too-large", f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        msg = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
+    except ProtocolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - msgpack raises many kinds on garbage
+        raise ProtocolError("undecodable", f"message is not msgpack ({type(e).__name__}: {e})") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("not-a-map", f"message is a {type(msg).__name__}, not a map")
+    return msg
+
+
+def validate(msg: dict, sender: str = "robot") -> dict:
+    """Check version, type and field types of a decoded message from ``sender`` ("robot" or
+    "gateway"); raises ProtocolError naming the problem."""
+    types = ROBOT_TYPES if sender == "robot" else GATEWAY_TYPES
+    if msg.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("version", f"protocol version {msg.get('v')!r} is not supported (this side speaks "
+                                       f"{PROTOCOL_VERSION}); update the robot client or the gateway")
+    kind = msg.get("type")
+    if kind not in types:
+        raise ProtocolError("unknown-type", f"message type {kind!r} is not one a {sender} sends; "
+                                            f"valid: {', '.join(types)}", kind if isinstance(kind, str) else None)
+    if not isinstance(msg.get("robot"), str) or not msg["robot"]:
+        raise ProtocolError("no-robot", "message has no robot id (field 'robot', a non-empty string)", kind)
+    for name, typ in types[kind].items():
+        value = msg.get(name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else \
+            isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+        if not ok:
+            raise ProtocolError("bad-field", f"{kind} message field {name!r} must be {typ.__name__}, "
+                                             f"got {type(value).__name__}", kind)
+    if kind == "obs":
+        for cam, img in msg["images"].items():
+            if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                shape = getattr(img, "shape", None)
+                raise ProtocolError("bad-image", f"obs image {cam!r} must be an HxWx3 uint8 array, got "
+                                                 f"{type(img).__name__} {shape}", kind)
+        if msg["state"].ndim != 1 or not np.isfinite(msg["state"]).all():
+            raise ProtocolError("bad-state", "obs state must be a finite 1-d array", kind)
+    if kind == "episode_end" and msg["reason"] not in END_REASONS:
+        raise ProtocolError("bad-field", f"episode_end reason {msg['reason']!r} is not one of {END_REASONS}", kind)
+    return msg
+
+
+def error_reply(robot: str, err: ProtocolError) -> bytes:
+    return encode({"type": "error", "robot": robot, "code": err.code, "message": str(err),
+                   "about": err.msg_type or ""})

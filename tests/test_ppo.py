@@ -1,0 +1,86 @@
+"""GAE and the PPO loss against naive implementations."""
+
+import numpy as np
+import pytest
+import torch
+
+from vlac.rl.ppo import demo_nll, explained_variance, gae, normalise, ppo_loss
+
+
+def _naive_gae(r, v, d, last, gamma, lam):
+    """Advantages as the (gamma*lam)-weighted sum of TD errors, episode by episode."""
+    n = len(r)
+    adv = np.zeros(n)
+    for t in range(n):
+        total, w = 0.0, 1.0
+        for k in range(t, n):
+            nxt = 0.0 if d[k] else (v[k + 1] if k + 1 < n else last)
+            total += w * (r[k] + gamma * nxt - v[k])
+            if d[k]:
+                break
+            w *= gamma * lam
+        adv[t] = total
+    return adv
+
+
+@pytest.mark.parametrize("gamma, lam", [(0.99, 0.95), (1.0, 1.0), (0.9, 0.0)])
+def test_gae_matches_naive(gamma, lam):
+    rng = np.random.default_rng(0)
+    r, v = rng.normal(size=40), rng.normal(size=40)
+    d = rng.random(40) < 0.1
+    d[17] = True
+    adv, ret = gae(r, v, d, last_value=0.7, gamma=gamma, lam=lam)
+    np.testing.assert_allclose(adv, _naive_gae(r, v, d, 0.7, gamma, lam), atol=1e-10)
+    np.testing.assert_allclose(ret, adv + v)
+    # lam = 1: returns are discounted reward sums (bootstrapped with last_value at the end)
+    if lam == 1.0:
+        ends = np.flatnonzero(d)
+        t = ends[0]
+        np.testing.assert_allclose(ret[t], r[t])
+
+
+def test_gae_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="equal 1-d"):
+        gae([1.0, 2.0], [0.0], [False, True])
+
+
+def test_ppo_loss_matches_naive_loop():
+    rng = np.random.default_rng(1)
+    n = 64
+    old = torch.tensor(rng.normal(-3, 1, n))
+    new = (old + torch.tensor(rng.normal(0, 0.3, n))).requires_grad_()
+    adv = torch.tensor(rng.normal(size=n))
+    val = torch.tensor(rng.normal(size=n), requires_grad=True)
+    ret = torch.tensor(rng.normal(size=n))
+    ent = torch.tensor(rng.uniform(0.5, 2, n))
+    loss, st = ppo_loss(new, old, adv, val, ret, ent, clip=0.2, value_coef=0.5, entropy_coef=0.01)
+    pol, clipped, kl = 0.0, 0, 0.0
+    for i in range(n):
+        ratio = float(np.exp(new[i].item() - old[i].item()))
+        pol += min(ratio * adv[i].item(), min(max(ratio, 0.8), 1.2) * adv[i].item())
+        clipped += abs(ratio - 1) > 0.2
+        kl += (ratio - 1) - np.log(ratio)
+    vloss = 0.5 * np.mean((val.detach().numpy() - ret.numpy()) ** 2)
+    want = -pol / n + 0.5 * vloss - 0.01 * ent.mean().item()
+    assert loss.item() == pytest.approx(want, rel=1e-9)
+    assert st["clip_fraction"] == pytest.approx(clipped / n) and 0 < st["clip_fraction"] < 1
+    assert st["approx_kl"] == pytest.approx(kl / n) and st["approx_kl"] > 0
+    loss.backward()
+    # the gradient of a ratio clipped on the side the advantage pushes is zero
+    r = (new - old).exp().detach()
+    dead = ((r > 1.2) & (adv > 0)) | ((r < 0.8) & (adv < 0))
+    assert dead.any() and torch.all(new.grad[dead] == 0) and torch.all(new.grad[~dead] != 0)
+
+
+def test_identical_policies_give_no_clipping_and_zero_kl():
+    lp = torch.randn(16)
+    _, st = ppo_loss(lp, lp, torch.randn(16), torch.zeros(16), torch.zeros(16), torch.ones(16))
+    assert st["clip_fraction"] == 0 and st["approx_kl"] == pytest.approx(0, abs=1e-12)
+
+
+def test_helpers():
+    assert explained_variance([1, 2, 3], [1, 2, 3]) == 1.0
+    assert explained_variance([2, 2, 2], [1, 2, 3]) == pytest.approx(0.0)
+    assert demo_nll(torch.tensor([-1.0, -3.0])).item() == 2.0
+    x = normalise(torch.tensor([1.0, 2.0, 3.0]))
+    assert x.mean().abs() < 1e-6 and x.std(unbiased=False) == pytest.approx(1, abs=1e-6)

@@ -1,0 +1,164 @@
+"""The robot link over real ZeroMQ sockets on 127.0.0.1: protocol round trips, rejection of bad
+messages, re-registration after a gateway restart, CURVE, and a robot driver's import footprint."""
+
+import subprocess
+import sys
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from vlac.transport import protocol as proto
+from vlac.transport.client import RobotClient
+from vlac.transport.gateway import Gateway
+from vlac.transport.link import CurveKeys
+
+
+def _obs(robot="r1", **kw):
+    msg = {"type": "obs", "robot": robot, "obs_id": 3, "episode": 0, "step": 3, "t": 1.5,
+           "images": {"main": np.arange(96 * 96 * 3, dtype=np.uint8).reshape(96, 96, 3)},
+           "state": np.array([1.0, 2.0, 3.0, 0.5], np.float32)}
+    msg.update(kw)
+    return msg
+
+
+def test_round_trip_keeps_arrays_exact():
+    msg = _obs()
+    back = proto.validate(proto.decode(proto.encode(msg)))
+    assert np.array_equal(back["images"]["main"], msg["images"]["main"]) and back["images"]["main"].dtype == np.uint8
+    assert np.array_equal(back["state"], msg["state"]) and back["v"] == proto.PROTOCOL_VERSION
+
+
+@pytest.mark.parametrize("data, code", [
+    (b"\xc1garbage", "undecodable"),
+    (msgpack.packb([1, 2]), "not-a-map"),
+    (msgpack.packb({"v": 99, "type": "obs", "robot": "r1"}), "version"),
+    (proto.encode({"type": "dance", "robot": "r1"}), "unknown-type"),
+    (proto.encode({"type": "heartbeat", "robot": "r1", "t": "now"}), "bad-field"),
+    (proto.encode(_obs(images={"main": np.zeros((4, 4), np.uint8)})), "bad-image"),
+    (proto.encode(_obs(state=np.array([np.nan, 1.0]))), "bad-state"),
+    (proto.encode({"type": "episode_end", "robot": "r1", "episode": 0, "reason": "bored"}), "bad-field"),
+])
+def test_bad_messages_are_named(data, code):
+    with pytest.raises(proto.ProtocolError) as e:
+        proto.validate(proto.decode(data))
+    assert e.value.code == code
+
+
+def test_oversized_message_rejected_before_decoding():
+    with pytest.raises(proto.ProtocolError, match="exceeds"):
+        proto.decode(b"x" * 100, max_bytes=10)
+
+
+def test_oversized_message_gets_an_error_reply():
+    gw = Gateway("tcp://127.0.0.1:0", max_bytes=100_000)
+    client = RobotClient(gw.address, "big", "sim-arm", ["main"], "t", 4, 4)
+    try:
+        _pump(gw, client, until=lambda e: client.session is not None)
+        client.send_obs({"main": np.zeros((300, 300, 3), np.uint8)}, np.zeros(4), episode=0, step=0)
+        _pump(gw, client, until=lambda e: gw.errors["too-large"] == 1 and client.errors)
+        assert gw.errors["too-large"] == 1 and client.errors[-1][1] == "too-large"
+    finally:
+        client.close()
+        gw.close()
+
+
+def _pump(gw, client, seconds=2.0, until=None):
+    events = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        events += gw.poll(20)
+        client.poll(0)
+        if until and until(events):
+            break
+    return events
+
+
+def test_gateway_serves_a_robot_and_survives_bad_input():
+    gw = Gateway("tcp://127.0.0.1:0")
+    client = RobotClient(gw.address, "r1", "sim-arm", ["main"], "reach the goal", 4, 4)
+    try:
+        ev = _pump(gw, client, until=lambda e: client.session is not None)
+        assert client.session == gw.session and [e.kind for e in ev][:1] == ["hello"]
+        oid = client.send_obs({"main": np.zeros((96, 96, 3), np.uint8)}, np.zeros(4), episode=0, step=0)
+        ev = _pump(gw, client, until=lambda e: any(x.kind == "obs" for x in e))
+        obs = [e for e in ev if e.kind == "obs"][0]
+        assert obs.msg["obs_id"] == oid
+        gw.send_action("r1", oid, [1, 2, 3, 1], t_obs=obs.msg["t"])
+        assert client.wait_action(oid, 2.0).tolist() == [1, 2, 3, 1]
+        # A raw socket speaking garbage, a wrong state size, a robot that skipped hello.
+        ctx = zmq.Context.instance()
+        raw = ctx.socket(zmq.DEALER)
+        raw.setsockopt(zmq.IDENTITY, b"intruder")
+        raw.connect(gw.address)
+        raw.send(b"\x00\x01 not msgpack")
+        raw.send(proto.encode(_obs(robot="intruder")))
+        client._send(_obs(robot="r1", state=np.zeros(7, np.float32)))
+        _pump(gw, client, seconds=1.0, until=lambda e: sum(gw.errors.values()) >= 3)
+        assert gw.errors["undecodable"] == 1 and gw.errors["unregistered"] == 1 and gw.errors["bad-obs"] == 1
+        assert raw.poll(2000) and proto.decode(raw.recv())["type"] == "error"
+        assert any(code == "bad-obs" for _, code, _ in client.errors)
+        raw.close(0)
+        # still serving
+        oid = client.send_obs({"main": np.zeros((96, 96, 3), np.uint8)}, np.zeros(4), episode=0, step=1)
+        assert any(e.kind == "obs" for e in _pump(gw, client, until=lambda e: any(x.kind == "obs" for x in e)))
+    finally:
+        client.close()
+        gw.close()
+
+
+def test_robot_registers_again_after_gateway_restart():
+    gw = Gateway("tcp://127.0.0.1:0")
+    addr = gw.address
+    client = RobotClient(addr, "r2", "sim-arm", ["main"], "reach the goal", 4, 4, reconnect_max_ms=200)
+    try:
+        _pump(gw, client, until=lambda e: client.session is not None)
+        first = client.session
+        gw.close()
+        # observations while the gateway is down are dropped, never block
+        t0 = time.monotonic()
+        for k in range(50):
+            client.send_obs({"main": np.zeros((96, 96, 3), np.uint8)}, np.zeros(4), episode=0, step=k)
+        assert time.monotonic() - t0 < 1.0 and client.dropped > 0
+        gw = Gateway(addr)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and client.session in (None, first):
+            client.send_obs({"main": np.zeros((96, 96, 3), np.uint8)}, np.zeros(4), episode=0, step=99)
+            _pump(gw, client, seconds=0.2)
+        assert client.session == gw.session != first and "r2" in gw.robots
+    finally:
+        client.close()
+        gw.close()
+
+
+def test_curve_links_and_loopback_rule(tmp_path):
+    with pytest.raises(ValueError, match="CURVE"):
+        Gateway("tcp://0.0.0.0:0")
+    with pytest.raises(ValueError, match="CURVE"):
+        RobotClient("tcp://10.1.2.3:5555", "r", "sim-arm", ["main"], "t", 4, 4)
+    server, robot, stranger = CurveKeys.generate(), CurveKeys.generate(), CurveKeys.generate()
+    server.save(tmp_path / "gw.key")
+    assert CurveKeys.load(tmp_path / "gw.key").secret == server.secret
+    gw = Gateway("tcp://127.0.0.1:0", keys=server, allowed_clients=[robot.public])
+    good = RobotClient(gw.address, "good", "sim-arm", ["main"], "t", 4, 4, server_key=server.public, keys=robot)
+    bad = RobotClient(gw.address, "bad", "sim-arm", ["main"], "t", 4, 4, server_key=server.public, keys=stranger)
+    try:
+        end = time.monotonic() + 3
+        while time.monotonic() < end and good.session is None:
+            gw.poll(20)
+            good.poll(0)
+            bad.poll(0)
+        assert good.session == gw.session and bad.session is None and "bad" not in gw.robots
+    finally:
+        good.close()
+        bad.close()
+        gw.close()
+
+
+def test_robot_client_imports_without_torch_or_ray():
+    code = ("import sys; import vlac.transport.client, vlac.transport.protocol; "
+            "bad = [m for m in ('torch', 'transformers', 'ray') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
