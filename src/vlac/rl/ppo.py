@@ -6,7 +6,6 @@ update rather than taken from the inference worker (paper 3.2.1: inference engin
 
     >>> adv, ret = gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95)
     >>> loss, stats = ppo_loss(new_logp, old_logp, adv, new_values, ret, entropy)
-    >>> loss = loss + demo_weight * demo_nll(demo_logp)        # Eq. 6, offline demonstration replay
 """
 
 from __future__ import annotations
@@ -73,12 +72,6 @@ def ppo_loss(new_log_prob: "torch.Tensor", old_log_prob: "torch.Tensor", advanta
                  "clip_fraction": float(((ratio - 1.0).abs() > clip).float().mean()),
                  "approx_kl": float(((ratio - 1.0) - log_ratio).mean())}
     return loss, stats
-
-
-def demo_nll(log_prob: "torch.Tensor") -> "torch.Tensor":
-    """Eq. 6, offline demonstration replay: negative log-likelihood of demonstrated actions
-    (mean over the batch, so its weight does not depend on the batch size)."""
-    return -log_prob.mean()
 
 
 def normalise(x: "torch.Tensor", eps: float = 1e-8) -> "torch.Tensor":

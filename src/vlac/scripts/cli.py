@@ -17,17 +17,19 @@ from vlac.model import CheckpointError
 
 
 def _groups() -> dict:
-    from vlac.scripts import actor, critic, data
+    from vlac.scripts import actor, critic, data, rl
 
     return {"data": (data.COMMANDS, "simulated data collection and LeRobot datasets"),
             "critic": (critic.COMMANDS, "the progress critic: train, score, eval, filter"),
-            "actor": (actor.COMMANDS, "the actor: train (behaviour cloning), eval (rollouts)")}
+            "actor": (actor.COMMANDS, "the actor: train (behaviour cloning), eval (rollouts)"),
+            "robot": (rl.ROBOT_COMMANDS, "robots: sim (a simulated robot process), keys (CURVE keys)"),
+            "rl": (rl.rl_main, "the RL loop: vlac rl --config FILE --episodes N --out DIR")}
 
 
 def _usage(groups: dict) -> str:
     lines = ["usage: vlac <group> <command> [--help]", ""]
     for g, (cmds, doc) in groups.items():
-        lines.append(f"  {g:6s} {doc}: {', '.join(cmds)}")
+        lines.append(f"  {g:6s} {doc}" + (f": {', '.join(cmds)}" if isinstance(cmds, dict) else ""))
     return "\n".join(lines)
 
 
@@ -41,14 +43,20 @@ def main(argv: list[str] | None = None) -> None:
     if group not in groups:
         raise SystemExit(f"error: unknown group {group!r}\n{_usage(groups)}")
     cmds = groups[group][0]
+    if callable(cmds):  # a group that is one command (vlac rl)
+        return _run(cmds, argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: vlac {group} {{{','.join(cmds)}}} [--help]")
         return
     cmd = argv.pop(0)
     if cmd not in cmds:
         raise SystemExit(f"error: unknown command 'vlac {group} {cmd}'; valid: {', '.join(cmds)}")
+    _run(cmds[cmd], argv)
+
+
+def _run(command, argv: list[str]) -> None:
     try:
-        cmds[cmd](argv)
+        command(argv)
     except (DatasetError, CheckpointError, TemplateError) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:

@@ -80,6 +80,10 @@ class Gateway:
         self.unreachable = 0
 
     # ------------------------------------------------------------------ receiving
+    def poll_ready(self, timeout_ms: int = 0) -> bool:
+        """Whether a message is waiting (blocks up to ``timeout_ms``)."""
+        return bool(self._sock.poll(timeout_ms, zmq.POLLIN))
+
     def poll(self, timeout_ms: int = 0, max_messages: int = 256) -> list[Event]:
         events: list[Event] = []
         while len(events) < max_messages and self._sock.poll(timeout_ms, zmq.POLLIN):

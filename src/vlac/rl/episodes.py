@@ -1,0 +1,83 @@
+"""Episodes as the RL loop records them, and how they become PPO batches.
+
+A step is an observation, the action decoded for it (with its token log-probabilities and value
+from the inference worker), and the critic's verdict on the transition to the next observation:
+``reward`` = progress delta between the two frames (dense) and ``p_done`` of the next frame.
+The last observation of an episode has no action; it only closes the final transition.
+
+    >>> rec = EpisodeRecord("sim-1", "push the puck to the goal", 0)
+    >>> rec.steps.append(Step(obs_id, t_obs, image, state)) ...
+    >>> rewards, dones = rec.rewards("dense"), rec.terminals()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vlac.rl.ppo import gae
+
+
+@dataclass
+class Step:
+    obs_id: int
+    t_obs: float
+    image: np.ndarray  # (H, W, 3) uint8, the camera the actor sees
+    state: np.ndarray  # (S,)
+    sample: dict | None = None  # ActionSample.to_dict() once an inference worker answered
+    t_action: float | None = None  # when the action was sent back
+    reward: float | None = None  # critic progress delta of (this frame -> next frame), -1..1
+    p_done: float | None = None  # critic done probability of the next frame
+
+
+@dataclass
+class EpisodeRecord:
+    robot: str
+    task: str
+    episode: int
+    steps: list[Step] = field(default_factory=list)
+    reason: str = ""  # done (critic), limit (robot's step limit), reset, abort, lost (robot vanished)
+    success: bool | None = None  # the simulator's flag, measurement only (never used for learning)
+    done_step: int | None = None  # transition at which the critic declared done
+
+    @property
+    def acted(self) -> list[Step]:
+        """Steps whose action was executed and whose transition was scored."""
+        return [s for s in self.steps if s.sample is not None and s.reward is not None]
+
+    @property
+    def terminal(self) -> bool:
+        """Only the critic's done ends an episode for the learner; a step limit, a reset, an abort
+        or a lost robot is a truncation (its value is bootstrapped)."""
+        return self.reason == "done"
+
+    def rewards(self, mode: str = "dense", done_bonus: float = 0.0) -> np.ndarray:
+        """``dense``: the critic's progress delta per transition (plus ``done_bonus`` at done);
+        ``sparse``: 1 at the transition the critic declared done, else 0 (the baseline)."""
+        steps = self.acted
+        if mode == "dense":
+            r = np.array([s.reward for s in steps], dtype=np.float64)
+            if self.terminal and len(r):
+                r[-1] += done_bonus
+        elif mode == "sparse":
+            r = np.zeros(len(steps))
+            if self.terminal and len(r):
+                r[-1] = 1.0
+        else:
+            raise ValueError(f"reward mode {mode!r} is not dense or sparse")
+        return r
+
+    def advantages(self, values: np.ndarray, last_value: float, mode: str, gamma: float, lam: float,
+                   done_bonus: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        r = self.rewards(mode, done_bonus)
+        dones = np.zeros(len(r), dtype=bool)
+        if self.terminal and len(r):
+            dones[-1] = True
+        return gae(r, values, dones, last_value=0.0 if self.terminal else last_value, gamma=gamma, lam=lam)
+
+    def summary(self) -> dict:
+        r = [s.reward for s in self.acted]
+        return {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(self.acted),
+                "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
+                "final_p_done": self.acted[-1].p_done if self.acted else None}

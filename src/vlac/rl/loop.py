@@ -1,0 +1,445 @@
+"""``vlac rl``: the asynchronous real-world RL loop (paper 3.2.1), the one module that knows Ray.
+
+The gateway (ZeroMQ) receives robots' observations; each waiting observation goes to an idle
+inference replica (dynamic allocation); the critic worker scores every transition (reward) and
+watches for done, which ends the robot's episode with a reset; each finished episode is written
+to disk by the data service before the learner sees it; the learner runs token-level PPO on
+batches of episodes and its new weights are pushed to the replicas while robots keep going.
+
+    vlac rl --config configs/rl/reach.yaml --episodes 200 --out runs/rl-reach
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vlac.rl.episodes import EpisodeRecord, Step
+from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, Learner, LearnerConfig, LogService
+from vlac.utils.imports import require
+
+
+@dataclass
+class RLConfig:
+    out: str = "runs/rl"
+    """Run folder: episodes/ (LeRobot), rl_steps/, learner/ (checkpoint), tb/, report.md, *.png."""
+    tasks: str = "reach-v3"
+    """Tasks of the simulated robots, assigned round-robin (also the evaluation tasks)."""
+    robots: int = 2
+    """Simulated robots started by the loop (0: only robots started separately with `vlac robot sim`)."""
+    episodes: int = 200
+    """Stop after this many finished episodes in the run folder (counting earlier runs: resume)."""
+    bind: str = "tcp://127.0.0.1:0"
+    """Gateway address; port 0 picks a free port (printed, and written to OUT/gateway.txt)."""
+    keys: str = ""
+    """Gateway CURVE key file (required when --bind is not loopback)."""
+    ray_address: str = ""
+    """Join this Ray cluster instead of starting a local one on 127.0.0.1."""
+    num_cpus: float = 2.0
+    """CPUs of the local Ray cluster."""
+    inference_workers: int = 1
+    """Actor replicas."""
+    max_batch: int = 8
+    """Most observations one replica decodes at once."""
+    actor: str = ""
+    """Actor checkpoint (default: the built-in behaviour-cloned tiny actor)."""
+    critic: str = ""
+    """Critic checkpoint for rewards and done (default: the built-in tiny critic)."""
+    done_threshold: float = 0.5
+    """The critic's done probability that counts as done."""
+    done_patience: int = 2
+    """Consecutive frames over the threshold before the episode is ended as done."""
+    max_steps: int = 100
+    """Robots' episode limit in steps."""
+    period: float = 0.0
+    """Robots' control period in seconds (0: lock-step, simulation only)."""
+    episodes_per_update: int = 4
+    """Finished episodes per PPO update."""
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    eval_every: int = 40
+    """Evaluate the current policy every this many finished episodes (and at the start and end)."""
+    eval_episodes: int = 20
+    """Evaluation episodes per task (fixed seeds, simulator success flag; never used for learning)."""
+    eval_seed: int = 20_000
+    lost_after: float = 10.0
+    """Seconds without any message before a robot counts as lost (its open episode is truncated)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        from vlac.envs.tasks import resolve_tasks
+
+        resolve_tasks(self.tasks)
+        if self.episodes < 1 or self.episodes_per_update < 1 or self.inference_workers < 1:
+            raise ValueError("episodes, episodes_per_update and inference_workers must be >= 1")
+        if self.learner.reward not in ("dense", "sparse"):
+            raise ValueError(f"learner.reward {self.learner.reward!r} must be dense or sparse")
+
+    @property
+    def task_list(self) -> list[str]:
+        from vlac.envs.tasks import resolve_tasks
+
+        return [t.name for t in resolve_tasks(self.tasks)]
+
+
+@dataclass
+class _Robot:
+    rec: EpisodeRecord | None = None
+    done_streak: int = 0
+    first_seen: float = field(default_factory=time.monotonic)
+    wait_s: float = 0.0
+
+
+class RLLoop:
+    """The rollout side: gateway, robots' episodes, dispatch to Ray workers, learner schedule."""
+
+    def __init__(self, cfg: RLConfig):
+        self.cfg = cfg
+        if not cfg.ray_address:
+            # A local cluster stays on 127.0.0.1: without this Ray resolves 127.0.0.1 to the
+            # machine's external address and listens there (read when ray is imported).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            # Ray runs workers at nice 15 by default; ours are the latency-critical part.
+            os.environ.setdefault("RAY_worker_niceness", "0")
+        self.ray = require("ray", extra="rl")
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg.learner.out = str(self.out)
+        cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
+        (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        self.stats = {k: [] for k in ("obs_to_action", "assign", "critic", "inference_batch", "update_seconds")}
+        self.counters = {"worker_restarts": 0, "learner_restarts": 0, "requeued": 0}
+        self.robots: dict[str, _Robot] = {}
+        self.waiting: deque = deque()  # (robot, Step, t_received)
+        self.critic_queue: list[dict] = []
+        self.finishing: list[EpisodeRecord] = []
+        self.buffer: list[EpisodeRecord] = []
+        self.procs: list[subprocess.Popen] = []
+
+    # ------------------------------------------------------------------ set-up
+    def _start_ray(self) -> None:
+        ray = self.ray
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        if self.cfg.ray_address:
+            ray.init(address=self.cfg.ray_address)
+        else:
+            ray.init(num_cpus=self.cfg.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, configure_logging=False)
+        remote = lambda cls, **kw: ray.remote(num_cpus=0.1, max_restarts=-1, **kw)(cls)  # noqa: E731
+        lc = self.cfg.learner
+        self.workers = [remote(InferenceWorker).remote(self.cfg.actor, lc.temperature, 0, 1, self.cfg.seed + k)
+                        for k in range(self.cfg.inference_workers)]
+        self.critic = remote(CriticWorker).remote(self.cfg.critic, 1)
+        self.learner = remote(Learner).remote(lc)
+        self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out))
+        self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
+        status = ray.get(self.learner.status.remote())
+        self.version = status["step"]
+        self.done_episodes = ray.get(self.data.count.remote())
+        self.weights_ref = None
+        if status["resumed"]:
+            print(f"resuming {self.out}: learner at update {status['step']}, {self.done_episodes} episodes on disk")
+            self._broadcast(self.learner.weights.remote())
+
+    def _start_robots(self, address: str) -> None:
+        tasks = self.cfg.task_list
+        for k in range(self.cfg.robots):
+            cmd = [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address,
+                   "--task", tasks[k % len(tasks)], "--robot-id", f"sim-{k}", "--max-steps", str(self.cfg.max_steps),
+                   "--period", str(self.cfg.period), "--seed", str(self.cfg.seed * 1000 + self.done_episodes + k)]
+            log = open(self.out / f"robot-sim-{k}.log", "a")
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+
+    # ------------------------------------------------------------------ events
+    def _on_event(self, ev, now: float) -> None:
+        r = self.robots.setdefault(ev.robot, _Robot())
+        msg = ev.msg
+        if ev.kind == "episode_start":
+            self._close(ev.robot, "abort")  # a robot that restarted without ending its episode
+            r.rec, r.done_streak = EpisodeRecord(ev.robot, msg["task"], msg["episode"]), 0
+        elif ev.kind == "obs":
+            if r.rec is None or r.rec.episode != msg["episode"]:
+                self._close(ev.robot, "abort")
+                task = self.gateway.robots[ev.robot].task
+                r.rec, r.done_streak = EpisodeRecord(ev.robot, task, msg["episode"]), 0
+            rec = r.rec
+            cam = next(iter(msg["images"]))
+            step = Step(msg["obs_id"], msg["t"], np.array(msg["images"].get("main", msg["images"][cam])),
+                        np.array(msg["state"], np.float32))
+            if rec.steps and rec.steps[-1].sample is not None:
+                self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
+                                          "before": rec.steps[-1].image, "after": step.image})
+            rec.steps.append(step)
+            if rec.done_step is None:
+                self.waiting = deque(w for w in self.waiting if w[0] != ev.robot)  # only the newest matters
+                self.waiting.append((ev.robot, step, now))
+        elif ev.kind == "episode_end":
+            if r.rec is not None and r.rec.episode == msg["episode"]:
+                r.rec.success = msg.get("success")
+                self._close(ev.robot, msg["reason"])
+        elif ev.kind == "lost":
+            self._close(ev.robot, "lost")
+            self.robots.pop(ev.robot, None)
+
+    def _close(self, robot: str, reason: str) -> None:
+        r = self.robots.get(robot)
+        if r is None or r.rec is None:
+            return
+        rec, r.rec = r.rec, None
+        rec.reason = "done" if rec.done_step is not None else reason
+        if rec.done_step is not None:
+            rec.steps = rec.steps[:rec.done_step + 2]  # nothing after the frame judged done
+        self.waiting = deque(w for w in self.waiting if w[0] != robot)
+        self.finishing.append(rec)
+
+    # ------------------------------------------------------------------ dispatch and results
+    def _dispatch(self, now: float) -> None:
+        for k, w in enumerate(self.workers):
+            if self.inflight[k] is not None or not self.waiting:
+                continue
+            batch = [self.waiting.popleft() for _ in range(min(self.cfg.max_batch, len(self.waiting)))]
+            reqs = [{"robot": rb, "obs_id": st.obs_id, "image": st.image, "state": st.state,
+                     "task": self.gateway.robots[rb].task if rb in self.gateway.robots else "", "t_recv": t}
+                    for rb, st, t in batch if rb in self.gateway.robots]
+            if not reqs:
+                continue
+            self.stats["assign"] += [now - q["t_recv"] for q in reqs]
+            self.inflight[k] = (w.act.remote(reqs), reqs, batch)
+
+    def _collect_inference(self) -> None:
+        ray = self.ray
+        for k, item in enumerate(self.inflight):
+            if item is None:
+                continue
+            ref, reqs, batch = item
+            if ref not in self.ready:
+                continue
+            self.inflight[k] = None
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayActorError:  # the replica crashed: Ray restarts it; retry the requests
+                self.counters["worker_restarts"] += 1
+                self.counters["requeued"] += len(batch)
+                self.waiting.extendleft(reversed(batch))
+                if self.weights_ref is not None:
+                    self.workers[k].set_weights.remote(*self.weights_ref)
+                continue
+            now = time.monotonic()
+            self.stats["inference_batch"].append(results[0]["seconds"])
+            for req, res in zip(reqs, results):
+                r = self.robots.get(res["robot"])
+                if r is None or r.rec is None:
+                    continue
+                step = next((s for s in reversed(r.rec.steps) if s.obs_id == res["obs_id"]), None)
+                if step is None:
+                    continue
+                step.sample, step.t_action = res["sample"], time.time()
+                self.gateway.send_action(res["robot"], res["obs_id"], res["sample"]["action"], t_obs=step.t_obs)
+                self.stats["obs_to_action"].append(now - req["t_recv"])
+                r.wait_s += now - req["t_recv"]
+
+    def _score(self) -> None:
+        ray = self.ray
+        if self.critic_inflight is not None and self.critic_inflight[0] in self.ready:
+            ref, items = self.critic_inflight
+            self.critic_inflight = None
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                self.critic_queue = items + self.critic_queue
+                results = []
+            for res in results:
+                robot, episode, idx = res["key"]
+                self.stats["critic"].append(res["seconds"])
+                rec = self._find(robot, episode)
+                if rec is None or idx >= len(rec.steps):
+                    continue
+                rec.steps[idx].reward, rec.steps[idx].p_done = res["reward"], res["p_done"]
+                r = self.robots.get(robot)
+                if r is not None and r.rec is rec and rec.done_step is None:
+                    r.done_streak = r.done_streak + 1 if res["p_done"] >= self.cfg.done_threshold else 0
+                    if r.done_streak >= self.cfg.done_patience:
+                        rec.done_step = idx
+                        self.gateway.send_reset(robot, episode, "done")
+        if self.critic_inflight is None and self.critic_queue:
+            items, self.critic_queue = self.critic_queue[:32], self.critic_queue[32:]
+            self.critic_inflight = (self.critic.score.remote(items), items)
+
+    def _find(self, robot: str, episode: int) -> EpisodeRecord | None:
+        r = self.robots.get(robot)
+        if r is not None and r.rec is not None and r.rec.episode == episode:
+            return r.rec
+        return next((e for e in self.finishing if e.robot == robot and e.episode == episode), None)
+
+    def _finish_episodes(self) -> None:
+        pending = {it["key"][:2] for it in self.critic_queue}
+        if self.critic_inflight is not None:
+            pending |= {it["key"][:2] for it in self.critic_inflight[1]}
+        for rec in list(self.finishing):
+            if (rec.robot, rec.episode) in pending:
+                continue
+            self.finishing.remove(rec)
+            index = self.ray.get(self.data.add.remote(rec))  # on disk before anyone trains on it
+            if index < 0:
+                continue
+            self.done_episodes += 1
+            summary = rec.summary()
+            self.log.episode(summary, self.done_episodes)
+            self.bar.update(1)
+            self.bar.set_postfix(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
+            self.buffer.append(rec)
+
+    def _learn(self) -> None:
+        ray = self.ray
+        if self.update_inflight is not None and self.update_inflight[0] in self.ready:
+            ref, episodes = self.update_inflight
+            self.update_inflight = None
+            try:
+                stats = ray.get(ref)
+            except ray.exceptions.RayActorError:  # killed: Ray restarts it from its last checkpoint
+                self.counters["learner_restarts"] += 1
+                self.buffer = episodes + self.buffer
+                return
+            self.version = stats["update"]
+            self.stats["update_seconds"].append(stats["seconds"])
+            self.log.scalars("learner", stats, self.version)
+            self._broadcast(self.learner.weights.remote())
+        if self.update_inflight is None and len(self.buffer) >= self.cfg.episodes_per_update:
+            episodes, self.buffer = self.buffer[:self.cfg.episodes_per_update], self.buffer[self.cfg.episodes_per_update:]
+            self.update_inflight = (self.learner.update.remote(episodes), episodes)
+
+    def _broadcast(self, weights_ref) -> None:
+        state, version = self.ray.get(weights_ref)
+        state_ref = self.ray.put(state)
+        self.weights_ref = (state_ref, version)
+        for w in self.workers:
+            w.set_weights.remote(state_ref, version)
+
+    def _refs(self) -> list:
+        items = [x for x in self.inflight if x is not None]
+        items += [x for x in (self.critic_inflight, self.update_inflight, self.eval_inflight) if x is not None]
+        return [x[0] for x in items]
+
+    def _wait(self, timeout: float = 0.005) -> None:
+        """Block briefly on whichever comes first, a robot message or a finished Ray call (a
+        busy loop here would take a CPU core from the workers)."""
+        refs = self._refs()
+        if self.gateway.poll_ready(0):
+            self.ready = set(self.ray.wait(refs, num_returns=len(refs), timeout=0)[0]) if refs else set()
+            return
+        if refs:
+            done, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
+            if done:
+                self.ready = set(self.ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+                return
+        self.ready = set()
+        self.gateway.poll_ready(int(timeout * 1000))
+
+    def _eval_done(self) -> None:
+        ref, episodes = self.eval_inflight
+        self.eval_inflight = None
+        res = self.ray.get(ref)
+        res["episodes"] = episodes
+        res["success"] = float(np.mean([res[t] for t in self.cfg.task_list]))
+        self.log.evaluation(res)
+
+    def _evaluate(self, final: bool = False) -> None:
+        """Success on fixed evaluation episodes at the start, every ``eval_every`` episodes and at
+        the end (``final`` waits for it)."""
+        if self.eval_inflight is not None and (final or self.eval_inflight[0] in self.ready):
+            self._eval_done()
+        if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):
+            state = self.weights_ref[0] if self.weights_ref else None
+            self.eval_inflight = (self.evaluator.evaluate.remote(state, self.version, self.cfg.task_list,
+                                                                 self.cfg.eval_episodes, self.cfg.eval_seed,
+                                                                 self.cfg.max_steps), self.done_episodes)
+            self.next_eval = self.done_episodes + self.cfg.eval_every
+            if final:
+                self._eval_done()
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> dict:
+        from vlac.transport.gateway import Gateway
+        from vlac.transport.link import CurveKeys
+
+        cfg = self.cfg
+        self._start_ray()
+        keys = CurveKeys.load(cfg.keys) if cfg.keys else None
+        self.gateway = Gateway(cfg.bind, keys=keys, lost_after_s=cfg.lost_after)
+        (self.out / "gateway.txt").write_text(self.gateway.address + "\n")
+        print(f"gateway listening on {self.gateway.address}; add robots with "
+              f"`vlac robot sim --task TASK --connect {self.gateway.address}`", flush=True)
+        self.log = LogService(str(self.out))
+        self.inflight = [None] * len(self.workers)
+        self.critic_inflight = self.update_inflight = self.eval_inflight = None
+        self.ready: set = set()
+        self.next_eval = self.done_episodes
+        self._start_robots(self.gateway.address)
+        self.bar = tqdm(total=cfg.episodes, initial=self.done_episodes, desc="rl", unit="ep")
+        t_start = time.monotonic()
+        start_episodes = self.done_episodes
+        try:
+            while self.done_episodes < cfg.episodes:
+                self._wait()
+                now = time.monotonic()
+                for ev in self.gateway.poll(timeout_ms=0):
+                    self._on_event(ev, now)
+                self._dispatch(time.monotonic())
+                self._collect_inference()
+                self._score()
+                self._finish_episodes()
+                self._learn()
+                self._evaluate()
+                for p in self.procs:
+                    if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
+                        raise RuntimeError(f"simulated robot exited with code {p.returncode}; see {self.out}/robot-*.log")
+            # the last update and the final evaluation
+            while self.update_inflight is not None:
+                self._wait()
+                self._learn()
+            self._evaluate(final=True)
+        finally:
+            self.bar.close()
+            for p in self.procs:
+                p.send_signal(signal.SIGTERM)
+            for p in self.procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            wall = time.monotonic() - t_start
+            self.gateway.close()
+        summary = self._summary(wall, self.done_episodes - start_episodes)
+        self.log.close()
+        (self.out / "loop_stats.json").write_text(json.dumps(summary, indent=1))
+        from vlac.rl.report import write_report
+
+        write_report(self.out)
+        self.ray.shutdown()
+        return summary
+
+    def _summary(self, wall: float, episodes: int) -> dict:
+        def pct(xs, q):
+            return float(np.percentile(xs, q)) if xs else float("nan")
+
+        s = self.stats
+        idle = {rb: r.wait_s / max(time.monotonic() - r.first_seen, 1e-9) for rb, r in self.robots.items()}
+        return {"wall_seconds": wall, "episodes": episodes, "episodes_per_hour": 3600 * episodes / max(wall, 1e-9),
+                "obs_to_action_median": pct(s["obs_to_action"], 50), "obs_to_action_p99": pct(s["obs_to_action"], 99),
+                "assign_median": pct(s["assign"], 50), "assign_p99": pct(s["assign"], 99),
+                "critic_seconds_per_pair": pct(s["critic"], 50), "updates": len(s["update_seconds"]),
+                "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
+                "gateway_errors": dict(self.gateway.errors), **self.counters}
+
+
+def run(cfg: RLConfig) -> dict:
+    return RLLoop(cfg).run()

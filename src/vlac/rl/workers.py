@@ -1,0 +1,351 @@
+"""The components of the RL loop (paper 3.2.1) as plain classes: inference worker (an actor
+replica), critic worker (reward and done), learner (token-level PPO), data service (every episode
+persisted before it is trained on), evaluator and log service. ``vlac.rl.loop`` turns them into
+Ray actors; tests also run them in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vlac.rl.episodes import EpisodeRecord
+from vlac.utils.imports import require
+
+torch = require("torch", extra="model")
+
+
+def _threads(n: int) -> None:
+    if n:
+        torch.set_num_threads(n)
+
+
+def _load_actor(checkpoint: str):
+    from vlac.actor.actor import Actor
+
+    return Actor.load(checkpoint or None)
+
+
+def _apply_weights(actor, state: dict) -> None:
+    model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    head_state = {k[len("value_head."):]: v for k, v in state.items() if k.startswith("value_head.")}
+    actor.vlm.model.load_state_dict(model_state)
+    actor.value_head.load_state_dict(head_state)
+
+
+class InferenceWorker:
+    """One actor replica: decodes actions for a batch of waiting observations."""
+
+    def __init__(self, checkpoint: str = "", temperature: float = 1.0, top_k: int = 0, threads: int = 1,
+                 seed: int = 0):
+        _threads(threads)
+        self.actor = _load_actor(checkpoint)
+        self.temperature, self.top_k = temperature, top_k
+        self.generator = torch.Generator().manual_seed(seed)
+        self.version = 0
+
+    def act(self, requests: list[dict]) -> list[dict]:
+        """``requests``: {robot, obs_id, image, state, task, history}; returns, in order,
+        {robot, obs_id, sample (ActionSample.to_dict()), version, seconds}."""
+        from vlac.actor.actor import ActorInput
+
+        t0 = time.perf_counter()
+        inputs = [ActorInput(r["image"], r["state"], r["task"], r.get("history", [])) for r in requests]
+        samples = self.actor.act(inputs, temperature=self.temperature, top_k=self.top_k, generator=self.generator)
+        dt = time.perf_counter() - t0
+        return [{"robot": r["robot"], "obs_id": r["obs_id"], "sample": s.to_dict(), "version": self.version,
+                 "seconds": dt} for r, s in zip(requests, samples)]
+
+    def set_weights(self, state: dict, version: int) -> int:
+        _apply_weights(self.actor, state)
+        self.version = version
+        return version
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class CriticWorker:
+    """Scores transitions: reward = progress delta (before -> after), p_done of the after frame."""
+
+    def __init__(self, checkpoint: str = "", threads: int = 1, decoding: str = "rich"):
+        from vlac.critic.critic import Critic
+
+        _threads(threads)
+        self.critic = Critic.load(checkpoint or None)
+        self.decoding = decoding
+
+    def score(self, items: list[dict]) -> list[dict]:
+        """``items``: {key, task, before, after}; returns {key, reward, p_done, seconds} in order."""
+        t0 = time.perf_counter()
+        rewards, done = np.zeros(len(items)), np.zeros(len(items))
+        for task in {it["task"] for it in items}:
+            idx = [k for k, it in enumerate(items) if it["task"] == task]
+            rewards[idx] = self.critic.progress([(items[k]["before"], items[k]["after"]) for k in idx], task,
+                                                decoding=self.decoding)
+            done[idx] = self.critic.done([items[k]["after"] for k in idx], task)
+        per_item = (time.perf_counter() - t0) / max(len(items), 1)
+        return [{"key": it["key"], "reward": float(rewards[k]), "p_done": float(done[k]), "seconds": per_item}
+                for k, it in enumerate(items)]
+
+
+@dataclass
+class LearnerConfig:
+    checkpoint: str = ""
+    """Actor to start from (default: the built-in behaviour-cloned tiny actor)."""
+    out: str = "runs/rl"
+    """Run folder; the learner checkpoints into OUT/learner/."""
+    lr: float = 1e-5
+    """AdamW learning rate."""
+    epochs: int = 2
+    """Passes over each batch of episodes."""
+    minibatch: int = 32
+    """Steps per gradient step."""
+    clip: float = 0.2
+    """PPO ratio clip."""
+    value_coef: float = 0.5
+    entropy_coef: float = 0.0
+    gamma: float = 0.99
+    lam: float = 0.95
+    reward: str = "dense"
+    """dense (critic progress delta per step) or sparse (1 at the critic's done)."""
+    done_bonus: float = 0.0
+    """Added to the last dense reward of an episode the critic declared done."""
+    demo_data: str = ""
+    """LeRobot dataset of demonstrations replayed with an NLL loss (paper Eq. 6); empty: none."""
+    demo_weight: float = 0.1
+    demo_batch: int = 16
+    grad_clip: float = 1.0
+    temperature: float = 1.0
+    """Sampling temperature of the inference workers (log-probabilities are under it)."""
+    threads: int = 1
+    seed: int = 0
+
+
+class Learner:
+    """Token-level PPO on the actor; checkpoints after every update and resumes from the last one."""
+
+    def __init__(self, cfg: LearnerConfig):
+        from vlac.actor.actor import Actor
+
+        _threads(cfg.threads)
+        self.cfg = cfg
+        self.dir = Path(cfg.out) / "learner"
+        self.resumed = (self.dir / "trainer.pt").is_file()
+        self.actor = Actor.load(self.dir / "model") if self.resumed else _load_actor(cfg.checkpoint)
+        self.opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.lr)
+        self.step, self.episodes_seen = 0, 0
+        self.rng = np.random.default_rng(cfg.seed)
+        if self.resumed:
+            state = torch.load(self.dir / "trainer.pt", weights_only=False)
+            self.opt.load_state_dict(state["optimizer"])
+            self.step, self.episodes_seen = state["step"], state["episodes_seen"]
+            self.rng.bit_generator.state = state["rng"]
+        self.demos = None
+        if cfg.demo_data:
+            from vlac.actor.samples import ActionSource, load_demos
+            from vlac.data.dataset import LeRobotDataset
+
+            demos = load_demos([LeRobotDataset(p) for p in cfg.demo_data.split(",")], progress=False)
+            self.demos = ActionSource(demos, self.actor.action_template, self.actor.state_template, self.actor.history)
+
+    def status(self) -> dict:
+        return {"step": self.step, "episodes_seen": self.episodes_seen, "resumed": self.resumed, "pid": os.getpid()}
+
+    def weights(self) -> tuple[dict, int]:
+        state = {f"model.{k}": v.detach().cpu().clone() for k, v in self.actor.vlm.model.state_dict().items()}
+        state.update({f"value_head.{k}": v.detach().cpu().clone() for k, v in self.actor.value_head.state_dict().items()})
+        return state, self.step
+
+    def _batches(self, n: int) -> list[np.ndarray]:
+        idx = self.rng.permutation(n)
+        return [idx[k:k + self.cfg.minibatch] for k in range(0, n, self.cfg.minibatch)]
+
+    def update(self, episodes: list[EpisodeRecord]) -> dict:
+        from vlac.actor.actor import ActionSample, ActorInput
+        from vlac.rl.ppo import explained_variance, normalise, ppo_loss
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        inputs, samples, owner = [], [], []
+        for e, rec in enumerate(episodes):
+            for s in rec.acted:
+                inputs.append(ActorInput(s.image, s.state, rec.task))
+                samples.append(ActionSample.from_dict(s.sample))
+                owner.append(e)
+        n = len(samples)
+        if n == 0:
+            return {"steps": 0}
+        owner = np.array(owner)
+        # Old log-probabilities and values from the training model itself (paper 3.2.1), not the
+        # inference worker's numbers.
+        self.actor.train(False)
+        old_lp, values = np.zeros(n), np.zeros(n)
+        with torch.no_grad():
+            for mb in self._batches(n):
+                out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature)
+                old_lp[mb], values[mb] = out["log_prob"].numpy(), out["value"].numpy()
+        infer_lp = np.array([s.log_prob for s in samples])
+        adv, ret = np.zeros(n), np.zeros(n)
+        for e, rec in enumerate(episodes):
+            sel = np.flatnonzero(owner == e)
+            if len(sel):
+                a, r = rec.advantages(values[sel], values[sel[-1]], cfg.reward, cfg.gamma, cfg.lam, cfg.done_bonus)
+                adv[sel], ret[sel] = a, r
+        adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
+        self.actor.train(True)
+        agg: dict[str, list] = {}
+        for _ in range(cfg.epochs):
+            for mb in self._batches(n):
+                out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature)
+                loss, st = ppo_loss(out["log_prob"], torch.tensor(old_lp[mb], dtype=torch.float32), adv_t[mb],
+                                    out["value"], torch.tensor(ret[mb], dtype=torch.float32), out["entropy"],
+                                    clip=cfg.clip, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
+                if self.demos is not None and cfg.demo_weight > 0:
+                    # Eq. 6, offline demonstration replay: NLL of demonstrated action tokens.
+                    d_in, d_act, _ = self.demos.draw(self.rng, cfg.demo_batch)
+                    d_loss, _ = self.actor.bc_loss(d_in, d_act)
+                    loss = loss + cfg.demo_weight * d_loss
+                    st["demo_nll"] = float(d_loss)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+                self.opt.step()
+                for k, v in st.items():
+                    agg.setdefault(k, []).append(v)
+        self.step += 1
+        self.episodes_seen += len(episodes)
+        stats = {k: float(np.mean(v)) for k, v in agg.items()}
+        stats.update({"steps": n, "update": self.step, "explained_variance": explained_variance(values, ret),
+                      "mean_return": float(np.mean([r.rewards(cfg.reward, cfg.done_bonus).sum() for r in episodes])),
+                      "inference_ratio_drift": float(np.mean(np.abs(np.exp(old_lp - infer_lp) - 1.0))),
+                      "seconds": time.perf_counter() - t0})
+        self.save()
+        return stats
+
+    def save(self) -> None:
+        """Atomic: write beside, then rename, so a kill mid-save keeps the previous checkpoint."""
+        tmp = self.dir.with_name("learner.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.actor.save(tmp / "model")
+        torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
+                    "rng": self.rng.bit_generator.state, "config": asdict(self.cfg)}, tmp / "trainer.pt")
+        old = self.dir.with_name("learner.old")
+        if self.dir.exists():
+            os.replace(self.dir, old)
+        os.replace(tmp, self.dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class DataService:
+    """Persists every finished episode, in the LeRobot layout (what the robot saw and did, with the
+    simulator's success flag when there is one) plus the RL record (rewards, done probabilities,
+    decoded tokens and log-probabilities) in ``OUT/rl_steps/``; returns once it is on disk."""
+
+    def __init__(self, out: str, image_size: int = 96):
+        from vlac.data.collect import FPS
+        from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
+        from vlac.data.writer import DatasetWriter
+
+        self.root = Path(out)
+        feats = make_features(["main"], (image_size, image_size), SIM_STATE_NAMES, SIM_ACTION_NAMES)
+        self.writer = DatasetWriter(self.root / "episodes", feats, fps=FPS, robot_type="rl")
+        (self.root / "rl_steps").mkdir(parents=True, exist_ok=True)
+
+    def count(self) -> int:
+        return self.writer.num_episodes
+
+    def add(self, rec: EpisodeRecord) -> int:
+        from vlac.data.episode import Episode
+
+        steps = rec.acted
+        if not steps:
+            return -1
+        index = self.writer.num_episodes
+        side = {**rec.summary(), "dataset_index": index, "done_step": rec.done_step,
+                "steps_detail": [{"obs_id": s.obs_id, "t_obs": s.t_obs, "t_action": s.t_action, "reward": s.reward,
+                                  "p_done": s.p_done, "sample": s.sample} for s in steps]}
+        path = self.root / "rl_steps" / f"episode_{index:06d}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(side))
+        os.replace(tmp, path)
+        flags = np.zeros(len(steps), dtype=bool)
+        if rec.success:
+            flags[-1] = True
+        self.writer.add_episode(Episode(rec.task, {"main": np.stack([s.image for s in steps])},
+                                        np.stack([s.state for s in steps]).astype(np.float32),
+                                        np.stack([np.asarray(s.sample["action"], np.float32) for s in steps]), flags,
+                                        {"behaviour": f"rl:{rec.robot}", "seed": rec.episode, "scene_variant": "default",
+                                         "env_task": rec.robot, "success": bool(rec.success)}))
+        return index
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Evaluator:
+    """Success rate of given weights on fixed evaluation episodes (simulator flag; measurement)."""
+
+    def __init__(self, checkpoint: str = "", threads: int = 1):
+        _threads(threads)
+        self.actor = _load_actor(checkpoint)
+
+    def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
+                 max_steps: int) -> dict:
+        from vlac.actor.evaluate import ActorEvalConfig, run_batch
+        from vlac.envs.rollout import episode_seed
+
+        if state is not None:
+            _apply_weights(self.actor, state)
+        cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none")
+        out = {"version": version}
+        for task in tasks:
+            rolls = run_batch(self.actor, task, "default", [episode_seed(seed, task, i) for i in range(episodes)], cfg)
+            out[task] = float(np.mean([r.success for r in rolls]))
+        return out
+
+
+class LogService:
+    """TensorBoard scalars plus JSON-lines logs (episodes, learner updates, evaluations) that the
+    final report reads; the console view is the loop's progress bar."""
+
+    def __init__(self, out: str):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.root = Path(out)
+        self.tb = SummaryWriter(str(self.root / "tb"))
+
+    def _append(self, name: str, row: dict) -> None:
+        with open(self.root / f"{name}.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def episode(self, summary: dict, n: int) -> None:
+        self._append("episodes", {"n": n, **summary})
+        self.tb.add_scalar(f"episode/return/{summary['robot']}", summary["return"], n)
+        self.tb.add_scalar("episode/steps", summary["steps"], n)
+        if summary.get("success") is not None:
+            self.tb.add_scalar("episode/sim_success", float(summary["success"]), n)
+
+    def scalars(self, group: str, stats: dict, step: int) -> None:
+        self._append(group, {"step": step, **stats})
+        for k, v in stats.items():
+            if isinstance(v, (int, float)) and np.isfinite(v):
+                self.tb.add_scalar(f"{group}/{k}", v, step)
+
+    def evaluation(self, res: dict) -> None:
+        self._append("eval", res)
+        self.tb.add_scalar("eval/success", res["success"], res["episodes"])
+        print(f"evaluation after {res['episodes']} episodes (policy update {res['version']}): "
+              f"success {res['success']:.2f}", flush=True)
+
+    def close(self) -> None:
+        self.tb.close()
