@@ -8,22 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
 
+from timing import time_calls as _time
 from vlac.critic.critic import Critic, Reference
-
-
-def _time(fn, repeats: int) -> np.ndarray:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return np.array(out)
 
 
 def main() -> None:

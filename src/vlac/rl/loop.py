@@ -69,7 +69,8 @@ class RLConfig:
     eval_every: int = 40
     """Evaluate the current policy every this many finished episodes (and at the start and end)."""
     eval_episodes: int = 20
-    """Evaluation episodes per task (fixed seeds, simulator success flag; never used for learning)."""
+    """Evaluation episodes per task (fixed seeds, simulator success flag; never used for learning);
+    0 turns evaluation off."""
     eval_seed: int = 20_000
     lost_after: float = 10.0
     """Seconds without any message before a robot counts as lost (its open episode is truncated)."""
@@ -355,6 +356,8 @@ class RLLoop:
     def _evaluate(self, final: bool = False) -> None:
         """Success on fixed evaluation episodes at the start, every ``eval_every`` episodes and at
         the end (``final`` waits for it)."""
+        if self.cfg.eval_episodes < 1:
+            return
         if self.eval_inflight is not None and (final or self.eval_inflight[0] in self.ready):
             self._eval_done()
         if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):

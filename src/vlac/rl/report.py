@@ -34,8 +34,10 @@ def write_report(run: str | Path) -> Path:
                 title="success (simulator flag)")
     for robot in sorted({e["robot"] for e in episodes}):
         mine = [e for e in episodes if e["robot"] == robot]
-        y = _smooth(np.array([e["return"] for e in mine]))
-        axes[1].plot([e["n"] for e in mine][len(mine) - len(y):], y, label=robot)
+        x, raw = [e["n"] for e in mine], np.array([e["return"] for e in mine])
+        line = axes[1].plot(x, raw, ".", alpha=0.35)[0]
+        y = _smooth(raw, max(1, len(raw) // 4))
+        axes[1].plot(x[len(x) - len(y):], y, "-", color=line.get_color(), label=robot)
     axes[1].set(xlabel="training episodes", ylabel="critic return (smoothed)", title="reward per robot")
     if episodes:
         axes[1].legend(fontsize=8)
@@ -63,3 +65,29 @@ def write_report(run: str | Path) -> Path:
           "sees; rewards and done come from the critic only.\n")
     (run / "report.md").write_text(md)
     return run / "report.md"
+
+
+def compare(runs: list[str], names: list[str], out: str | Path) -> None:
+    """Evaluation success against training episodes for several runs on one plot (e.g. dense
+    critic rewards against the sparse baseline)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for run, name in zip(runs, names):
+        evals = _rows(Path(run) / "eval.jsonl")
+        ax.plot([e["episodes"] for e in evals], [e["success"] for e in evals], "o-", label=name)
+    ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Plot evaluation success of several `vlac rl` runs together.")
+    ap.add_argument("--runs", required=True, help="comma-separated run folders")
+    ap.add_argument("--names", required=True, help="comma-separated labels")
+    ap.add_argument("--out", required=True, help="PNG file")
+    a = ap.parse_args()
+    compare(a.runs.split(","), a.names.split(","), a.out)
