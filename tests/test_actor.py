@@ -163,6 +163,11 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path):
           "--weights", "action:0.6,progress:0.4"])
     model = run / "model"
     assert (model / "value_head.safetensors").is_file()
+    from vlac.critic.critic import Critic
+
+    critic = Critic.load(model)  # one checkpoint, two roles
+    frames = np.zeros((2, 96, 96, 3), np.uint8)
+    assert np.isfinite(critic.progress([(frames[0], frames[1])], "reach the goal")).all()
     hist = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
     assert hist[-1]["step"] == 3  # (3 episodes: none held back for validation)
     out = tmp_path / "eval"

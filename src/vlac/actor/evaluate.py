@@ -216,26 +216,25 @@ def _summarise(records: list[dict], names, tasks, variants) -> dict:
 
 
 def _markdown(report: dict, names, tasks, variants) -> str:
-    header = ["task / variant"] + [f"{n} {m}" for n in names for m in ("success", "progress")]
+    scored = any(np.isfinite(c["progress"]) for c in report["cells"].values())
+    metrics = ("success", "progress") if scored else ("success",)
+    header = ["task / variant"] + [f"{n} {m}" for n in names for m in metrics]
+
+    def cells(c: dict) -> list:
+        return [fmt(c[m]) for m in metrics]
+
     rows = []
     for v in variants:
         for t in tasks:
-            row = [f"{t} / {v}"]
-            for n in names:
-                c = report["cells"][f"{n}|{v}|{t}"]
-                row += [fmt(c["success"]), fmt(c["progress"])]
-            rows.append(row)
+            rows.append([f"{t} / {v}"] + [x for n in names for x in cells(report["cells"][f"{n}|{v}|{t}"])])
         if len(tasks) > 1:
-            row = [f"**mean / {v}**"]
-            for n in names:
-                c = report["by_variant"][f"{n}|{v}"]
-                row += [fmt(c["success"]), fmt(c["progress"])]
-            rows.append(row)
+            rows.append([f"**mean / {v}**"] + [x for n in names for x in cells(report["by_variant"][f"{n}|{v}"])])
     n_ep = report["cells"][f"{names[0]}|{variants[0]}|{tasks[0]}"]["episodes"]
     speed = ", ".join(f"{n} {1000 * report['overall'][n]['seconds_per_action']:.0f} ms" for n in names)
-    return ("# Actor evaluation\n\nSuccess rate (the simulator's success flag at any step) and task progress "
-            "(the critic's final value, 0..1) per task and scene variant; the paper's Table 2 layout. "
-            f"{n_ep} episodes per cell.\n\n" + markdown_table(header, rows) +
+    what = ("Success rate (the simulator's success flag at any step)" +
+            (" and task progress (the critic's final value, 0..1)" if scored else "") +
+            " per task and scene variant; the paper's Table 2 layout. ")
+    return ("# Actor evaluation\n\n" + what + f"{n_ep} episodes per cell.\n\n" + markdown_table(header, rows) +
             f"\n\nMean decoding time per batched action call (all live episodes of a task at once): {speed}.\n")
 
 

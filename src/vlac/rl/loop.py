@@ -209,8 +209,8 @@ class RLLoop:
                 continue
             batch = [self.waiting.popleft() for _ in range(min(self.cfg.max_batch, len(self.waiting)))]
             reqs = [{"robot": rb, "obs_id": st.obs_id, "image": st.image, "state": st.state,
-                     "task": self.gateway.robots[rb].task if rb in self.gateway.robots else "", "t_recv": t}
-                    for rb, st, t in batch if rb in self.gateway.robots]
+                     "task": self.robots[rb].rec.task, "t_recv": t}
+                    for rb, st, t in batch if rb in self.robots and self.robots[rb].rec is not None]
             if not reqs:
                 continue
             self.stats["assign"] += [now - q["t_recv"] for q in reqs]

@@ -49,6 +49,8 @@ class SimRobotConfig:
     """File with the gateway's CURVE public key (required for non-loopback addresses)."""
     keys: str = ""
     """This robot's CURVE key file (default: a fresh key pair)."""
+    resend_after: float = 2.0
+    """Lock-step mode: send the observation again if no action came within this many seconds."""
     welcome_timeout: float = 60.0
     """Give up if no gateway answers within this many seconds."""
 
@@ -84,8 +86,18 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
             step, reason, last = 0, "limit", hold
             while not stop["now"]:
                 oid = client.send_obs(obs["images"], obs["state"], episode, step)
-                t0 = time.monotonic()
-                action = client.wait_action(oid, cfg.period if cfg.period > 0 else 3600.0)
+                t0 = sent = time.monotonic()
+                action = None
+                while not stop["now"] and action is None and not client.resets:
+                    left = 0.2 if cfg.period <= 0 else min(0.2, cfg.period - (time.monotonic() - t0))
+                    action = client.wait_action(oid, max(left, 0.0))
+                    now = time.monotonic()
+                    if action is None and cfg.period > 0 and now - t0 >= cfg.period:
+                        break  # a real robot cannot wait: hold still this period
+                    if action is None and cfg.period <= 0 and now - sent >= cfg.resend_after:
+                        # lock-step: the gateway may have restarted or dropped it; send a fresh one
+                        oid = client.send_obs(obs["images"], obs["state"], episode, step)
+                        sent = now
                 stats["wait_s"] += time.monotonic() - t0
                 mine = [r for r in client.resets if r["episode"] == episode]  # ignore stale ones
                 client.resets.clear()
