@@ -23,6 +23,10 @@ demo: setup
 	$(BIN)/vlac data info runs/demo
 	$(BIN)/vlac critic score --dataset runs/demo --episode 0 --out runs/demo/score-episode0
 	$(BIN)/vlac critic score --dataset runs/demo --episode 1 --out runs/demo/score-episode1
+	$(BIN)/vlac actor eval --tasks reach-v3,push-v3 --episodes 2 --max-steps 60 --out runs/demo/actor-eval
+	rm -rf runs/demo/rl
+	$(BIN)/vlac rl --out runs/demo/rl --tasks reach-v3,push-v3 --robots 2 --episodes 4 --episodes-per-update 4 \
+	  --max-steps 30 --eval-episodes 2
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -30,3 +34,5 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_data.py --out runs/bench_data
 	$(BIN)/python benchmarks/bench_critic.py
+	$(BIN)/python benchmarks/bench_actor.py
+	$(BIN)/python benchmarks/bench_rl.py --out runs/bench_rl

@@ -200,6 +200,9 @@ class VLM:
             self.model.resize_token_embeddings(len(self.tokenizer))
         return added
 
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
     @property
     def device(self):
         return next(self.model.parameters()).device
