@@ -117,7 +117,7 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     and started again: training goes on, the partial episode is kept (as a truncation)."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3,push-v3",
-           "--robots", "1", "--episodes", "5", "--episodes-per-update", "2", "--max-steps", "8",
+           "--robots", "1", "--episodes", "8", "--episodes-per-update", "2", "--max-steps", "12",
            "--eval-episodes", "1", "--eval-every", "100", "--lost-after", "3", "--learner.minibatch", "8"]
     loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1"})
@@ -132,9 +132,10 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
         extra.kill()  # mid-episode (40-step episodes, killed while one is running)
         extra.wait()
         again = _robot(address, "extra", "push-v3", steps=6)
+        first_line = again.stdout.readline()  # blocks until the restarted robot is connected (or exits)
         loop_out, _ = loop.communicate(timeout=600)
         again.terminate()
-        again_out, _ = again.communicate(timeout=30)
+        again_out = first_line + again.communicate(timeout=60)[0]
     finally:
         loop.kill()
     assert loop.returncode == 0, loop_out[-3000:]
@@ -153,3 +154,15 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert stats["obs_to_action_median"] > 0 and stats["assign_median"] < 1.0
     assert (out / "report.md").is_file() and (out / "curves.png").is_file()
     assert (out / "learner" / "trainer.pt").is_file()
+
+
+def test_rl_config_files_with_nested_learner_settings(capsys):
+    from vlac.rl.loop import RLConfig
+    from vlac.utils.cli import parse_config
+
+    cfg = parse_config(RLConfig, ["--config", "configs/rl/reach-push-sparse.yaml", "--episodes", "7"], prog="vlac rl")
+    assert cfg.learner.reward == "sparse" and cfg.learner.lr == 2e-5 and cfg.episodes == 7
+    assert cfg.task_list == ["reach-v3", "push-v3"]
+    with pytest.raises(SystemExit):
+        parse_config(RLConfig, ["--learner.reward", "shaped"], prog="vlac rl")
+    assert "dense or sparse" in capsys.readouterr().err

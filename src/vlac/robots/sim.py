@@ -73,7 +73,12 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     stats = {"episodes": 0, "steps": 0, "idle_steps": 0, "successes": 0, "wait_s": 0.0}
     try:
-        if not client.wait_welcome(cfg.welcome_timeout):
+        end = time.monotonic() + cfg.welcome_timeout
+        while not stop["now"] and time.monotonic() < end and not client.wait_welcome(0.2):
+            pass
+        if stop["now"]:
+            return stats
+        if client.session is None:
             raise SystemExit(f"error: no gateway answered at {cfg.connect} within {cfg.welcome_timeout:.0f} s; "
                              "start `vlac rl` first or check the address")
         print(f"robot {robot_id}: connected to {cfg.connect} (session {client.session})", flush=True)

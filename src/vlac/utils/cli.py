@@ -33,6 +33,21 @@ def _load_file(path: str) -> dict:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+def _flags(values: dict, prefix: str) -> list[str]:
+    out: list[str] = []
+    for k, v in values.items():
+        name = prefix + k.replace("_", "-")
+        if isinstance(v, dict):
+            out += _flags(v, name + ".")
+        elif isinstance(v, bool):
+            out.append("--" + name if v else "--" + (prefix + "no-" + k.replace("_", "-")))
+        elif isinstance(v, (list, tuple)):
+            out += ["--" + name, ",".join(str(x) for x in v)]
+        else:
+            out += ["--" + name, str(v)]
+    return out
+
+
 def parse_config(cls: type[T], argv: list[str], prog: str, description: str | None = None) -> T:
     """Parse ``argv`` into ``cls``; ``--config FILE`` supplies defaults. A config that fails its
     own validation exits with its message instead of a traceback."""
@@ -49,16 +64,9 @@ def parse_config(cls: type[T], argv: list[str], prog: str, description: str | No
         unknown = sorted(set(values) - names)
         if unknown:
             raise SystemExit(f"error: unknown field(s) {unknown} in config file; valid: {sorted(names)}")
-        # The file's values go first as flags, so flags typed after them win.
-        prefix: list[str] = []
-        for k, v in values.items():
-            flag = "--" + k.replace("_", "-")
-            if isinstance(v, bool):
-                prefix.append(flag if v else "--no-" + k.replace("_", "-"))
-            elif isinstance(v, (list, tuple)):
-                prefix += [flag, ",".join(str(x) for x in v)]
-            else:
-                prefix += [flag, str(v)]
+        # The file's values go first as flags, so flags typed after them win; a nested map
+        # (e.g. ``learner:``) becomes dotted flags (``--learner.lr``).
+        prefix = _flags(values, "")
         argv = prefix + argv
     try:
         return tyro.cli(cls, args=argv, prog=prog, description=description)
