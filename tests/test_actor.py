@@ -94,7 +94,6 @@ def test_value_head_trains_and_round_trips(word_actor, tmp_path):
     first = None
     for _ in range(30):
         loss, parts = word_actor.bc_loss(inputs, actions, returns, value_weight=1.0)
-        parts["value"] if first is None else None
         first = parts["value"] if first is None else first
         loss.backward()
         opt.step()

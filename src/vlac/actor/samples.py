@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
-
 from vlac.actor.actor import ActorInput
 from vlac.actor.template import ActionTemplate
+from vlac.critic.samples import iter_episodes
 from vlac.data.dataset import LeRobotDataset
 
 
@@ -32,18 +31,8 @@ class Demo:
 
 def load_demos(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
                min_frames: int = 4, progress: bool = True) -> list[Demo]:
-    out = []
-    for ds in datasets:
-        key = camera or ds.camera_keys[0]
-        if key not in ds.camera_keys:
-            raise ValueError(f"camera {key!r} not in dataset {ds.root} (cameras: {ds.camera_keys})")
-        for i in tqdm(range(ds.num_episodes), desc=f"load {ds.root.name}", unit="ep", disable=not progress):
-            meta = ds.meta(i)
-            if (successful_only and not meta.get("success", False)) or int(meta["length"]) < min_frames:
-                continue
-            ep = ds.episode(i)
-            out.append(Demo(ep.task, ep.images[key], ep.state, ep.action, f"{ds.root}#{i}"))
-    return out
+    return [Demo(ep.task, ep.images[key], ep.state, ep.action, f"{ds.root}#{i}")
+            for ds, i, ep, key in iter_episodes(datasets, camera, successful_only, min_frames, progress)]
 
 
 def remaining_progress(length: int, gamma: float) -> np.ndarray:

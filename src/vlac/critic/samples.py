@@ -34,23 +34,25 @@ class Trajectory:
         return len(self.frames) - 1
 
 
-def load_trajectories(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
-                      min_frames: int = 4, progress: bool = True) -> list[Trajectory]:
-    """Decode every (successful) episode's frames of ``camera`` (default: each dataset's first)."""
-    out = []
+def iter_episodes(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
+                  min_frames: int = 4, progress: bool = True):
+    """Yield (dataset, index, episode, camera key) for every (successful) episode long enough."""
     for ds in datasets:
         key = camera or ds.camera_keys[0]
         if key not in ds.camera_keys:
             raise ValueError(f"camera {key!r} not in dataset {ds.root} (cameras: {ds.camera_keys})")
         for i in tqdm(range(ds.num_episodes), desc=f"load {ds.root.name}", unit="ep", disable=not progress):
             meta = ds.meta(i)
-            if successful_only and not meta.get("success", False):
+            if (successful_only and not meta.get("success", False)) or int(meta["length"]) < min_frames:
                 continue
-            if int(meta["length"]) < min_frames:
-                continue
-            ep = ds.episode(i)
-            out.append(Trajectory(ep.task, ep.images[key], f"{ds.root}#{i}"))
-    return out
+            yield ds, i, ds.episode(i), key
+
+
+def load_trajectories(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
+                      min_frames: int = 4, progress: bool = True) -> list[Trajectory]:
+    """Decode every (successful) episode's frames of ``camera`` (default: each dataset's first)."""
+    return [Trajectory(ep.task, ep.images[key], f"{ds.root}#{i}")
+            for ds, i, ep, key in iter_episodes(datasets, camera, successful_only, min_frames, progress)]
 
 
 class SampleSource:

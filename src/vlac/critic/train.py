@@ -12,7 +12,6 @@ TensorBoard logs in ``OUT/tb``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vlac.utils.files import replace_dir
 from vlac.utils.imports import require
 
 
@@ -123,11 +123,7 @@ def _save_checkpoint(path: Path, net, opt, sched, step: int, rng, cfg: TrainConf
     net.save(tmp / "model")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                 "rng": _rng_state(rng), "config": asdict(cfg)}, tmp / "trainer.pt")
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, path)
 
 
 def _validation_set(source, seed: int, batch_size: int) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vlac.rl.episodes import EpisodeRecord
+from vlac.utils.files import replace_dir
 from vlac.utils.imports import require
 
 torch = require("torch", extra="model")
@@ -236,11 +237,7 @@ class Learner:
         self.actor.save(tmp / "model")
         torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
                     "rng": self.rng.bit_generator.state, "config": asdict(self.cfg)}, tmp / "trainer.pt")
-        old = self.dir.with_name("learner.old")
-        if self.dir.exists():
-            os.replace(self.dir, old)
-        os.replace(tmp, self.dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, self.dir)
 
     def pid(self) -> int:
         return os.getpid()
