@@ -160,6 +160,21 @@ def test_vroc_f1_and_negative_rate():
     assert (s["accuracy"], s["precision"], s["recall"], s["f1"]) == (0.5, 0.5, 0.5, 0.5)
 
 
+def test_episode_termination_by_done_detector():
+    p = [0.1, 0.7, 0.2, 0.6, 0.9, 0.95]
+    assert M.first_done(p, 0.5, patience=1) == 1
+    assert M.first_done(p, 0.5, patience=2) == 4  # the 0.2 breaks the first streak
+    assert M.first_done(p, 0.99, patience=1) is None
+    ok = [0, 0, 0, 1, 1, 1]  # the simulator's flag: success from frame 3
+    assert M.termination(p, ok, 0.5, 1) == "early"
+    assert M.termination(p, ok, 0.5, 2) == "on-time"
+    assert M.termination(p, ok, 0.99, 1) == "missed"
+    assert M.termination(p, [0] * 6, 0.99, 1) == "correct-none"
+    assert M.termination(p, [0] * 6, 0.5, 2) == "early"
+    with pytest.raises(ValueError, match="patience"):
+        M.first_done(p, 0.5, patience=0)
+
+
 def test_description_answers_parse_back():
     from vlac.model.prompts import describe_answer, parse_description
 

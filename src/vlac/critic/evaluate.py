@@ -133,7 +133,8 @@ def evaluate(cfg: EvalConfig) -> dict:
             rec["baselines"] = _baselines(frames, idx, ref[-1] if ref is not None else None)
             if ep.success is not None:
                 p = critic.done([frames[t] for t in idx], task)
-                rec["done"] = {"pred": (p > cfg.done_threshold).tolist(), "truth": ep.success[idx].astype(bool).tolist()}
+                rec["done"] = {"pred": (p > cfg.done_threshold).tolist(), "truth": ep.success[idx].astype(bool).tolist(),
+                               "p": [round(float(x), 4) for x in p]}
             if rec["success"]:
                 said = critic.describe(frames[0], frames[-1])
                 rec["describe"] = {"text": said, "exact": said == " ".join(task.lower().split())}
@@ -144,7 +145,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     with open(out / "episodes.jsonl", "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    report = summarise(records)
+    report = summarise(records, cfg.done_threshold)
     report["config"] = asdict(cfg)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(render_markdown(report))
@@ -172,7 +173,21 @@ def _row(rs: list[dict], getter) -> dict:
             "final_value": _mean(g.get("final_value") for g in got), "n": len(got)}
 
 
-def summarise(records: list[dict]) -> dict:
+def _terminations(records: list[dict], threshold: float) -> dict:
+    """Episode-level view of done (what the RL loop experiences): with patience 1 and 2 scored
+    frames, the share of episodes ended early, on time, never (successful) or correctly never
+    (failed)."""
+    out = {}
+    for patience in (1, 2):
+        kinds = [M.termination(r["done"]["p"], r["done"]["truth"], threshold, patience)
+                 for r in records if "p" in r["done"]]
+        out[f"patience {patience}"] = {k: (kinds.count(k) / len(kinds) if kinds else float("nan"))
+                                       for k in ("early", "on-time", "missed", "correct-none")}
+        out[f"patience {patience}"]["n"] = len(kinds)
+    return out
+
+
+def summarise(records: list[dict], threshold: float = 0.5) -> dict:
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(_group_key(r), []).append(r)
@@ -185,6 +200,7 @@ def summarise(records: list[dict]) -> dict:
         pred = [p for r in rs for p in r["done"]["pred"]]
         truth = [t for r in rs for t in r["done"]["truth"]]
         done[split] = M.binary_scores(pred, truth)
+        done[split]["episodes"] = _terminations(rs, threshold)
     # Failed vs successful episodes of the same tasks: the critic should rank failures lower.
     separation = {}
     for split in sorted({r["split"] for r in records}):
@@ -229,6 +245,13 @@ def render_markdown(report: dict) -> str:
     parts.append(markdown_table(["split", "frames", "accuracy", "precision", "recall", "F1"],
                                 [[s, d["n"], d["accuracy"], d["precision"], d["recall"], d["f1"]]
                                  for s, d in report["done"].items()]))
+    parts += ["", "Episode level (the RL loop's rule: the first run of `patience` scored frames over the "
+              "threshold ends the episode): share of episodes ended *early* (before the simulator's first "
+              "success, or at all when the episode failed), *on time*, *missed* (successful, never ended) "
+              "and *correct-none* (failed, never ended).", ""]
+    parts.append(markdown_table(["split", "patience", "episodes", "early", "on time", "missed", "correct-none"],
+                                [[s, k.split()[-1], e["n"], e["early"], e["on-time"], e["missed"], e["correct-none"]]
+                                 for s, d in report["done"].items() for k, e in d.get("episodes", {}).items()]))
     parts += ["", "## Successful vs failed episodes of the same tasks", ""]
     parts.append(markdown_table(["split / mode", "tasks", "VOC successful", "VOC failed", "gap",
                                  "final value successful", "final value failed"],

@@ -90,3 +90,32 @@ def binary_scores(pred, truth) -> dict:
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
     return {"accuracy": float((p == t).mean()) if len(p) else float("nan"), "precision": prec,
             "recall": rec, "f1": f1, "n": int(len(p))}
+
+
+def first_done(p_done, threshold: float = 0.5, patience: int = 1) -> int | None:
+    """Index of the frame at which a detector that needs ``patience`` consecutive frames with
+    ``p_done >= threshold`` ends the episode (the RL loop's rule), or None if it never fires."""
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    streak = 0
+    for k, p in enumerate(np.asarray(p_done, dtype=np.float64)):
+        streak = streak + 1 if p >= threshold else 0
+        if streak >= patience:
+            return k
+    return None
+
+
+def termination(p_done, truth, threshold: float = 0.5, patience: int = 1) -> str:
+    """How a done detector would end one episode, against the simulator's per-frame flag:
+    ``early`` (fires before the first successful frame, or at all in a failed episode: the episode
+    is cut short and its outcome mislabelled), ``on-time`` (fires at or after the first successful
+    frame), ``missed`` (a successful episode it never ends) or ``correct-none`` (a failed episode
+    it never ends)."""
+    t = np.asarray(truth, dtype=bool)
+    k = first_done(p_done, threshold, patience)
+    first_true = int(np.argmax(t)) if t.any() else None
+    if first_true is None:
+        return "correct-none" if k is None else "early"
+    if k is None:
+        return "missed"
+    return "on-time" if k >= first_true else "early"
