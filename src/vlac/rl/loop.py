@@ -55,10 +55,11 @@ class RLConfig:
     """Actor checkpoint (default: the built-in behaviour-cloned tiny actor)."""
     critic: str = ""
     """Critic checkpoint for rewards and done (default: the built-in tiny critic)."""
-    done_threshold: float = 0.5
-    """The critic's done probability that counts as done."""
-    done_patience: int = 2
-    """Consecutive frames over the threshold before the episode is ended as done."""
+    done_threshold: float = 0.9
+    """The critic's done probability that counts as done (high: the built-in critic calls frames
+    done early; see its episode-level done table in BENCHMARKS.md)."""
+    done_patience: int = 4
+    """Consecutive steps over the threshold before the episode is ended as done."""
     max_steps: int = 100
     """Robots' episode limit in steps."""
     period: float = 0.0
