@@ -31,6 +31,23 @@ def _episode(worker, n, reason, task="reach the red goal point with the gripper"
     return rec
 
 
+def test_reward_fidelity_against_the_simulator_flag():
+    from vlac.rl.report import reward_fidelity
+
+    eps = [{"task": "a", "reason": "done", "success": True, "return": 1.0},
+           {"task": "a", "reason": "done", "success": False, "return": 0.2},
+           {"task": "a", "reason": "limit", "success": True, "return": 0.6},
+           {"task": "b", "reason": "limit", "success": False, "return": -0.4},
+           {"task": "b", "reason": "done", "success": None, "return": 9.0}]  # a real robot: no flag, left out
+    a, b, both = reward_fidelity(eps)
+    assert (a["task"], a["episodes"], a["successes"], a["ended_by_done"]) == ("a", 3, 2, 2)
+    assert a["done_precision"] == 0.5 and a["done_recall"] == 0.5
+    assert a["return_successful"] == pytest.approx(0.8) and a["return_failed"] == pytest.approx(0.2)
+    assert b["ended_by_done"] == 0 and np.isnan(b["done_precision"]) and np.isnan(b["return_successful"])
+    assert both["episodes"] == 4 and both["done_precision"] == 0.5
+    assert both["return_failed"] == pytest.approx(-0.1)
+
+
 def test_rewards_terminals_and_truncation():
     rec = EpisodeRecord("r", "t", 0, reason="done")
     rec.steps = [Step(k, 0, None, None, {"a": 1}, 0, 0.1 * k, 0.0) for k in range(4)] + [Step(4, 0, None, None)]

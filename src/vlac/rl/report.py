@@ -22,6 +22,30 @@ def _smooth(y: np.ndarray, k: int = 10) -> np.ndarray:
     return np.convolve(y, np.ones(k) / k, mode="valid")
 
 
+def reward_fidelity(episodes: list[dict]) -> list[dict]:
+    """How well the critic's verdicts on training episodes agree with the simulator's success flag,
+    per task and over all: done precision (simulator success among episodes the critic ended as
+    done), done recall (successful episodes the critic ended as done), and mean critic return of
+    successful against failed episodes. Measurement only: robots without a success flag (real
+    ones) are left out, and nothing here reaches the learner."""
+    known = [e for e in episodes if e.get("success") is not None]
+    out = []
+    for task in sorted({e["task"] for e in known}) + ["all"]:
+        mine = [e for e in known if task in ("all", e["task"])]
+        if not mine:
+            continue
+        ok = [e for e in mine if e["success"]]
+        bad = [e for e in mine if not e["success"]]
+        done = [e for e in mine if e["reason"] == "done"]
+        out.append({"task": task, "episodes": len(mine), "successes": len(ok),
+                    "ended_by_done": len(done),
+                    "done_precision": float(np.mean([bool(e["success"]) for e in done])) if done else float("nan"),
+                    "done_recall": float(np.mean([e["reason"] == "done" for e in ok])) if ok else float("nan"),
+                    "return_successful": float(np.mean([e["return"] for e in ok])) if ok else float("nan"),
+                    "return_failed": float(np.mean([e["return"] for e in bad])) if bad else float("nan")})
+    return out
+
+
 def write_report(run: str | Path) -> Path:
     run = Path(run)
     episodes, evals, learner = _rows(run / "episodes.jsonl"), _rows(run / "eval.jsonl"), _rows(run / "learner.jsonl")
@@ -63,6 +87,22 @@ def write_report(run: str | Path) -> Path:
     md = ("# RL run\n\n![curves](curves.png)\n\n" + markdown_table(["", "value"], rows) + "\n\n"
           "Success is measured on separate evaluation episodes with the simulator's flag, which the learner never "
           "sees; rewards and done come from the critic only.\n")
+    if evals:
+        tasks = [t for t in evals[0] if t not in ("episodes", "version", "success") and isinstance(evals[0][t], float)]
+        md += ("\n## Evaluation success per task\n\n"
+               + markdown_table(["training episodes", "policy update", *tasks, "mean"],
+                                [[e["episodes"], e.get("version", "-"), *[fmt(e.get(t, float("nan"))) for t in tasks],
+                                  fmt(e["success"])] for e in evals]) + "\n")
+    fid = reward_fidelity(episodes)
+    if fid:
+        md += ("\n## The critic against the simulator's flag on training episodes\n\n"
+               + markdown_table(["task", "episodes", "successes", "ended by done", "done precision", "done recall",
+                                 "return, successful", "return, failed"],
+                                [[f["task"], f["episodes"], f["successes"], f["ended_by_done"], fmt(f["done_precision"]),
+                                  fmt(f["done_recall"]), fmt(f["return_successful"]), fmt(f["return_failed"])]
+                                 for f in fid])
+               + "\n\nA critic worth learning from ends successful episodes (recall) and only those (precision), "
+               "and gives successful episodes the higher return. Measurement only: the learner never sees the flag.\n")
     (run / "report.md").write_text(md)
     return run / "report.md"
 
