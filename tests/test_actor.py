@@ -10,6 +10,7 @@ import torch
 from vlac.actor.actor import Actor, ActorInput
 from vlac.actor.samples import ActionSource, Demo
 from vlac.actor.template import get_template
+from vlac.data.lerobot_format import DatasetError
 from vlac.model.tokenizer import train_tokenizer
 from vlac.model.vlm import VLM
 
@@ -131,7 +132,7 @@ def test_bad_state_and_out_of_range_actions(word_actor):
     demo = Demo(TASK, frames, np.zeros((5, 4), np.float32), actions, "test#0")
     src = ActionSource([demo], word_actor.action_template, word_actor.state_template)
     assert src.clipped == 2 and "2 of 20 action values" in src.clip_report()
-    with pytest.raises(ValueError, match="actions of 3"):
+    with pytest.raises(DatasetError, match="actions of 3"):
         ActionSource([Demo(TASK, frames, np.zeros((5, 4)), actions[:, :3], "x#1")], word_actor.action_template,
                      word_actor.state_template)
 

@@ -167,6 +167,8 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert ds.num_episodes == len(rows) == len(list(rl_steps.glob("episode_*.json")))
     updates = [json.loads(x) for x in (out / "learner.jsonl").read_text().splitlines()]
     assert updates and updates[0]["steps"] > 0
+    # every finished episode was trained on, including those that piled up during an update
+    assert sum(u["steps"] for u in updates) == sum(r["steps"] for r in rows)
     stats = json.loads((out / "loop_stats.json").read_text())
     assert stats["obs_to_action_median"] > 0 and stats["assign_median"] < 1.0
     assert (out / "report.md").is_file() and (out / "curves.png").is_file()

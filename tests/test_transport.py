@@ -76,6 +76,22 @@ def _pump(gw, client, seconds=2.0, until=None):
     return events
 
 
+def test_gateway_turns_away_a_robot_the_policy_cannot_serve():
+    gw = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    wrong = RobotClient(gw.address, "arm7", "6dof", ["main"], "reach the goal", 8, 7)
+    right = RobotClient(gw.address, "r1", "sim-arm", ["main"], "reach the goal", 4, 4)
+    try:
+        _pump(gw, wrong, until=lambda e: bool(wrong.errors))
+        assert gw.errors["incompatible"] >= 1 and "arm7" not in gw.robots and wrong.session is None
+        assert "state_dim 8" in wrong.refused and "reads 4 state values" in wrong.refused
+        _pump(gw, right, until=lambda e: right.session is not None)
+        assert "r1" in gw.robots  # the gateway goes on serving the others
+    finally:
+        wrong.close()
+        right.close()
+        gw.close()
+
+
 def test_gateway_serves_a_robot_and_survives_bad_input():
     gw = Gateway("tcp://127.0.0.1:0")
     client = RobotClient(gw.address, "r1", "sim-arm", ["main"], "reach the goal", 4, 4)
@@ -96,7 +112,8 @@ def test_gateway_serves_a_robot_and_survives_bad_input():
         raw.send(b"\x00\x01 not msgpack")
         raw.send(proto.encode(_obs(robot="intruder")))
         client._send(_obs(robot="r1", state=np.zeros(7, np.float32)))
-        _pump(gw, client, seconds=1.0, until=lambda e: sum(gw.errors.values()) >= 3)
+        _pump(gw, client, seconds=3.0, until=lambda e: sum(gw.errors.values()) >= 3
+              and any(code == "bad-obs" for _, code, _ in client.errors))
         assert gw.errors["undecodable"] == 1 and gw.errors["unregistered"] == 1 and gw.errors["bad-obs"] == 1
         assert raw.poll(2000) and proto.decode(raw.recv())["type"] == "error"
         assert any(code == "bad-obs" for _, code, _ in client.errors)

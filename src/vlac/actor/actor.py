@@ -13,6 +13,7 @@ One checkpoint folder holds the model, its tokenizer, the templates (``vlac_conf
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from vlac.actor.decoding import DecodePlan, RowState, constrained_log_probs
 from vlac.actor.template import ActionTemplate, TemplateError, get_template
 from vlac.model import CheckpointError
 from vlac.model import prompts as P
-from vlac.model.vlm import VLM, Prompt
+from vlac.model.vlm import VLAC_CONFIG, VLM, Prompt
 from vlac.utils.imports import require
 
 torch = require("torch", extra="model")
@@ -121,6 +122,18 @@ class Actor:
             print(f"actor: checkpoint {path} has no {VALUE_HEAD}; created a new (zero) value head", file=sys.stderr)
         return cls(vlm, cfg.get("action_template", "sim-arm"), cfg.get("state_template", "sim-arm-state"),
                    int(cfg.get("history", 0)), head)
+
+    @staticmethod
+    def templates(path: str | Path | None = None) -> tuple[ActionTemplate, ActionTemplate]:
+        """The action and state templates of an actor checkpoint, read from its config alone (no
+        weights): what a robot must send and receive, checked before any model is loaded."""
+        path = Path(path) if path else DEFAULT_CHECKPOINT
+        if not (path / VLAC_CONFIG).is_file():
+            raise CheckpointError(f"{path} has no {VLAC_CONFIG}: not a vlac checkpoint folder; pass the folder "
+                                  "that `vlac actor train` wrote (or leave it empty for the built-in actor)")
+        cfg = json.loads((path / VLAC_CONFIG).read_text()).get("extra", {}).get("actor", {})
+        return (get_template(cfg.get("action_template", "sim-arm")),
+                get_template(cfg.get("state_template", "sim-arm-state")))
 
     def save(self, path: str | Path, dtype: str | None = None) -> None:
         safetensors = require("safetensors.torch", extra="model")

@@ -16,6 +16,7 @@ from vlac.actor.actor import ActorInput
 from vlac.actor.template import ActionTemplate
 from vlac.critic.samples import iter_episodes
 from vlac.data.dataset import LeRobotDataset
+from vlac.data.lerobot_format import DatasetError
 
 
 @dataclass
@@ -51,12 +52,12 @@ class ActionSource:
     def __init__(self, demos: list[Demo], action_template: ActionTemplate, state_template: ActionTemplate,
                  history: int = 0, gamma: float = 0.99):
         if not demos:
-            raise ValueError("no successful demonstrations to clone; collect some with "
+            raise DatasetError("no successful demonstrations to clone; collect some with "
                              "`vlac data collect --behaviours expert:1`")
         self.demos, self.history, self.gamma = demos, history, gamma
         for d in demos:
             if d.action.shape[1] != action_template.dim or d.state.shape[1] != state_template.dim:
-                raise ValueError(f"episode {d.source} has actions of {d.action.shape[1]} and states of "
+                raise DatasetError(f"episode {d.source} has actions of {d.action.shape[1]} and states of "
                                  f"{d.state.shape[1]} values; the templates have {action_template.dim} "
                                  f"({action_template.spec}) and {state_template.dim} ({state_template.spec})")
         # Out-of-range numbers are clipped into the template's range; count them once, up front.

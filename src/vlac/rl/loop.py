@@ -65,7 +65,10 @@ class RLConfig:
     period: float = 0.0
     """Robots' control period in seconds (0: lock-step, simulation only)."""
     episodes_per_update: int = 4
-    """Finished episodes per PPO update."""
+    """Finished episodes that start a PPO update."""
+    max_episodes_per_update: int = 16
+    """Most episodes one update takes when more piled up while the previous one ran (robots never
+    wait for the learner); the rest wait for the next update, none is dropped."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval_every: int = 40
     """Evaluate the current policy every this many finished episodes (and at the start and end)."""
@@ -300,7 +303,7 @@ class RLLoop:
             self.bar.set_postfix(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
             self.buffer.append(rec)
 
-    def _learn(self) -> None:
+    def _learn(self, drain: bool = False) -> None:
         ray = self.ray
         if self.update_inflight is not None and self.update_inflight[0] in self.ready:
             ref, episodes = self.update_inflight
@@ -315,8 +318,11 @@ class RLLoop:
             self.stats["update_seconds"].append(stats["seconds"])
             self.log.scalars("learner", stats, self.version)
             self._broadcast(self.learner.weights.remote())
-        if self.update_inflight is None and len(self.buffer) >= self.cfg.episodes_per_update:
-            episodes, self.buffer = self.buffer[:self.cfg.episodes_per_update], self.buffer[self.cfg.episodes_per_update:]
+        if self.update_inflight is None and self.buffer and (len(self.buffer) >= self.cfg.episodes_per_update or drain):
+            # Robots never wait for the learner, so episodes can pile up while an update runs: the
+            # next update takes all of them (up to max_episodes_per_update), so none is left untrained.
+            n = max(self.cfg.episodes_per_update, self.cfg.max_episodes_per_update)
+            episodes, self.buffer = self.buffer[:n], self.buffer[n:]
             self.update_inflight = (self.learner.update.remote(episodes), episodes)
 
     def _broadcast(self, weights_ref) -> None:
@@ -378,7 +384,13 @@ class RLLoop:
         cfg = self.cfg
         self._start_ray()
         keys = CurveKeys.load(cfg.keys) if cfg.keys else None
-        self.gateway = Gateway(cfg.bind, keys=keys, lost_after_s=cfg.lost_after)
+        from vlac.actor.actor import Actor
+
+        action_t, state_t = Actor.templates(cfg.actor or None)
+        # A robot whose state or action size does not fit the actor is turned away at hello (error
+        # reply, counted) instead of failing inside an inference worker.
+        self.gateway = Gateway(cfg.bind, keys=keys, lost_after_s=cfg.lost_after,
+                               expect_dims=(state_t.dim, action_t.dim))
         (self.out / "gateway.txt").write_text(self.gateway.address + "\n")
         print(f"gateway listening on {self.gateway.address}; add robots with "
               f"`vlac robot sim --task TASK --connect {self.gateway.address}`", flush=True)
@@ -406,10 +418,14 @@ class RLLoop:
                 for p in self.procs:
                     if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
                         raise RuntimeError(f"simulated robot exited with code {p.returncode}; see {self.out}/robot-*.log")
-            # the last update and the final evaluation
-            while self.update_inflight is not None:
+            # train on every finished episode still waiting (robots are stopped first: episodes
+            # beyond the budget are not started), then evaluate
+            for p in self.procs:
+                p.send_signal(signal.SIGTERM)
+            self._learn(drain=True)
+            while self.update_inflight is not None or self.buffer:
                 self._wait()
-                self._learn()
+                self._learn(drain=True)
             self._evaluate(final=True)
         finally:
             self.bar.close()

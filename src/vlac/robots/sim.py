@@ -75,7 +75,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     try:
         end = time.monotonic() + cfg.welcome_timeout
         while not stop["now"] and time.monotonic() < end and not client.wait_welcome(0.2):
-            pass
+            if client.refused:
+                raise SystemExit(f"error: the gateway at {cfg.connect} turned robot {robot_id} away: {client.refused}")
         if stop["now"]:
             return stats
         if client.session is None:

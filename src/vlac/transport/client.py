@@ -57,6 +57,7 @@ class RobotClient:
         self.next_obs_id = 0
         self.sent = self.dropped = 0
         self.errors: deque = deque(maxlen=32)
+        self.refused: str | None = None  # the gateway's reason when it turned this robot away at hello
         self.resets: deque = deque()
         self._actions: dict[int, dict] = {}
         self._last_hello = self._last_beat = 0.0
@@ -121,7 +122,9 @@ class RobotClient:
                 self.resets.append(msg)
             elif kind == "error":
                 self.errors.append((msg.get("about", ""), msg["code"], msg["message"]))
-                if msg["code"] == "unregistered":
+                if msg["code"] == "incompatible":
+                    self.refused = msg["message"]
+                elif msg["code"] == "unregistered" and self.refused is None:
                     self.session = None  # the gateway restarted or forgot us: register again
                     self._send(self.hello)
 

@@ -45,7 +45,7 @@ class Event:
 class Gateway:
     def __init__(self, address: str = "tcp://127.0.0.1:0", keys: CurveKeys | None = None,
                  allowed_clients: list[bytes] | None = None, max_bytes: int = proto.MAX_MESSAGE_BYTES,
-                 lost_after_s: float = 5.0):
+                 lost_after_s: float = 5.0, expect_dims: tuple[int, int] | None = None):
         if keys is None and not is_loopback(address):
             raise ValueError(f"binding the gateway to {address} (not loopback) requires CURVE encryption and "
                              "authentication: pass --keys FILE (create with `vlac robot keys`) and the robots' "
@@ -74,6 +74,7 @@ class Gateway:
         self.session = uuid.uuid4().hex[:12]
         self.max_bytes = max_bytes
         self.lost_after_s = lost_after_s
+        self.expect_dims = expect_dims
         self.robots: dict[str, RobotInfo] = {}
         self.received = 0
         self.errors: Counter = Counter()
@@ -105,6 +106,13 @@ class Gateway:
                 continue
             kind = msg["type"]
             if kind == "hello":
+                if self.expect_dims and (msg["state_dim"], msg["action_dim"]) != tuple(self.expect_dims):
+                    sd, ad = self.expect_dims
+                    self._reject(ident, proto.ProtocolError(
+                        "incompatible", f"robot {robot!r} announced state_dim {msg['state_dim']} and action_dim "
+                        f"{msg['action_dim']}, but the policy served here reads {sd} state values and writes "
+                        f"{ad} action values; connect it to a loop whose actor matches its embodiment", kind))
+                    continue
                 self.robots[robot] = RobotInfo(robot, msg["embodiment"], msg["cameras"], msg["task"],
                                                msg["state_dim"], msg["action_dim"])
                 self._send(ident, {"type": "welcome", "robot": robot, "session": self.session})
