@@ -48,6 +48,22 @@ def test_reward_fidelity_against_the_simulator_flag():
     assert both["return_failed"] == pytest.approx(-0.1)
 
 
+def test_data_service_stores_frames_of_any_camera_size(tmp_path):
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.rl.workers import DataService
+
+    rec = EpisodeRecord("cam", "reach the red goal point with the gripper", 0, reason="limit", success=False)
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)  # a real camera's 4:3 frame
+        rec.steps.append(Step(k, 0.0, img, np.zeros(4, np.float32), {"action": [1, 2, 3, 1]}, 0.0, 0.1, 0.0))
+    rec.steps.append(Step(3, 0.0, img, np.zeros(4, np.float32)))
+    data = DataService(str(tmp_path), image_size=96)
+    assert data.add(rec) == 0
+    ep = LeRobotDataset(tmp_path / "episodes").episode(0)
+    assert ep.images["main"].shape == (3, 96, 96, 3)
+
+
 def test_rewards_terminals_and_truncation():
     rec = EpisodeRecord("r", "t", 0, reason="done")
     rec.steps = [Step(k, 0, None, None, {"a": 1}, 0, 0.1 * k, 0.0) for k in range(4)] + [Step(4, 0, None, None)]
@@ -131,7 +147,8 @@ def _robot(address, robot_id, task="reach-v3", steps=8):
 
 def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     """`vlac rl` with one built-in simulated robot plus one started separately, killed mid-episode
-    and started again: training goes on, the partial episode is kept (as a truncation)."""
+    and started again: training goes on, the partial episode is kept (as a truncation); the
+    loop's own robot, killed, is started again by the loop."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3,push-v3",
            "--robots", "1", "--episodes", "8", "--episodes-per-update", "2", "--max-steps", "12",
@@ -148,6 +165,9 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
         time.sleep(2.0)
         extra.kill()  # mid-episode (40-step episodes, killed while one is running)
         extra.wait()
+        # the loop's own simulated robot, killed too: the loop starts it again
+        own = subprocess.run(["pgrep", "-f", f"connect {address} .*--robot-id sim-0"], capture_output=True, text=True)
+        os.kill(int(own.stdout.split()[0]), signal.SIGKILL)
         again = _robot(address, "extra", "push-v3", steps=6)
         first_line = again.stdout.readline()  # blocks until the restarted robot is connected (or exits)
         loop_out, _ = loop.communicate(timeout=600)
@@ -171,6 +191,7 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert sum(u["steps"] for u in updates) == sum(r["steps"] for r in rows)
     stats = json.loads((out / "loop_stats.json").read_text())
     assert stats["obs_to_action_median"] > 0 and stats["assign_median"] < 1.0
+    assert stats["robot_restarts"] == 1 and "sim-0 was killed" in loop_out
     assert (out / "report.md").is_file() and (out / "curves.png").is_file()
     assert (out / "learner" / "trainer.pt").is_file()
 

@@ -40,6 +40,11 @@ def test_round_trip_keeps_arrays_exact():
     (proto.encode(_obs(images={"main": np.zeros((4, 4), np.uint8)})), "bad-image"),
     (proto.encode(_obs(state=np.array([np.nan, 1.0]))), "bad-state"),
     (proto.encode({"type": "episode_end", "robot": "r1", "episode": 0, "reason": "bored"}), "bad-field"),
+    (proto.encode(_obs(images={})), "bad-image"),
+    (proto.encode({"type": "hello", "robot": "r1", "embodiment": "sim-arm", "cameras": [], "task": "t",
+                   "state_dim": 4, "action_dim": 4}), "bad-field"),
+    (proto.encode({"type": "hello", "robot": "r1", "embodiment": "sim-arm", "cameras": [["main"]], "task": "t",
+                   "state_dim": 4, "action_dim": 4}), "bad-field"),
 ])
 def test_bad_messages_are_named(data, code):
     with pytest.raises(proto.ProtocolError) as e:

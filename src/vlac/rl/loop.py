@@ -122,7 +122,8 @@ class RLLoop:
         cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         self.stats = {k: [] for k in ("obs_to_action", "assign", "critic", "inference_batch", "update_seconds")}
-        self.counters = {"worker_restarts": 0, "learner_restarts": 0, "requeued": 0}
+        self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
+                         "unsaved_episodes": 0}
         self.robots: dict[str, _Robot] = {}
         self.waiting: deque = deque()  # (robot, Step, t_received)
         self.critic_queue: list[dict] = []
@@ -155,14 +156,29 @@ class RLLoop:
             print(f"resuming {self.out}: learner at update {status['step']}, {self.done_episodes} episodes on disk")
             self._broadcast(self.learner.weights.remote())
 
-    def _start_robots(self, address: str) -> None:
+    def _start_robot(self, k: int) -> subprocess.Popen:
         tasks = self.cfg.task_list
-        for k in range(self.cfg.robots):
-            cmd = [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address,
-                   "--task", tasks[k % len(tasks)], "--robot-id", f"sim-{k}", "--max-steps", str(self.cfg.max_steps),
-                   "--period", str(self.cfg.period), "--seed", str(self.cfg.seed * 1000 + self.done_episodes + k)]
-            log = open(self.out / f"robot-sim-{k}.log", "a")
-            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+        cmd = [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", self.gateway.address,
+               "--task", tasks[k % len(tasks)], "--robot-id", f"sim-{k}", "--max-steps", str(self.cfg.max_steps),
+               "--period", str(self.cfg.period),
+               "--seed", str(self.cfg.seed * 1000 + self.done_episodes + k + 100 * self.counters["robot_restarts"])]
+        log = open(self.out / f"robot-sim-{k}.log", "a")
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+    def _watch_robots(self) -> None:
+        """A simulated robot killed by a signal is started again under the same id (its open
+        episode is closed as aborted when the new one starts, and kept); one that exits with an
+        error (e.g. turned away at hello) stops the run with its log's name."""
+        for k, p in enumerate(self.procs):
+            code = p.poll()
+            if code is None or code == 0:
+                continue
+            if code < 0:
+                self.counters["robot_restarts"] += 1
+                print(f"simulated robot sim-{k} was killed (signal {-code}); starting it again", flush=True)
+                self.procs[k] = self._start_robot(k)
+            else:
+                raise RuntimeError(f"simulated robot sim-{k} exited with code {code}; see {self.out}/robot-sim-{k}.log")
 
     # ------------------------------------------------------------------ events
     def _on_event(self, ev, now: float) -> None:
@@ -293,7 +309,11 @@ class RLLoop:
             if (rec.robot, rec.episode) in pending:
                 continue
             self.finishing.remove(rec)
-            index = self.ray.get(self.data.add.remote(rec))  # on disk before anyone trains on it
+            try:
+                index = self.ray.get(self.data.add.remote(rec))  # on disk before anyone trains on it
+            except Exception as e:  # noqa: BLE001 - one bad episode must not end the run or vanish
+                self._keep_unsaved(rec, e)
+                continue
             if index < 0:
                 continue
             self.done_episodes += 1
@@ -302,6 +322,22 @@ class RLLoop:
             self.bar.update(1)
             self.bar.set_postfix(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
             self.buffer.append(rec)
+
+    def _keep_unsaved(self, rec: EpisodeRecord, err: Exception) -> None:
+        """An episode the data service could not write is kept raw in OUT/unsaved/ (frames, states,
+        actions, rewards) and counted, and is not trained on; the run goes on."""
+        self.counters["unsaved_episodes"] += 1
+        folder = self.out / "unsaved"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{rec.robot}-episode{rec.episode}-{int(time.time())}.npz"
+        steps = rec.steps
+        np.savez_compressed(path, task=rec.task, reason=rec.reason,
+                            images=np.array([s.image for s in steps], dtype=object),
+                            states=np.array([s.state for s in steps], dtype=object),
+                            actions=np.array([None if s.sample is None else s.sample["action"] for s in steps], dtype=object),
+                            rewards=np.array([s.reward for s in steps], dtype=object))
+        print(f"episode {rec.episode} of robot {rec.robot} could not be persisted ({type(err).__name__}: "
+              f"{str(err).splitlines()[0] if str(err) else ''}); kept raw in {path}, not trained on", flush=True)
 
     def _learn(self, drain: bool = False) -> None:
         ray = self.ray
@@ -399,7 +435,7 @@ class RLLoop:
         self.critic_inflight = self.update_inflight = self.eval_inflight = None
         self.ready: set = set()
         self.next_eval = self.done_episodes
-        self._start_robots(self.gateway.address)
+        self.procs = [self._start_robot(k) for k in range(cfg.robots)]
         self.bar = tqdm(total=cfg.episodes, initial=self.done_episodes, desc="rl", unit="ep")
         t_start = time.monotonic()
         start_episodes = self.done_episodes
@@ -415,9 +451,7 @@ class RLLoop:
                 self._finish_episodes()
                 self._learn()
                 self._evaluate()
-                for p in self.procs:
-                    if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
-                        raise RuntimeError(f"simulated robot exited with code {p.returncode}; see {self.out}/robot-*.log")
+                self._watch_robots()
             # train on every finished episode still waiting (robots are stopped first: episodes
             # beyond the budget are not started), then evaluate
             for p in self.procs:

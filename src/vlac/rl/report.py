@@ -22,6 +22,10 @@ def _smooth(y: np.ndarray, k: int = 10) -> np.ndarray:
     return np.convolve(y, np.ones(k) / k, mode="valid")
 
 
+def _eval_tasks(evals: list[dict]) -> list[str]:
+    return [t for t in evals[0] if t not in ("episodes", "version", "success") and isinstance(evals[0][t], float)]
+
+
 def reward_fidelity(episodes: list[dict]) -> list[dict]:
     """How well the critic's verdicts on training episodes agree with the simulator's success flag,
     per task and over all: done precision (simulator success among episodes the critic ended as
@@ -51,9 +55,13 @@ def write_report(run: str | Path) -> Path:
     episodes, evals, learner = _rows(run / "episodes.jsonl"), _rows(run / "eval.jsonl"), _rows(run / "learner.jsonl")
     stats = json.loads((run / "loop_stats.json").read_text()) if (run / "loop_stats.json").is_file() else {}
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
     if evals:
-        axes[0].plot([e["episodes"] for e in evals], [e["success"] for e in evals], "o-")
+        x = [e["episodes"] for e in evals]
+        axes[0].plot(x, [e["success"] for e in evals], "o-", color="k", label="mean")
+        for task in _eval_tasks(evals):
+            axes[0].plot(x, [e.get(task, float("nan")) for e in evals], ".--", alpha=0.7, label=task)
+        axes[0].legend(fontsize=8)
     axes[0].set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(0, 1),
                 title="success (simulator flag)")
     for robot in sorted({e["robot"] for e in episodes}):
@@ -63,8 +71,15 @@ def write_report(run: str | Path) -> Path:
         y = _smooth(raw, max(1, len(raw) // 4))
         axes[1].plot(x[len(x) - len(y):], y, "-", color=line.get_color(), label=robot)
     axes[1].set(xlabel="training episodes", ylabel="critic return (smoothed)", title="reward per robot")
+    for robot in sorted({e["robot"] for e in episodes if e.get("success") is not None}):
+        mine = [e for e in episodes if e["robot"] == robot and e.get("success") is not None]
+        y = _smooth(np.array([float(e["success"]) for e in mine]), max(1, len(mine) // 4))
+        axes[2].plot([e["n"] for e in mine][len(mine) - len(y):], y, "-", label=robot)
+    axes[2].set(xlabel="training episodes", ylabel="success (rolling mean)", ylim=(0, 1),
+                title="training episodes per robot (simulator flag)")
     if episodes:
         axes[1].legend(fontsize=8)
+        axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run / "curves.png", dpi=120)
     plt.close(fig)
@@ -88,7 +103,7 @@ def write_report(run: str | Path) -> Path:
           "Success is measured on separate evaluation episodes with the simulator's flag, which the learner never "
           "sees; rewards and done come from the critic only.\n")
     if evals:
-        tasks = [t for t in evals[0] if t not in ("episodes", "version", "success") and isinstance(evals[0][t], float)]
+        tasks = _eval_tasks(evals)
         md += ("\n## Evaluation success per task\n\n"
                + markdown_table(["training episodes", "policy update", *tasks, "mean"],
                                 [[e["episodes"], e.get("version", "-"), *[fmt(e.get(t, float("nan"))) for t in tasks],

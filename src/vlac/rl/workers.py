@@ -243,10 +243,25 @@ class Learner:
         return os.getpid()
 
 
+def _fit_frame(image: np.ndarray, size: int) -> np.ndarray:
+    """A camera frame of any size as the dataset stores it: centre-cropped to a square and resized
+    to ``size`` (what the model sees anyway); frames already that size are kept as they are."""
+    if image.shape[:2] == (size, size):
+        return image
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = np.ascontiguousarray(image[top:top + side, left:left + side])
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
+
+
 class DataService:
     """Persists every finished episode, in the LeRobot layout (what the robot saw and did, with the
     simulator's success flag when there is one) plus the RL record (rewards, done probabilities,
-    decoded tokens and log-probabilities) in ``OUT/rl_steps/``; returns once it is on disk."""
+    decoded tokens and log-probabilities) in ``OUT/rl_steps/``; returns once it is on disk. Frames
+    of another size than ``image_size`` are centre-cropped and resized to it."""
 
     def __init__(self, out: str, image_size: int = 96):
         from vlac.data.collect import FPS
@@ -254,6 +269,7 @@ class DataService:
         from vlac.data.writer import DatasetWriter
 
         self.root = Path(out)
+        self.image_size = image_size
         feats = make_features(["main"], (image_size, image_size), SIM_STATE_NAMES, SIM_ACTION_NAMES)
         self.writer = DatasetWriter(self.root / "episodes", feats, fps=FPS, robot_type="rl")
         (self.root / "rl_steps").mkdir(parents=True, exist_ok=True)
@@ -275,10 +291,11 @@ class DataService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(side))
         os.replace(tmp, path)
+        frames = [_fit_frame(s.image, self.image_size) for s in steps]
         flags = np.zeros(len(steps), dtype=bool)
         if rec.success:
             flags[-1] = True
-        self.writer.add_episode(Episode(rec.task, {"main": np.stack([s.image for s in steps])},
+        self.writer.add_episode(Episode(rec.task, {"main": np.stack(frames)},
                                         np.stack([s.state for s in steps]).astype(np.float32),
                                         np.stack([np.asarray(s.sample["action"], np.float32) for s in steps]), flags,
                                         {"behaviour": f"rl:{rec.robot}", "seed": rec.episode, "scene_variant": "default",

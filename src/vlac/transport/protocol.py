@@ -129,7 +129,12 @@ def validate(msg: dict, sender: str = "robot") -> dict:
         if not ok:
             raise ProtocolError("bad-field", f"{kind} message field {name!r} must be {typ.__name__}, "
                                              f"got {type(value).__name__}", kind)
+    if kind == "hello" and (not msg["cameras"] or not all(isinstance(c, str) and c for c in msg["cameras"])):
+        raise ProtocolError("bad-field", f"hello field 'cameras' must be a non-empty list of camera names, "
+                                         f"got {msg['cameras']!r}", kind)
     if kind == "obs":
+        if not msg["images"]:
+            raise ProtocolError("bad-image", "obs has no images; send at least one camera frame", kind)
         for cam, img in msg["images"].items():
             if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 shape = getattr(img, "shape", None)
