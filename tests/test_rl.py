@@ -206,3 +206,19 @@ def test_rl_config_files_with_nested_learner_settings(capsys):
     with pytest.raises(SystemExit):
         parse_config(RLConfig, ["--learner.reward", "shaped"], prog="vlac rl")
     assert "dense or sparse" in capsys.readouterr().err
+
+
+def test_rl_config_demands_authentication_off_loopback(tmp_path):
+    from vlac.rl.loop import RLConfig
+    from vlac.transport.link import CurveKeys
+
+    CurveKeys.generate().save(tmp_path / "gw.key")
+    CurveKeys.generate().save(tmp_path / "arm.pub", public_only=True)
+    with pytest.raises(ValueError, match="not loopback"):
+        RLConfig(bind="tcp://0.0.0.0:5555")
+    with pytest.raises(ValueError, match="robot-keys"):
+        RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"))
+    with pytest.raises(ValueError, match="cannot read CURVE key file"):
+        RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=str(tmp_path / "nope.pub"))
+    cfg = RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=str(tmp_path / "arm.pub"))
+    assert cfg.robot_keys.endswith("arm.pub")

@@ -158,6 +158,8 @@ def test_robot_registers_again_after_gateway_restart():
 def test_curve_links_and_loopback_rule(tmp_path):
     with pytest.raises(ValueError, match="CURVE"):
         Gateway("tcp://0.0.0.0:0")
+    with pytest.raises(ValueError, match="robot-keys"):  # encryption without authentication: not enough
+        Gateway("tcp://0.0.0.0:0", keys=CurveKeys.generate())
     with pytest.raises(ValueError, match="CURVE"):
         RobotClient("tcp://10.1.2.3:5555", "r", "sim-arm", ["main"], "t", 4, 4)
     server, robot, stranger = CurveKeys.generate(), CurveKeys.generate(), CurveKeys.generate()

@@ -43,6 +43,10 @@ class RLConfig:
     """Gateway address; port 0 picks a free port (printed, and written to OUT/gateway.txt)."""
     keys: str = ""
     """Gateway CURVE key file (required when --bind is not loopback)."""
+    robot_keys: str = ""
+    """Comma-separated public key files of the robots the gateway admits (CURVE authentication;
+    required with --keys when --bind is not loopback; empty with --keys: any robot that knows the
+    gateway's public key)."""
     ray_address: str = ""
     """Join this Ray cluster instead of starting a local one on 127.0.0.1."""
     num_cpus: float = 2.0
@@ -88,6 +92,18 @@ class RLConfig:
             raise ValueError("episodes, episodes_per_update and inference_workers must be >= 1")
         if self.learner.reward not in ("dense", "sparse"):
             raise ValueError(f"learner.reward {self.learner.reward!r} must be dense or sparse")
+        from vlac.transport.link import CurveKeys, is_loopback
+
+        if not is_loopback(self.bind) and not (self.keys and self.robot_keys):
+            raise ValueError(f"--bind {self.bind} is not loopback: robot links off this machine need CURVE "
+                             "encryption and authentication, so pass --keys FILE (the gateway's key pair) and "
+                             "--robot-keys A.pub,B.pub (the robots to admit); create them with `vlac robot keys`")
+        if self.robot_keys and not self.keys:
+            raise ValueError("--robot-keys admits robots by their CURVE keys, which needs the gateway's own key "
+                             "pair too: pass --keys FILE (create it with `vlac robot keys`)")
+        for f in [self.keys, *self.robot_keys.split(",")]:
+            if f.strip():
+                CurveKeys.load(f.strip())  # unreadable or malformed key files are named now, before Ray starts
 
     @property
     def task_list(self) -> list[str]:
@@ -420,12 +436,13 @@ class RLLoop:
         cfg = self.cfg
         self._start_ray()
         keys = CurveKeys.load(cfg.keys) if cfg.keys else None
+        allowed = [CurveKeys.load(f.strip()).public for f in cfg.robot_keys.split(",") if f.strip()] or None
         from vlac.actor.actor import Actor
 
         action_t, state_t = Actor.templates(cfg.actor or None)
         # A robot whose state or action size does not fit the actor is turned away at hello (error
         # reply, counted) instead of failing inside an inference worker.
-        self.gateway = Gateway(cfg.bind, keys=keys, lost_after_s=cfg.lost_after,
+        self.gateway = Gateway(cfg.bind, keys=keys, allowed_clients=allowed, lost_after_s=cfg.lost_after,
                                expect_dims=(state_t.dim, action_t.dim))
         (self.out / "gateway.txt").write_text(self.gateway.address + "\n")
         print(f"gateway listening on {self.gateway.address}; add robots with "

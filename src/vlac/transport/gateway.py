@@ -46,10 +46,10 @@ class Gateway:
     def __init__(self, address: str = "tcp://127.0.0.1:0", keys: CurveKeys | None = None,
                  allowed_clients: list[bytes] | None = None, max_bytes: int = proto.MAX_MESSAGE_BYTES,
                  lost_after_s: float = 5.0, expect_dims: tuple[int, int] | None = None):
-        if keys is None and not is_loopback(address):
+        if (keys is None or allowed_clients is None) and not is_loopback(address):
             raise ValueError(f"binding the gateway to {address} (not loopback) requires CURVE encryption and "
-                             "authentication: pass --keys FILE (create with `vlac robot keys`) and the robots' "
-                             "public keys")
+                             "authentication: pass --keys FILE (the gateway's key pair) and --robot-keys FILES "
+                             "(the public keys of the robots to admit); create both with `vlac robot keys`")
         self._ctx = zmq.Context()
         self._auth = None
         s = self._ctx.socket(zmq.ROUTER)
