@@ -80,6 +80,15 @@ def test_rewards_terminals_and_truncation():
         rec.rewards("shaped")
 
 
+def test_learner_mixes_in_demonstration_replay(tmp_path, expert_dataset):
+    """Paper Eq. 6: the NLL of demonstrated action tokens is added to the PPO loss."""
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1,
+                        demo_data=str(expert_dataset), demo_batch=4)
+    stats = Learner(cfg).update([_episode(worker, 5, "done", seed=3)])
+    assert stats["steps"] == 5 and np.isfinite(stats["demo_nll"]) and stats["demo_nll"] > 0
+
+
 def test_learner_updates_and_resumes_at_the_same_step(tmp_path):
     worker = InferenceWorker(str(ACTOR), seed=0)
     episodes = [_episode(worker, 6, "done", seed=1), _episode(worker, 5, "limit", seed=2)]

@@ -213,7 +213,7 @@ class Learner:
                     d_in, d_act, _ = self.demos.draw(self.rng, cfg.demo_batch)
                     d_loss, _ = self.actor.bc_loss(d_in, d_act)
                     loss = loss + cfg.demo_weight * d_loss
-                    st["demo_nll"] = float(d_loss)
+                    st["demo_nll"] = float(d_loss.detach())
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
