@@ -62,6 +62,14 @@ def test_data_service_stores_frames_of_any_camera_size(tmp_path):
     assert data.add(rec) == 0
     ep = LeRobotDataset(tmp_path / "episodes").episode(0)
     assert ep.images["main"].shape == (3, 96, 96, 3)
+    # a resumed run gets back what was persisted but not trained on, ready for the learner
+    rec.reason, rec.success = "done", True
+    assert data.add(rec) == 1
+    assert data.untrained(2) == []
+    [back] = DataService(str(tmp_path), image_size=96).untrained(1)
+    assert (back.robot, back.task, back.reason, back.success, len(back.acted)) == ("cam", rec.task, "done", True, 3)
+    assert back.rewards("dense").tolist() == pytest.approx(rec.rewards("dense").tolist())
+    assert [s.sample for s in back.acted] == [s.sample for s in rec.acted] and back.acted[0].image.shape == (96, 96, 3)
 
 
 def test_rewards_terminals_and_truncation():

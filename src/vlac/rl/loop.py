@@ -167,6 +167,11 @@ class RLLoop:
         status = ray.get(self.learner.status.remote())
         self.version = status["step"]
         self.done_episodes = ray.get(self.data.count.remote())
+        # A resumed run: episodes persisted before the stop but not yet trained on go first.
+        self.buffer = ray.get(self.data.untrained.remote(status["episodes_seen"]))
+        if self.buffer:
+            print(f"resuming at update {self.version}: {len(self.buffer)} persisted episodes not yet trained on "
+                  "go into the next updates", flush=True)
         self.weights_ref = None
         if status["resumed"]:
             print(f"resuming {self.out}: learner at update {status['step']}, {self.done_episodes} episodes on disk")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlac.rl.episodes import EpisodeRecord
+from vlac.rl.episodes import EpisodeRecord, Step
 from vlac.utils.files import replace_dir
 from vlac.utils.imports import require
 
@@ -276,6 +276,26 @@ class DataService:
 
     def count(self) -> int:
         return self.writer.num_episodes
+
+    def untrained(self, start: int) -> list[EpisodeRecord]:
+        """Episodes ``start``.. of the run folder rebuilt for the learner (frames and states from the
+        dataset, decoded tokens, log-probabilities and rewards from ``rl_steps/``): on a resumed run,
+        those persisted before the stop but not yet trained on."""
+        from vlac.data.dataset import LeRobotDataset
+
+        if start >= self.writer.num_episodes:
+            return []
+        ds = LeRobotDataset(self.root / "episodes")
+        out = []
+        for index in range(start, ds.num_episodes):
+            side = json.loads((self.root / "rl_steps" / f"episode_{index:06d}.json").read_text())
+            ep = ds.episode(index)
+            rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
+                                success=side["success"], done_step=side["done_step"])
+            rec.steps = [Step(d["obs_id"], d["t_obs"], ep.images["main"][k], ep.state[k], d["sample"], d["t_action"],
+                              d["reward"], d["p_done"]) for k, d in enumerate(side["steps_detail"])]
+            out.append(rec)
+        return out
 
     def add(self, rec: EpisodeRecord) -> int:
         from vlac.data.episode import Episode
