@@ -28,4 +28,4 @@ vlac actor eval --checkpoint $R-tiny/model,$R-scratch/model --names progress-pre
 vlac actor eval --checkpoint $R-scratch/model --names no-pretraining --tasks $TASKS --episodes 20 --seed 11000 \
   --critic none --threads 2 --out $R-eval-b
 vlac actor eval --checkpoint $R-scratch/model --names default --tasks reach-v3,sweep-into-v3,dial-turn-v3,lever-pull-v3 \
-  --variants default,dim,table-dark,cam-shift --episodes 10 --critic none --threads 2 --out $R-eval-variants
+  --variants dim,table-dark,cam-shift --episodes 10 --critic none --threads 2 --out $R-eval-variants
