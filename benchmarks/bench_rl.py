@@ -34,7 +34,8 @@ def main() -> None:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         stats = json.loads((run / "loop_stats.json").read_text())
         idle = stats["robot_idle_fraction"]
-        rows[n] = {k: stats[k] for k in ("obs_to_action_median", "obs_to_action_p99", "assign_median", "assign_p99",
+        rows[n] = {k: stats[k] for k in ("obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
+                                         "capture_to_action_p99", "assign_median", "assign_p99",
                                          "critic_seconds_per_pair", "update_seconds_median", "episodes_per_hour",
                                          "updates", "wall_seconds")}
         rows[n]["robot_idle_fraction_mean"] = sum(idle.values()) / max(len(idle), 1)

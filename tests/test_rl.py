@@ -239,3 +239,68 @@ def test_rl_config_demands_authentication_off_loopback(tmp_path):
         RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=str(tmp_path / "nope.pub"))
     cfg = RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=str(tmp_path / "arm.pub"))
     assert cfg.robot_keys.endswith("arm.pub")
+
+
+def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, tmp_path):
+    """A robot with a real control period holds still when its action is late and says so with
+    its next observation (`executed` = -1): the loop then drops that action from training; an
+    answer to an observation the robot has already replaced is not sent. Real gateway and client
+    on 127.0.0.1, a real inference replica on Ray, the loop's own event handling."""
+    from vlac.rl.loop import RLConfig, RLLoop
+    from vlac.transport.client import RobotClient
+    from vlac.transport.gateway import Gateway
+
+    ray = ray_local
+    loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0))
+    loop.gateway = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    loop.workers = [ray.remote(num_cpus=0.1)(InferenceWorker).remote(str(ACTOR))]
+    loop.inflight, loop.ready = [None], set()
+    robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
+    rng = np.random.default_rng(0)
+    task = "reach the red goal point with the gripper"
+
+    def pump(until, seconds=10.0):
+        end = time.monotonic() + seconds
+        while not until():
+            assert time.monotonic() < end, "timed out"
+            robot.poll(10)
+            for ev in loop.gateway.poll(timeout_ms=10):
+                loop._on_event(ev, time.monotonic())
+
+    def observe(step, executed):
+        oid = robot.send_obs({"main": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)},
+                             np.array([0, 600, 200, 1.0], np.float32), 0, step, executed=executed)
+        pump(lambda: loop.robots.get("r0") and loop.robots["r0"].rec and loop.robots["r0"].rec.steps
+             and loop.robots["r0"].rec.steps[-1].obs_id == oid)
+        return oid
+
+    def answer():
+        loop._dispatch(time.monotonic())
+        ref = loop.inflight[0][0]
+        ray.wait([ref], timeout=120)
+        loop.ready = {ref}
+        loop._collect_inference()
+
+    pump(lambda: robot.session is not None)
+    robot.start_episode(0, task)
+    o0 = observe(0, None)
+    answer()
+    assert robot.wait_action(o0, 5.0) is not None  # executed in time
+    o1 = observe(1, o0)
+    steps = loop.robots["r0"].rec.steps
+    assert steps[0].sample is not None and len(loop.critic_queue) == 1  # transition 0 -> 1 is scored
+    answer()  # the answer to o1 comes, but the robot had already held still
+    assert steps[1].sample is not None
+    o2 = observe(2, -1)
+    assert steps[1].sample is None and loop.counters["unexecuted_actions"] == 1
+    assert len(loop.critic_queue) == 1  # transition 1 -> 2 is not scored: no policy action ran
+    loop._dispatch(time.monotonic())  # o2 goes to the replica; the robot moves on before it answers
+    ref = loop.inflight[0][0]
+    observe(3, -1)
+    ray.wait([ref], timeout=120)
+    loop.ready = {ref}
+    loop._collect_inference()
+    assert loop.counters["late_answers"] == 1 and steps[2].sample is None
+    assert robot.wait_action(o2, 0.5) is None  # never sent
+    robot.close()
+    loop.gateway.close()

@@ -28,6 +28,7 @@ def test_round_trip_keeps_arrays_exact():
     msg = _obs()
     back = proto.validate(proto.decode(proto.encode(msg)))
     assert np.array_equal(back["images"]["main"], msg["images"]["main"]) and back["images"]["main"].dtype == np.uint8
+    assert proto.validate(proto.decode(proto.encode(_obs(executed=-1))))["executed"] == -1  # held still
     assert np.array_equal(back["state"], msg["state"]) and back["v"] == proto.PROTOCOL_VERSION
 
 
@@ -41,6 +42,8 @@ def test_round_trip_keeps_arrays_exact():
     (proto.encode(_obs(state=np.array([np.nan, 1.0]))), "bad-state"),
     (proto.encode({"type": "episode_end", "robot": "r1", "episode": 0, "reason": "bored"}), "bad-field"),
     (proto.encode(_obs(images={})), "bad-image"),
+    (proto.encode(_obs(executed="yes")), "bad-field"),
+    (proto.encode(_obs(executed=-2)), "bad-field"),
     (proto.encode({"type": "hello", "robot": "r1", "embodiment": "sim-arm", "cameras": [], "task": "t",
                    "state_dim": 4, "action_dim": 4}), "bad-field"),
     (proto.encode({"type": "hello", "robot": "r1", "embodiment": "sim-arm", "cameras": [["main"]], "task": "t",

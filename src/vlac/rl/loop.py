@@ -137,9 +137,9 @@ class RLLoop:
         cfg.learner.out = str(self.out)
         cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        self.stats = {k: [] for k in ("obs_to_action", "assign", "critic", "inference_batch", "update_seconds")}
+        self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "assign", "critic", "inference_batch", "update_seconds")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
-                         "unsaved_episodes": 0}
+                         "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0}
         self.robots: dict[str, _Robot] = {}
         self.waiting: deque = deque()  # (robot, Step, t_received)
         self.critic_queue: list[dict] = []
@@ -217,7 +217,12 @@ class RLLoop:
             cam = next(iter(msg["images"]))
             step = Step(msg["obs_id"], msg["t"], np.array(msg["images"].get("main", msg["images"][cam])),
                         np.array(msg["state"], np.float32))
-            if rec.steps and rec.steps[-1].sample is not None:
+            prev = rec.steps[-1] if rec.steps else None
+            if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
+                # its action reached the robot too late (it held still): never train on it
+                prev.sample = None
+                self.counters["unexecuted_actions"] += 1
+            if prev is not None and prev.sample is not None:
                 self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
                                           "before": rec.steps[-1].image, "after": step.image})
             rec.steps.append(step)
@@ -281,12 +286,16 @@ class RLLoop:
                 r = self.robots.get(res["robot"])
                 if r is None or r.rec is None:
                     continue
-                step = next((s for s in reversed(r.rec.steps) if s.obs_id == res["obs_id"]), None)
-                if step is None:
+                step = r.rec.steps[-1] if r.rec.steps else None
+                if step is None or step.obs_id != res["obs_id"]:  # the robot sent a newer observation meanwhile
+                    self.counters["late_answers"] += 1
                     continue
                 step.sample, step.t_action = res["sample"], time.time()
                 self.gateway.send_action(res["robot"], res["obs_id"], res["sample"]["action"], t_obs=step.t_obs)
                 self.stats["obs_to_action"].append(now - req["t_recv"])
+                # from the robot's capture stamp (wall clock): includes the time the message sat in
+                # the socket; exact where robots share the gateway's clock (127.0.0.1)
+                self.stats["capture_to_action"].append(step.t_action - step.t_obs)
                 r.wait_s += now - req["t_recv"]
 
     def _score(self) -> None:
@@ -511,6 +520,8 @@ class RLLoop:
         idle = {rb: r.wait_s / max(time.monotonic() - r.first_seen, 1e-9) for rb, r in self.robots.items()}
         return {"wall_seconds": wall, "episodes": episodes, "episodes_per_hour": 3600 * episodes / max(wall, 1e-9),
                 "obs_to_action_median": pct(s["obs_to_action"], 50), "obs_to_action_p99": pct(s["obs_to_action"], 99),
+                "capture_to_action_median": pct(s["capture_to_action"], 50),
+                "capture_to_action_p99": pct(s["capture_to_action"], 99),
                 "assign_median": pct(s["assign"], 50), "assign_p99": pct(s["assign"], 99),
                 "critic_seconds_per_pair": pct(s["critic"], 50), "updates": len(s["update_seconds"]),
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,

@@ -90,10 +90,16 @@ def write_report(run: str | Path) -> Path:
             ["mean critic return, last 20 episodes", fmt(np.mean([e["return"] for e in episodes[-20:]])) if episodes else "-"],
             ["episodes ended by the critic's done", sum(e["reason"] == "done" for e in episodes)],
             ["simulator success among training episodes", fmt(np.mean([bool(e["success"]) for e in episodes])) if episodes else "-"]]
-    for k in ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", "assign_median", "assign_p99",
-              "critic_seconds_per_pair", "update_seconds_median"):
+    for k in ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
+              "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair", "update_seconds_median"):
         if k in stats:
             rows.append([k.replace("_", " "), fmt(stats[k], 3)])
+    for k in ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
+              "unexecuted_actions", "late_answers"):
+        if k in stats:
+            rows.append([k.replace("_", " "), stats[k]])
+    if stats.get("gateway_errors"):
+        rows.append(["gateway errors", ", ".join(f"{c}: {n}" for c, n in sorted(stats["gateway_errors"].items()))])
     if learner:
         last = learner[-1]
         for k in ("clip_fraction", "approx_kl", "entropy", "explained_variance", "inference_ratio_drift"):

@@ -89,9 +89,9 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
             obs = env.reset(episode_seed(cfg.seed, robot_id, episode))
             client.resets.clear()
             client.start_episode(episode, task)
-            step, reason, last = 0, "limit", hold
+            step, reason, last, executed = 0, "limit", hold, None
             while not stop["now"]:
-                oid = client.send_obs(obs["images"], obs["state"], episode, step)
+                oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed)
                 t0 = sent = time.monotonic()
                 action = None
                 while not stop["now"] and action is None and not client.resets:
@@ -102,7 +102,7 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                         break  # a real robot cannot wait: hold still this period
                     if action is None and cfg.period <= 0 and now - sent >= cfg.resend_after:
                         # lock-step: the gateway may have restarted or dropped it; send a fresh one
-                        oid = client.send_obs(obs["images"], obs["state"], episode, step)
+                        oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed)
                         sent = now
                 stats["wait_s"] += time.monotonic() - t0
                 mine = [r for r in client.resets if r["episode"] == episode]  # ignore stale ones
@@ -110,6 +110,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                 if mine:
                     reason = "done" if mine[-1]["reason"] == "done" else "reset"
                     break
+                # which action ran (told with the next observation); -1: held still
+                executed = int(client.last_action_msg["obs_id"]) if action is not None else -1
                 if action is None:
                     stats["idle_steps"] += 1
                     action = np.array([0, 0, 0, last[3]], dtype=np.float32)  # hold still, keep the grip

@@ -60,6 +60,7 @@ class RobotClient:
         self.refused: str | None = None  # the gateway's reason when it turned this robot away at hello
         self.resets: deque = deque()
         self._actions: dict[int, dict] = {}
+        self.last_action_msg: dict | None = None  # the message of the action wait_action returned last
         self._last_hello = self._last_beat = 0.0
         self._send(self.hello)
 
@@ -77,14 +78,20 @@ class RobotClient:
         self.sent += 1
         return True
 
-    def send_obs(self, images: dict, state, episode: int, step: int, t: float | None = None) -> int:
-        """Send one observation; returns its id (the action answering it carries the same id)."""
+    def send_obs(self, images: dict, state, episode: int, step: int, t: float | None = None,
+                 executed: int | None = None) -> int:
+        """Send one observation; returns its id (the action answering it carries the same id).
+        ``executed``: the obs_id whose action the robot executed since its previous observation,
+        or -1 if it held still (None: not reported; the gateway side then assumes lock-step)."""
         oid = self.next_obs_id
         self.next_obs_id += 1
         imgs = {k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in images.items()}
-        self._send({"type": "obs", "robot": self.robot_id, "obs_id": oid, "episode": int(episode), "step": int(step),
-                    "t": float(time.time() if t is None else t), "images": imgs,
-                    "state": np.asarray(state, dtype=np.float32)})
+        msg = {"type": "obs", "robot": self.robot_id, "obs_id": oid, "episode": int(episode), "step": int(step),
+               "t": float(time.time() if t is None else t), "images": imgs,
+               "state": np.asarray(state, dtype=np.float32)}
+        if executed is not None:
+            msg["executed"] = int(executed)
+        self._send(msg)
         self.poll()
         return oid
 

@@ -8,7 +8,10 @@ states, actions) travel as msgpack extension 1: ``dtype`` string, shape and raw 
 Robot -> gateway
     hello          embodiment, cameras [names], task, state_dim, action_dim   (registration; repeat after a reconnect)
     obs            obs_id (int, increasing), episode (int), step (int), t (capture time, s since epoch),
-                   images {camera: HxWx3 uint8}, state (S,) float
+                   images {camera: HxWx3 uint8}, state (S,) float,
+                   executed (optional int: obs_id of the action executed since the previous
+                   observation, -1 if the robot held still; absent means the action answering the
+                   previous observation was executed, as in lock-step)
     episode_start  episode, task
     episode_end    episode, reason ("done" | "limit" | "reset" | "abort"), success (optional; simulators
                    only, for measurement, never used for learning)
@@ -22,7 +25,8 @@ Gateway -> robot
 A robot never blocks on the gateway: it sends observations as they are captured and executes the
 newest action that answers one of them. The lag between an observation and its action is in the
 action itself (``t_obs``, ``t_sent``), and the RL loop records each step's action with the
-observation it answers (see README, "Action timing").
+observation it answers; ``executed`` tells it which action really ran, so an action that came
+too late is never trained on (see README, "Action timing").
 """
 
 from __future__ import annotations
@@ -142,6 +146,10 @@ def validate(msg: dict, sender: str = "robot") -> dict:
                                                  f"{type(img).__name__} {shape}", kind)
         if msg["state"].ndim != 1 or not np.isfinite(msg["state"]).all():
             raise ProtocolError("bad-state", "obs state must be a finite 1-d array", kind)
+        ex = msg.get("executed", -1)
+        if not isinstance(ex, int) or isinstance(ex, bool) or ex < -1:
+            raise ProtocolError("bad-field", f"obs field 'executed' must be an obs_id or -1 (held still), "
+                                             f"got {ex!r}", kind)
     if kind == "episode_end" and msg["reason"] not in END_REASONS:
         raise ProtocolError("bad-field", f"episode_end reason {msg['reason']!r} is not one of {END_REASONS}", kind)
     return msg
