@@ -304,3 +304,40 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     assert robot.wait_action(o2, 0.5) is None  # never sent
     robot.close()
     loop.gateway.close()
+
+
+def test_rl_joins_an_existing_ray_cluster(tmp_path):
+    """`vlac rl --ray-address` runs its workers on a cluster started with `ray start --head`
+    (on 127.0.0.1), and names the address when nothing answers there."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "MUJOCO_GL": "egl"}
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port",
+                             str(port), "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < end and head.poll() is None, "ray start --head did not come up"
+                time.sleep(0.5)
+        out = tmp_path / "run"
+        cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--ray-address", f"127.0.0.1:{port}", "--out", str(out),
+               "--tasks", "reach-v3,push-v3", "--robots", "2", "--episodes", "2", "--episodes-per-update", "2",
+               "--max-steps", "8", "--eval-episodes", "0"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        stats = json.loads((out / "loop_stats.json").read_text())
+        assert stats["episodes"] == 2 and stats["updates"] >= 1
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)  # the cluster is gone now
+    assert proc.returncode != 0 and f"--ray-address 127.0.0.1:{port}" in proc.stderr + proc.stdout

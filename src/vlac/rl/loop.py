@@ -124,13 +124,22 @@ class RLLoop:
     """The rollout side: gateway, robots' episodes, dispatch to Ray workers, learner schedule."""
 
     def __init__(self, cfg: RLConfig):
+        from vlac.transport.link import is_loopback
+
         self.cfg = cfg
-        if not cfg.ray_address:
+        if not cfg.ray_address or is_loopback(f"tcp://{cfg.ray_address}"):
             # A local cluster stays on 127.0.0.1: without this Ray resolves 127.0.0.1 to the
-            # machine's external address and listens there (read when ray is imported).
+            # machine's external address, listens there, and a driver joining 127.0.0.1:PORT
+            # dials the external address instead (read when ray is imported).
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if not cfg.ray_address:
             # Ray runs workers at nice 15 by default; ours are the latency-critical part.
             os.environ.setdefault("RAY_worker_niceness", "0")
+        elif "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get(
+                "RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").exists()):
+            # `ray start` turns token authentication on by default; a joining driver must present
+            # the token, which Ray 2.60 does only when told to
+            os.environ["RAY_AUTH_MODE"] = "token"
         self.ray = require("ray", extra="rl")
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +161,16 @@ class RLLoop:
         ray = self.ray
         os.environ.setdefault("MUJOCO_GL", "egl")
         if self.cfg.ray_address:
-            ray.init(address=self.cfg.ray_address)
+            _check_reachable(self.cfg.ray_address)
+            try:
+                # workers started by the cluster's raylets do not inherit this process's environment
+                ray.init(address=self.cfg.ray_address, log_to_driver=False, configure_logging=False,
+                         runtime_env={"env_vars": {"MUJOCO_GL": os.environ["MUJOCO_GL"]}})
+            except ConnectionError as e:
+                raise SystemExit(f"error: could not join the Ray cluster at --ray-address {self.cfg.ray_address} "
+                                 f"({e}); check the address `ray start --head` printed, that this machine "
+                                 "reaches it, and RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH if the cluster uses token "
+                                 "authentication") from None
         else:
             ray.init(num_cpus=self.cfg.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      log_to_driver=False, configure_logging=False)
@@ -526,6 +544,22 @@ class RLLoop:
                 "critic_seconds_per_pair": pct(s["critic"], 50), "updates": len(s["update_seconds"]),
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
                 "gateway_errors": dict(self.gateway.errors), **self.counters}
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming the address, when nothing listens at a HOST:PORT Ray address (Ray
+    itself retries for minutes). Other forms ("auto", "ray://...") are left to Ray."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise SystemExit(f"error: nothing answers at --ray-address {address} ({e}); start the cluster with "
+                         "`ray start --head --port PORT` (add --node-ip-address 127.0.0.1 to keep it on this "
+                         "machine) and pass the address it prints") from None
 
 
 def run(cfg: RLConfig) -> dict:
