@@ -156,6 +156,22 @@ def _wait_for(path, seconds):
     raise TimeoutError(f"{path} did not appear within {seconds} s")
 
 
+def _descendants(root, pattern):
+    """PIDs of processes under ``root`` whose command line contains ``pattern``."""
+    found = []
+    for pid in map(int, subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()):
+        p = pid
+        while p > 1:
+            try:
+                p = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            if p == root:
+                found.append(pid)
+                break
+    return found
+
+
 def _robot(address, robot_id, task="reach-v3", steps=8):
     return subprocess.Popen([sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address,
                              "--task", task, "--robot-id", robot_id, "--max-steps", str(steps)],
@@ -165,7 +181,8 @@ def _robot(address, robot_id, task="reach-v3", steps=8):
 def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     """`vlac rl` with one built-in simulated robot plus one started separately, killed mid-episode
     and started again: training goes on, the partial episode is kept (as a truncation); the
-    loop's own robot, killed, is started again by the loop."""
+    loop's own robot, killed, is started again by the loop; the learner, killed after its first
+    update, is restarted by Ray and goes on from its checkpoint at the next update number."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3,push-v3",
            "--robots", "1", "--episodes", "8", "--episodes-per-update", "2", "--max-steps", "12",
@@ -187,6 +204,10 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
         os.kill(int(own.stdout.split()[0]), signal.SIGKILL)
         again = _robot(address, "extra", "push-v3", steps=6)
         first_line = again.stdout.readline()  # blocks until the restarted robot is connected (or exits)
+        _wait_for(out / "learner.jsonl", 300)
+        learner = _descendants(loop.pid, "ray::Learner")  # this run's learner, not another run's
+        assert len(learner) == 1, learner
+        os.kill(learner[0], signal.SIGKILL)
         loop_out, _ = loop.communicate(timeout=600)
         again.terminate()
         again_out = first_line + again.communicate(timeout=60)[0]
@@ -204,6 +225,8 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert ds.num_episodes == len(rows) == len(list(rl_steps.glob("episode_*.json")))
     updates = [json.loads(x) for x in (out / "learner.jsonl").read_text().splitlines()]
     assert updates and updates[0]["steps"] > 0
+    assert [u["update"] for u in updates] == list(range(1, len(updates) + 1))  # resumed at the same step
+    assert len(updates) >= 2
     # every finished episode was trained on, including those that piled up during an update
     assert sum(u["steps"] for u in updates) == sum(r["steps"] for r in rows)
     stats = json.loads((out / "loop_stats.json").read_text())

@@ -401,7 +401,14 @@ class RLLoop:
             self.version = stats["update"]
             self.stats["update_seconds"].append(stats["seconds"])
             self.log.scalars("learner", stats, self.version)
-            self._broadcast(self.learner.weights.remote())
+            self.weights_inflight = self.learner.weights.remote()
+        if self.weights_inflight is not None and self.weights_inflight in self.ready:
+            ref, self.weights_inflight = self.weights_inflight, None
+            try:
+                self._broadcast(ref)
+            except ray.exceptions.RayActorError:  # killed after its update: ask the restarted one
+                self.counters["learner_restarts"] += 1  # (it loads the checkpoint that update wrote)
+                self.weights_inflight = self.learner.weights.remote()
         if self.update_inflight is None and self.buffer and (len(self.buffer) >= self.cfg.episodes_per_update or drain):
             # Robots never wait for the learner, so episodes can pile up while an update runs: the
             # next update takes all of them (up to max_episodes_per_update), so none is left untrained.
@@ -419,7 +426,7 @@ class RLLoop:
     def _refs(self) -> list:
         items = [x for x in self.inflight if x is not None]
         items += [x for x in (self.critic_inflight, self.update_inflight, self.eval_inflight) if x is not None]
-        return [x[0] for x in items]
+        return [x[0] for x in items] + ([self.weights_inflight] if self.weights_inflight is not None else [])
 
     def _wait(self, timeout: float = 0.005) -> None:
         """Block briefly on whichever comes first, a robot message or a finished Ray call (a
@@ -452,8 +459,8 @@ class RLLoop:
         if self.eval_inflight is not None and (final or self.eval_inflight[0] in self.ready):
             self._eval_done()
         if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):
-            state = self.weights_ref[0] if self.weights_ref else None
-            self.eval_inflight = (self.evaluator.evaluate.remote(state, self.version, self.cfg.task_list,
+            state, version = self.weights_ref if self.weights_ref else (None, self.version)
+            self.eval_inflight = (self.evaluator.evaluate.remote(state, version, self.cfg.task_list,
                                                                  self.cfg.eval_episodes, self.cfg.eval_seed,
                                                                  self.cfg.max_steps), self.done_episodes)
             self.next_eval = self.done_episodes + self.cfg.eval_every
@@ -481,7 +488,7 @@ class RLLoop:
               f"`vlac robot sim --task TASK --connect {self.gateway.address}`", flush=True)
         self.log = LogService(str(self.out))
         self.inflight = [None] * len(self.workers)
-        self.critic_inflight = self.update_inflight = self.eval_inflight = None
+        self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
         self.ready: set = set()
         self.next_eval = self.done_episodes
         self.procs = [self._start_robot(k) for k in range(cfg.robots)]
@@ -506,7 +513,7 @@ class RLLoop:
             for p in self.procs:
                 p.send_signal(signal.SIGTERM)
             self._learn(drain=True)
-            while self.update_inflight is not None or self.buffer:
+            while self.update_inflight is not None or self.buffer or self.weights_inflight is not None:
                 self._wait()
                 self._learn(drain=True)
             self._evaluate(final=True)
