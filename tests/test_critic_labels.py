@@ -180,3 +180,39 @@ def test_description_answers_parse_back():
 
     assert parse_description(describe_answer("open  the drawer")) == "open the drawer"
     assert parse_description("open the drawer < / task > <pad>") == "open the drawer"
+
+
+def test_done_hard_negatives_from_failed_episodes():
+    trajs = [Trajectory("open the drawer", _coded(41, e), str(e)) for e in range(2)]
+    failed = [Trajectory("push the puck", _coded(10, 9), "f")]
+    src = SampleSource(trajs, fine_step=1, failed=failed, done_failed=1.0)
+    prompts, answers = src.done(np.random.default_rng(4), pairs=30)
+    assert answers == ["0", "1"] * 30  # still balanced
+    for p, a in zip(prompts, answers):
+        from_failed = p.images[0][0, 0, 1] == 9
+        assert from_failed == (a == "0") and (("push the puck" in p.text) == from_failed)
+    half = SampleSource(trajs, fine_step=1, failed=failed, done_failed=0.5)
+    prompts, answers = half.done(np.random.default_rng(5), pairs=200)
+    share = np.mean([p.images[0][0, 0, 1] == 9 for p, a in zip(prompts, answers) if a == "0"])
+    assert 0.4 < share < 0.6
+    with pytest.raises(ValueError, match="failed episodes"):
+        SampleSource(trajs, fine_step=1, done_failed=0.3)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        SampleSource(trajs, fine_step=1, failed=failed, done_failed=1.5)
+
+
+def test_failed_late_frames_come_from_failed_episodes_where_the_flag_is_off(small_dataset):
+    from vlac.critic.samples import load_failed_late_frames
+    from vlac.data.dataset import LeRobotDataset
+
+    ds = LeRobotDataset(small_dataset)
+    got = load_failed_late_frames([ds], progress=False)
+    want = []
+    for i in range(ds.num_episodes):
+        ep = ds.episode(i)
+        if not ds.meta(i)["success"]:
+            idx = [t for t in range(len(ep.success)) if t >= len(ep.success) // 2 and not ep.success[t]]
+            want.append(ep.images[ds.camera_keys[0]][idx])
+    assert len(got) == len(want) >= 1
+    for g, w in zip(got, want):
+        assert np.array_equal(g.frames, w)

@@ -1,7 +1,10 @@
 """Training samples for the critic's objectives, drawn from any dataset in the LeRobot layout.
 
-Progress and done labels come from successful episodes only (paper 3.1.1). Each call returns
-prompts (text + images) and answers, ready for ``VLM.encode``.
+Progress and done labels come from successful episodes only (paper 3.1.1). Optionally
+(``done_failed``, not in the paper) the not-done half of a done pair comes from the second half
+of a failed episode, at frames where the simulator's flag is off: states that look late in a task
+but are not done, which successful episodes alone never show. Each call returns prompts (text +
+images) and answers, ready for ``VLM.encode``.
 
     >>> src = SampleSource([LeRobotDataset("runs/train")])
     >>> prompts, answers = src.progress(rng, groups=8)          # 8 joint groups = 32 samples
@@ -55,11 +58,27 @@ def load_trajectories(datasets: list[LeRobotDataset], camera: str | None = None,
             for ds, i, ep, key in iter_episodes(datasets, camera, successful_only, min_frames, progress)]
 
 
+def load_failed_late_frames(datasets: list[LeRobotDataset], camera: str | None = None,
+                            progress: bool = True) -> list[Trajectory]:
+    """Failed episodes' second halves, only the frames whose simulator flag is off (hard not-done
+    examples). Episodes without a per-frame flag are skipped."""
+    out = []
+    for ds, i, ep, key in iter_episodes(datasets, camera, successful_only=False, progress=progress):
+        if ds.meta(i).get("success", False) or ep.success is None:
+            continue
+        late = np.arange(len(ep.success)) >= len(ep.success) // 2
+        keep = np.flatnonzero(late & ~ep.success)
+        if len(keep):
+            out.append(Trajectory(ep.task, ep.images[key][keep], f"{ds.root}#{i}"))
+    return out
+
+
 class SampleSource:
     """Draws samples of each objective from a pool of successful trajectories."""
 
     def __init__(self, trajectories: list[Trajectory], fine_step: int = 3, mismatch_prob: float = 0.05,
-                 diff_threshold: float = L.PIXEL_DIFF_THRESHOLD, reference_frames: int = 3):
+                 diff_threshold: float = L.PIXEL_DIFF_THRESHOLD, reference_frames: int = 3,
+                 failed: list[Trajectory] | None = None, done_failed: float = 0.0):
         if not trajectories:
             raise ValueError("no successful episodes to train on; collect some with `vlac data collect` "
                              "(progress labels come from successful episodes only)")
@@ -76,6 +95,13 @@ class SampleSource:
             self.by_task.setdefault(t.task, []).append(n)
         # One-shot needs a second successful episode of the same task as the reference.
         self.one_shot_ids = [n for n, t in enumerate(self.trajs) if len(self.by_task[t.task]) > 1]
+        if not 0.0 <= done_failed <= 1.0:
+            raise ValueError(f"done_failed={done_failed} must be a share in [0, 1]")
+        self.failed = list(failed or [])
+        if done_failed > 0 and not self.failed:
+            raise ValueError("done_failed > 0 needs failed episodes with a per-frame simulator flag (sim.success); "
+                             "collect some with a failing behaviour, e.g. --behaviours expert:0.8,noisy:0.2")
+        self.done_failed = done_failed
 
     # ------------------------------------------------------------------------------ progress
     def _pair_samples(self, traj: Trajectory, rng: np.random.Generator) -> tuple[list, list[str], list[str]]:
@@ -128,14 +154,19 @@ class SampleSource:
 
     # ------------------------------------------------------------------------------ done, describe
     def done(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
-        """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1)."""
+        """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1); with
+        probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead."""
         prompts, answers = [], []
         for _ in range(pairs):
             traj = self.trajs[int(rng.integers(0, len(self.trajs)))]
             not_done, done = L.done_ranges(traj.last)
             for frames, label in ((not_done, False), (done, True)):
+                src = traj
+                if not label and self.failed and rng.random() < self.done_failed:
+                    src = self.failed[int(rng.integers(0, len(self.failed)))]
+                    frames = range(len(src.frames))
                 t = frames[int(rng.integers(0, len(frames)))]
-                prompts.append(Prompt(P.done_prompt(traj.task), [traj.frames[t]]))
+                prompts.append(Prompt(P.done_prompt(src.task), [src.frames[t]]))
                 answers.append(P.done_answer(label))
         return prompts, answers
 

@@ -58,6 +58,9 @@ class TrainConfig:
     """Pairs whose mean pixel difference is below this fraction get label 0."""
     reference_frames: int = 3
     """Frames of the reference episode in one-shot prompts."""
+    done_failed: float = 0.0
+    """Share of done pairs whose not-done frame is a late frame of a failed episode (simulator flag
+    off): hard negatives against calling failures done. 0 is the paper's recipe."""
     val_every: int = 250
     """Validate (and checkpoint) every this many steps."""
     val_episodes: int = 12
@@ -149,7 +152,7 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.critic.metrics import value_curve, voc, vroc
     from vlac.actor.actor import Actor
     from vlac.actor.samples import ActionSource, load_demos
-    from vlac.critic.samples import SampleSource, Trajectory, load_trajectories
+    from vlac.critic.samples import SampleSource, Trajectory, load_failed_late_frames, load_trajectories
     from vlac.data.dataset import LeRobotDataset
     from vlac.model.tokenizer import train_tokenizer
     from vlac.model.vlm import VLM
@@ -175,7 +178,12 @@ def train(cfg: TrainConfig) -> dict:
     val_trajs = [t for k, t in enumerate(trajs) if k in val_ids]
     kw = dict(fine_step=cfg.fine_step, mismatch_prob=cfg.mismatch_prob, diff_threshold=cfg.diff_threshold,
               reference_frames=cfg.reference_frames)
-    source = SampleSource(train_trajs, **kw) if critic_objectives else None
+    failed = []
+    if cfg.done_failed > 0 and "done" in critic_objectives:
+        failed = load_failed_late_frames(datasets, cfg.camera or None)
+        print(f"done: {len(failed)} failed episodes give hard not-done frames "
+              f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
+    source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, **kw) if critic_objectives else None
     val_batches = _validation_set(SampleSource(val_trajs, **kw) if critic_objectives else None, cfg.seed,
                                   cfg.batch_size) if val_trajs else {}
 
