@@ -36,7 +36,8 @@ def main() -> None:
         idle = stats["robot_idle_fraction"]
         rows[n] = {k: stats[k] for k in ("obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
                                          "capture_to_action_p99", "assign_median", "assign_p99",
-                                         "critic_seconds_per_pair", "update_seconds_median", "episodes_per_hour",
+                                         "critic_seconds_per_pair", "reward_latency_median", "reward_latency_p99",
+                                         "update_seconds_median", "episodes_per_hour",
                                          "updates", "wall_seconds")}
         rows[n]["robot_idle_fraction_mean"] = sum(idle.values()) / max(len(idle), 1)
         print(json.dumps({n: rows[n]}), flush=True)

@@ -231,6 +231,8 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert sum(u["steps"] for u in updates) == sum(r["steps"] for r in rows)
     stats = json.loads((out / "loop_stats.json").read_text())
     assert stats["obs_to_action_median"] > 0 and stats["assign_median"] < 1.0
+    assert stats["capture_to_action_median"] >= stats["obs_to_action_median"] * 0.5
+    assert stats["reward_latency_median"] >= stats["critic_seconds_per_pair"] > 0
     assert stats["robot_restarts"] == 1 and "sim-0 was killed" in loop_out
     assert (out / "report.md").is_file() and (out / "curves.png").is_file()
     assert (out / "learner" / "trainer.pt").is_file()

@@ -146,7 +146,7 @@ class RLLoop:
         cfg.learner.out = str(self.out)
         cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "assign", "critic", "inference_batch", "update_seconds")}
+        self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic", "inference_batch", "update_seconds")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
                          "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0}
         self.robots: dict[str, _Robot] = {}
@@ -242,7 +242,7 @@ class RLLoop:
                 self.counters["unexecuted_actions"] += 1
             if prev is not None and prev.sample is not None:
                 self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
-                                          "before": rec.steps[-1].image, "after": step.image})
+                                          "before": rec.steps[-1].image, "after": step.image, "t_queued": now})
             rec.steps.append(step)
             if rec.done_step is None:
                 self.waiting = deque(w for w in self.waiting if w[0] != ev.robot)  # only the newest matters
@@ -326,9 +326,13 @@ class RLLoop:
             except ray.exceptions.RayActorError:
                 self.critic_queue = items + self.critic_queue
                 results = []
+            queued = {tuple(it["key"]): it["t_queued"] for it in items}
+            now = time.monotonic()
             for res in results:
                 robot, episode, idx = res["key"]
                 self.stats["critic"].append(res["seconds"])
+                # transition complete (next observation read) -> reward and done known
+                self.stats["reward_latency"].append(now - queued.get(tuple(res["key"]), now))
                 rec = self._find(robot, episode)
                 if rec is None or idx >= len(rec.steps):
                     continue
@@ -548,7 +552,8 @@ class RLLoop:
                 "capture_to_action_median": pct(s["capture_to_action"], 50),
                 "capture_to_action_p99": pct(s["capture_to_action"], 99),
                 "assign_median": pct(s["assign"], 50), "assign_p99": pct(s["assign"], 99),
-                "critic_seconds_per_pair": pct(s["critic"], 50), "updates": len(s["update_seconds"]),
+                "critic_seconds_per_pair": pct(s["critic"], 50), "reward_latency_median": pct(s["reward_latency"], 50),
+                "reward_latency_p99": pct(s["reward_latency"], 99), "updates": len(s["update_seconds"]),
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
                 "gateway_errors": dict(self.gateway.errors), **self.counters}
 

@@ -91,7 +91,8 @@ def write_report(run: str | Path) -> Path:
             ["episodes ended by the critic's done", sum(e["reason"] == "done" for e in episodes)],
             ["simulator success among training episodes", fmt(np.mean([bool(e["success"]) for e in episodes])) if episodes else "-"]]
     for k in ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
-              "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair", "update_seconds_median"):
+              "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair", "reward_latency_median",
+              "reward_latency_p99", "update_seconds_median"):
         if k in stats:
             rows.append([k.replace("_", " "), fmt(stats[k], 3)])
     for k in ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
