@@ -61,6 +61,9 @@ class TrainConfig:
     done_failed: float = 0.0
     """Share of done pairs whose not-done frame is a late frame of a failed episode (simulator flag
     off): hard negatives against calling failures done. 0 is the paper's recipe."""
+    failed_data: str = ""
+    """More datasets (comma-separated) used only for those hard negatives, e.g. an RL run's
+    `episodes/` (the policy's own failures); their successful episodes are not used."""
     val_every: int = 250
     """Validate (and checkpoint) every this many steps."""
     val_episodes: int = 12
@@ -180,7 +183,8 @@ def train(cfg: TrainConfig) -> dict:
               reference_frames=cfg.reference_frames)
     failed = []
     if cfg.done_failed > 0 and "done" in critic_objectives:
-        failed = load_failed_late_frames(datasets, cfg.camera or None)
+        extra = [LeRobotDataset(p.strip()) for p in cfg.failed_data.split(",") if p.strip()]
+        failed = load_failed_late_frames(datasets + extra, cfg.camera or None)
         print(f"done: {len(failed)} failed episodes give hard not-done frames "
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
     source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, **kw) if critic_objectives else None
