@@ -122,8 +122,8 @@ def test_learner_updates_and_resumes_at_the_same_step(tmp_path):
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", configure_logging=False,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             configure_logging=False, log_to_driver=False)
     assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes())
     yield ray
     ray.shutdown()
@@ -361,6 +361,11 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         stats = json.loads((out / "loop_stats.json").read_text())
         assert stats["episodes"] == 2 and stats["updates"] >= 1
+        # without --ray-address the loop starts its own cluster, even with another one running here
+        alone = [*cmd[:4], *cmd[6:]]
+        alone[alone.index(str(out))] = str(tmp_path / "alone")
+        proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)

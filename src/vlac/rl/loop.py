@@ -172,8 +172,9 @@ class RLLoop:
                                  "reaches it, and RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH if the cluster uses token "
                                  "authentication") from None
         else:
-            ray.init(num_cpus=self.cfg.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=False, configure_logging=False)
+            # "local": always a new cluster, never one a `ray start` left behind on this machine
+            ray.init(address="local", num_cpus=self.cfg.num_cpus, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
         remote = lambda cls, **kw: ray.remote(num_cpus=0.1, max_restarts=-1, **kw)(cls)  # noqa: E731
         lc = self.cfg.learner
         self.workers = [remote(InferenceWorker).remote(self.cfg.actor, lc.temperature, 0, 1, self.cfg.seed + k)
