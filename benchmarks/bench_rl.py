@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vlac.rl.report import SPEED_KEYS
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -34,11 +36,7 @@ def main() -> None:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         stats = json.loads((run / "loop_stats.json").read_text())
         idle = stats["robot_idle_fraction"]
-        rows[n] = {k: stats[k] for k in ("obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
-                                         "capture_to_action_p99", "assign_median", "assign_p99",
-                                         "critic_seconds_per_pair", "reward_latency_median", "reward_latency_p99",
-                                         "update_seconds_median", "episodes_per_hour",
-                                         "updates", "wall_seconds")}
+        rows[n] = {k: stats[k] for k in (*SPEED_KEYS, "updates", "wall_seconds")}
         rows[n]["robot_idle_fraction_mean"] = sum(idle.values()) / max(len(idle), 1)
         print(json.dumps({n: rows[n]}), flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)

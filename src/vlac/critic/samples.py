@@ -38,15 +38,17 @@ class Trajectory:
 
 
 def iter_episodes(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
-                  min_frames: int = 4, progress: bool = True):
-    """Yield (dataset, index, episode, camera key) for every (successful) episode long enough."""
+                  min_frames: int = 4, progress: bool = True, failed_only: bool = False):
+    """Yield (dataset, index, episode, camera key) for every (successful, or with ``failed_only``
+    failed) episode long enough; the others are skipped before their frames are decoded."""
     for ds in datasets:
         key = camera or ds.camera_keys[0]
         if key not in ds.camera_keys:
             raise ValueError(f"camera {key!r} not in dataset {ds.root} (cameras: {ds.camera_keys})")
         for i in tqdm(range(ds.num_episodes), desc=f"load {ds.root.name}", unit="ep", disable=not progress):
             meta = ds.meta(i)
-            if (successful_only and not meta.get("success", False)) or int(meta["length"]) < min_frames:
+            ok = meta.get("success", False)
+            if (successful_only and not ok) or (failed_only and ok) or int(meta["length"]) < min_frames:
                 continue
             yield ds, i, ds.episode(i), key
 
@@ -63,8 +65,9 @@ def load_failed_late_frames(datasets: list[LeRobotDataset], camera: str | None =
     """Failed episodes' second halves, only the frames whose simulator flag is off (hard not-done
     examples). Episodes without a per-frame flag are skipped."""
     out = []
-    for ds, i, ep, key in iter_episodes(datasets, camera, successful_only=False, progress=progress):
-        if ds.meta(i).get("success", False) or ep.success is None:
+    for ds, i, ep, key in iter_episodes(datasets, camera, successful_only=False, progress=progress,
+                                        failed_only=True):
+        if ep.success is None:
             continue
         late = np.arange(len(ep.success)) >= len(ep.success) // 2
         keep = np.flatnonzero(late & ~ep.success)

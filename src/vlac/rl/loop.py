@@ -146,7 +146,8 @@ class RLLoop:
         cfg.learner.out = str(self.out)
         cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic", "inference_batch", "update_seconds")}
+        self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic",
+                                      "inference_batch", "update_seconds")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
                          "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0}
         self.robots: dict[str, _Robot] = {}
@@ -243,7 +244,7 @@ class RLLoop:
                 self.counters["unexecuted_actions"] += 1
             if prev is not None and prev.sample is not None:
                 self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
-                                          "before": rec.steps[-1].image, "after": step.image, "t_queued": now})
+                                          "before": prev.image, "after": step.image, "t_queued": now})
             rec.steps.append(step)
             if rec.done_step is None:
                 self.waiting = deque(w for w in self.waiting if w[0] != ev.robot)  # only the newest matters
@@ -327,13 +328,12 @@ class RLLoop:
             except ray.exceptions.RayActorError:
                 self.critic_queue = items + self.critic_queue
                 results = []
-            queued = {tuple(it["key"]): it["t_queued"] for it in items}
             now = time.monotonic()
-            for res in results:
+            for item, res in zip(items, results):  # results come in the order of the items
                 robot, episode, idx = res["key"]
                 self.stats["critic"].append(res["seconds"])
                 # transition complete (next observation read) -> reward and done known
-                self.stats["reward_latency"].append(now - queued.get(tuple(res["key"]), now))
+                self.stats["reward_latency"].append(now - item["t_queued"])
                 rec = self._find(robot, episode)
                 if rec is None or idx >= len(rec.steps):
                     continue

@@ -11,6 +11,14 @@ import numpy as np
 from vlac.critic.report import _plt, fmt, markdown_table
 
 
+# loop_stats.json figures shown in report.md (and collected by benchmarks/bench_rl.py)
+SPEED_KEYS = ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
+              "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair",
+              "reward_latency_median", "reward_latency_p99", "update_seconds_median")
+COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
+                "unexecuted_actions", "late_answers")
+
+
 def _rows(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
 
@@ -90,13 +98,10 @@ def write_report(run: str | Path) -> Path:
             ["mean critic return, last 20 episodes", fmt(np.mean([e["return"] for e in episodes[-20:]])) if episodes else "-"],
             ["episodes ended by the critic's done", sum(e["reason"] == "done" for e in episodes)],
             ["simulator success among training episodes", fmt(np.mean([bool(e["success"]) for e in episodes])) if episodes else "-"]]
-    for k in ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
-              "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair", "reward_latency_median",
-              "reward_latency_p99", "update_seconds_median"):
+    for k in SPEED_KEYS:
         if k in stats:
             rows.append([k.replace("_", " "), fmt(stats[k], 3)])
-    for k in ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
-              "unexecuted_actions", "late_answers"):
+    for k in COUNTER_KEYS:
         if k in stats:
             rows.append([k.replace("_", " "), stats[k]])
     if stats.get("gateway_errors"):
