@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlac.critic.critic import DEFAULT_CHECKPOINT, Critic
+from vlac.critic.critic import DEFAULT_CHECKPOINT, Critic, Reference
 from vlac.critic.samples import SampleSource, load_trajectories
 from vlac.data.dataset import LeRobotDataset
 from vlac.data.video import encode_video
@@ -124,6 +124,25 @@ def test_batched_scores_match_one_by_one(default_critic, small_dataset):
     assert np.allclose(together, alone, atol=1e-4)
 
 
+def test_symmetric_scoring_averages_both_readings(default_critic, small_dataset):
+    frames = LeRobotDataset(small_dataset).episode(0).images["main"]
+    pairs = [(frames[i], frames[i + 6]) for i in range(0, 24, 6)]
+    fwd = default_critic.progress(pairs, "reach the goal")
+    rev = default_critic.progress([(b, a) for a, b in pairs], "reach the goal")
+    sym = default_critic.progress(pairs, "reach the goal", symmetric=True)
+    assert np.allclose(sym, (fwd - rev) / 2, atol=1e-4)
+    # Exactly antisymmetric: swapping each pair's images negates the reading.
+    swapped = default_critic.progress([(b, a) for a, b in pairs], "reach the goal", symmetric=True)
+    assert np.allclose(swapped, -sym, atol=1e-4)
+    # One-shot prompts too, and the critic-wide setting is the default of each call.
+    ref = Reference.from_episode(frames)
+    one = Critic(default_critic.vlm, symmetric=True).progress(pairs, "reach the goal", reference=ref,
+                                                             first_frame=frames[0])
+    f1 = default_critic.progress(pairs, "reach the goal", reference=ref, first_frame=frames[0])
+    r1 = default_critic.progress([(b, a) for a, b in pairs], "reach the goal", reference=ref, first_frame=frames[0])
+    assert np.allclose(one, (f1 - r1) / 2, atol=1e-4)
+
+
 def test_train_command_resumes_exactly(expert_dataset, tmp_path):
     common = ["critic", "train", "--data", str(expert_dataset), "--batch-size", "8", "--val-every", "2",
               "--val-episodes", "0", "--steps", "4", "--warmup", "1"]
@@ -141,8 +160,10 @@ def test_train_command_resumes_exactly(expert_dataset, tmp_path):
 
 
 def test_score_eval_filter_commands(small_dataset, tmp_path, capsys):
-    main(["critic", "score", "--dataset", str(small_dataset), "--episode", "0", "--out", str(tmp_path / "s")])
+    main(["critic", "score", "--dataset", str(small_dataset), "--episode", "0", "--symmetric", "--out",
+          str(tmp_path / "s")])
     res = json.loads((tmp_path / "s" / "scores.json").read_text())
+    assert res["symmetric"] is True
     assert len(res["values"]) == len(res["deltas"]) + 1 == len(res["done"])
     assert (tmp_path / "s" / "scores.png").stat().st_size > 1000
     frames = LeRobotDataset(small_dataset).episode(0).images["main"]

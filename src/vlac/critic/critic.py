@@ -9,6 +9,11 @@ whole-trajectory scoring. Stateless and batched, so the RL loop can serve it.
 
 Numbers are read either greedily or "rich": the expectation over the number tokens whose
 probability is at least ``rich_threshold`` times the top one's (the release's reading).
+
+``symmetric=True`` scores every pair both ways with the same prompt and returns
+``(c(a, b) - c(b, a)) / 2``: the critic is trained on both orders of each pair (the joint group),
+so the two readings estimate the same progress with opposite signs, and averaging them cancels
+part of the noise of each. It costs two forward passes per pair.
 """
 
 from __future__ import annotations
@@ -67,10 +72,11 @@ class TrajectoryScore:
 
 
 class Critic:
-    def __init__(self, vlm: VLM, batch_size: int = 32, rich_threshold: float = 0.1):
+    def __init__(self, vlm: VLM, batch_size: int = 32, rich_threshold: float = 0.1, symmetric: bool = False):
         self.vlm = vlm
         self.batch_size = batch_size
         self.rich_threshold = rich_threshold
+        self.symmetric = symmetric
         tok = vlm.tokenizer
         vlm.model.eval()
         # Integer answers as single tokens (the tiny tokenizer) or digit by digit (large ones).
@@ -143,23 +149,33 @@ class Critic:
         return np.concatenate(out) / 100.0 if out else np.zeros(0)
 
     def progress(self, pairs: list, task: str | list[str], reference: Reference | None = None,
-                 first_frame=None, decoding: str = "rich") -> np.ndarray:
+                 first_frame=None, decoding: str = "rich", symmetric: bool | None = None) -> np.ndarray:
         """Progress of each pair's second image over its first, in [-1, 1]. With a reference
         (one-shot), ``first_frame`` is the current trajectory's first frame (default: the first
-        pair's first image)."""
+        pair's first image). ``symmetric`` (default: the critic's setting) also scores each pair
+        in reverse and returns the mean of the forward reading and the negated reverse one."""
         tasks = [task] * len(pairs) if isinstance(task, str) else list(task)
         if len(tasks) != len(pairs):
             raise ValueError(f"{len(tasks)} tasks for {len(pairs)} pairs")
-        prompts = []
+        both = self.symmetric if symmetric is None else symmetric
+        prompts, reverse = [], []
         if reference is not None:
             first = to_rgb_uint8(first_frame if first_frame is not None else pairs[0][0], "first frame")
+
+        def prompt(t, ims):
+            if reference is None:
+                return Prompt(P.pair_prompt(t), ims)
+            return Prompt(P.one_shot_pair_prompt(t, reference.progress), [*reference.frames, first, *ims])
+
         for k, ((a, b), t) in enumerate(zip(pairs, tasks)):
             ims = [to_rgb_uint8(a, f"pair {k} image 1"), to_rgb_uint8(b, f"pair {k} image 2")]
-            if reference is None:
-                prompts.append(Prompt(P.pair_prompt(t), ims))
-            else:
-                prompts.append(Prompt(P.one_shot_pair_prompt(t, reference.progress), [*reference.frames, first, *ims]))
-        return self._progress_prompts(prompts, decoding)
+            prompts.append(prompt(t, ims))
+            if both:
+                reverse.append(prompt(t, ims[::-1]))
+        if not both:
+            return self._progress_prompts(prompts, decoding)
+        c = self._progress_prompts(prompts + reverse, decoding)
+        return (c[: len(prompts)] - c[len(prompts):]) / 2
 
     @torch.no_grad()
     def done(self, images: list, task: str) -> np.ndarray:

@@ -52,6 +52,8 @@ class EvalConfig:
     """Evaluate at most this many episodes per dataset (0: all)."""
     done_threshold: float = 0.5
     """p(done) above which a frame counts as done."""
+    symmetric: bool = False
+    """Score each pair both ways and average (forward minus reverse reading, halved)."""
 
 
 def _split_of(meta: dict) -> str:
@@ -108,7 +110,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     ref_sets = ([LeRobotDataset(p.strip()) for p in cfg.reference_dataset.split(",") if p.strip()]
                 if cfg.reference_dataset else datasets)
     refs = _references(ref_sets, cfg.camera or None) if cfg.one_shot else {}
-    critic = Critic.load(cfg.checkpoint or None)
+    critic = Critic.load(cfg.checkpoint or None, symmetric=cfg.symmetric)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []

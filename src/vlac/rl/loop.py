@@ -59,6 +59,9 @@ class RLConfig:
     """Actor checkpoint (default: the built-in behaviour-cloned tiny actor)."""
     critic: str = ""
     """Critic checkpoint for rewards and done (default: the built-in tiny critic)."""
+    critic_symmetric: bool = False
+    """Score each step pair both ways and average the readings (less noisy rewards, two forward
+    passes per step; see `vlac critic eval --symmetric`)."""
     done_threshold: float = 0.9
     """The critic's done probability that counts as done (high: the built-in critic calls frames
     done early; see its episode-level done table in BENCHMARKS.md)."""
@@ -180,7 +183,7 @@ class RLLoop:
         lc = self.cfg.learner
         self.workers = [remote(InferenceWorker).remote(self.cfg.actor, lc.temperature, 0, 1, self.cfg.seed + k)
                         for k in range(self.cfg.inference_workers)]
-        self.critic = remote(CriticWorker).remote(self.cfg.critic, 1)
+        self.critic = remote(CriticWorker).remote(self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
         self.learner = remote(Learner).remote(lc)
         self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out))
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)

@@ -75,11 +75,11 @@ class InferenceWorker:
 class CriticWorker:
     """Scores transitions: reward = progress delta (before -> after), p_done of the after frame."""
 
-    def __init__(self, checkpoint: str = "", threads: int = 1, decoding: str = "rich"):
+    def __init__(self, checkpoint: str = "", threads: int = 1, decoding: str = "rich", symmetric: bool = False):
         from vlac.critic.critic import Critic
 
         _threads(threads)
-        self.critic = Critic.load(checkpoint or None)
+        self.critic = Critic.load(checkpoint or None, symmetric=symmetric)
         self.decoding = decoding
 
     def score(self, items: list[dict]) -> list[dict]:

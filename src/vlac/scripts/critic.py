@@ -39,6 +39,8 @@ class ScoreConfig:
     """Frame step between the two images of each scored pair."""
     decoding: str = "rich"
     """rich (expected value over number tokens) or greedy."""
+    symmetric: bool = False
+    """Score each pair both ways and average the readings (two forward passes per pair)."""
     checkpoint: str = ""
     """Critic checkpoint folder (default: the built-in tiny critic)."""
 
@@ -86,11 +88,12 @@ def score_main(argv: list[str]) -> None:
         reference = _video_frames(cfg.reference)
     if len(frames) < 2:
         raise SystemExit(f"error: the trajectory has {len(frames)} frame(s); scoring needs at least 2")
-    critic = Critic.load(cfg.checkpoint or None)
+    critic = Critic.load(cfg.checkpoint or None, symmetric=cfg.symmetric)
     s = critic.score_trajectory(frames, task, skip=cfg.skip, reference=reference, decoding=cfg.decoding)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"task": task, "one_shot": reference is not None, "skip": cfg.skip, **s.to_dict()}
+    result = {"task": task, "one_shot": reference is not None, "skip": cfg.skip, "symmetric": cfg.symmetric,
+              **s.to_dict()}
     (out / "scores.json").write_text(json.dumps(result, indent=1))
     plot_scores(s, task, out / "scores.png")
     print(f"{len(s.deltas)} pairs scored; final value {s.values[-1]:.2f}; "
