@@ -41,6 +41,10 @@ def main() -> None:
     res["pairs_per_s_batch32"] = float(32 / np.median(t))
     t = _time(lambda: critic.progress(pairs32, task, reference=ref, first_frame=pairs32[0][0]), max(5, args.repeats // 5))
     res["one_shot_pairs_per_s_batch32"] = float(32 / np.median(t))
+    t = _time(lambda: critic.progress(pair, task, symmetric=True), args.repeats)
+    res["symmetric_pair_latency_batch1_s"] = {"median": float(np.median(t)), "p90": float(np.percentile(t, 90))}
+    t = _time(lambda: critic.progress(pairs32, task, symmetric=True), max(5, args.repeats // 5))
+    res["symmetric_pairs_per_s_batch32"] = float(32 / np.median(t))
     res["threads"] = args.threads
     res["parameters_M"] = round(critic.vlm.num_parameters() / 1e6, 2)
     print(json.dumps(res, indent=1))
