@@ -362,10 +362,14 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         stats = json.loads((out / "loop_stats.json").read_text())
         assert stats["episodes"] == 2 and stats["updates"] >= 1
         # without --ray-address the loop starts its own cluster, even with another one running here
-        alone = [*cmd[:4], *cmd[6:]]
+        # (and with symmetric critic rewards and the critic's done off: every episode runs to the limit)
+        alone = [*cmd[:4], *cmd[6:], "--critic-symmetric", "--done-threshold", "1.5"]
         alone[alone.index(str(out))] = str(tmp_path / "alone")
         proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert json.loads((tmp_path / "alone" / "rl_config.json").read_text())["critic_symmetric"] is True
+        rows = [json.loads(x) for x in (tmp_path / "alone" / "episodes.jsonl").read_text().splitlines()]
+        assert rows and all(r["steps"] == 8 and r["reason"] != "done" for r in rows), rows
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)

@@ -64,7 +64,8 @@ class RLConfig:
     passes per step; see `vlac critic eval --symmetric`)."""
     done_threshold: float = 0.9
     """The critic's done probability that counts as done (high: the built-in critic calls frames
-    done early; see its episode-level done table in BENCHMARKS.md)."""
+    done early; see its episode-level done table in BENCHMARKS.md). Above 1 the critic's done is
+    off and episodes run to max_steps."""
     done_patience: int = 4
     """Consecutive steps over the threshold before the episode is ended as done."""
     max_steps: int = 100
