@@ -3,9 +3,12 @@
 Scores every step pair (frame t -> t+1, as the RL loop does) of every episode of a dataset, e.g.
 rollouts of the actor recorded with `vlac actor eval --record DIR --temperature 1`, and reports
 per task and outcome (simulator flag, measurement only) the mean return (sum of step rewards, the
-loop's dense return before discounting) and the final value (Eq. 7, clamped), plus the AUC of
-the return: the probability that a successful episode's return beats a failed one's of the same
-task (0.5: no signal; 1: a perfect ranking).
+loop's dense return before discounting), the mean reward per step and the final value (Eq. 7,
+clamped), plus their AUCs: the probability that a successful episode's figure beats a failed
+one's of the same task (0.5: no signal; 1: a perfect ranking). Successful rollouts stop a few
+steps after success while failed ones run to the limit, so the return also measures length (the
+per-step mean does not), unlike the loop with the critic's done off, where every episode runs
+to the limit.
 
     python benchmarks/reward_fidelity.py runs/policy-rollouts [--symmetric] [--out fidelity.json]
 """
@@ -47,8 +50,8 @@ def main() -> None:
         meta, ep = ds.meta(i), ds.episode(i)
         frames = ep.images[key]
         d = critic.progress(list(zip(frames[:-1], frames[1:])), ep.task)
-        rows.append({"task": meta.get("env_task", ep.task), "success": bool(meta.get("success")),
-                     "return": float(d.sum()), "final_value": float(value_curve(d)[-1]), "steps": len(d)})
+        rows.append({"task": meta.get("env_task", ep.task), "success": bool(meta.get("success")), "steps": len(d),
+                     "return": float(d.sum()), "per_step": float(d.mean()), "final_value": float(value_curve(d)[-1])})
     summary = []
     for task in sorted({r["task"] for r in rows}):
         good = [r for r in rows if r["task"] == task and r["success"]]
@@ -57,14 +60,18 @@ def main() -> None:
         summary.append({"task": task, "successful": len(good), "failed": len(bad),
                         "return_successful": mean(good, "return"), "return_failed": mean(bad, "return"),
                         "value_successful": mean(good, "final_value"), "value_failed": mean(bad, "final_value"),
+                        "per_step_successful": mean(good, "per_step"), "per_step_failed": mean(bad, "per_step"),
                         "auc_return": auc([r["return"] for r in good], [r["return"] for r in bad]),
+                        "auc_per_step": auc([r["per_step"] for r in good], [r["per_step"] for r in bad]),
                         "auc_value": auc([r["final_value"] for r in good], [r["final_value"] for r in bad])})
     print(f"\nsymmetric={args.symmetric}\n| task | successful / failed | return successful vs failed | "
-          "final value successful vs failed | AUC return | AUC value |\n|---|---|---|---|---|---|")
+          "per step successful vs failed | final value successful vs failed | AUC return | AUC per step | AUC value |"
+          "\n|---|---|---|---|---|---|---|---|")
     for s in summary:
         print(f"| {s['task']} | {s['successful']} / {s['failed']} | {s['return_successful']:+.2f} vs "
-              f"{s['return_failed']:+.2f} | {s['value_successful']:.2f} vs {s['value_failed']:.2f} | "
-              f"{s['auc_return']:.2f} | {s['auc_value']:.2f} |")
+              f"{s['return_failed']:+.2f} | {s['per_step_successful']:+.3f} vs {s['per_step_failed']:+.3f} | "
+              f"{s['value_successful']:.2f} vs {s['value_failed']:.2f} | {s['auc_return']:.2f} | "
+              f"{s['auc_per_step']:.2f} | {s['auc_value']:.2f} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"symmetric": args.symmetric, "summary": summary, "episodes": rows}, f, indent=1)
