@@ -40,6 +40,7 @@ def main() -> None:
 
     from vlac.critic.critic import Critic
     from vlac.critic.metrics import value_curve
+    from vlac.critic.report import markdown_table
     from vlac.data.dataset import LeRobotDataset
 
     ds = LeRobotDataset(args.dataset)
@@ -64,14 +65,14 @@ def main() -> None:
                         "auc_return": auc([r["return"] for r in good], [r["return"] for r in bad]),
                         "auc_per_step": auc([r["per_step"] for r in good], [r["per_step"] for r in bad]),
                         "auc_value": auc([r["final_value"] for r in good], [r["final_value"] for r in bad])})
-    print(f"\nsymmetric={args.symmetric}\n| task | successful / failed | return successful vs failed | "
-          "per step successful vs failed | final value successful vs failed | AUC return | AUC per step | AUC value |"
-          "\n|---|---|---|---|---|---|---|---|")
-    for s in summary:
-        print(f"| {s['task']} | {s['successful']} / {s['failed']} | {s['return_successful']:+.2f} vs "
-              f"{s['return_failed']:+.2f} | {s['per_step_successful']:+.3f} vs {s['per_step_failed']:+.3f} | "
-              f"{s['value_successful']:.2f} vs {s['value_failed']:.2f} | {s['auc_return']:.2f} | "
-              f"{s['auc_per_step']:.2f} | {s['auc_value']:.2f} |")
+    print(f"\nsymmetric={args.symmetric}")
+    print(markdown_table(["task", "successful / failed", "return successful vs failed", "per step successful vs failed",
+                          "final value successful vs failed", "AUC return", "AUC per step", "AUC value"],
+                         [[s["task"], f"{s['successful']} / {s['failed']}",
+                           f"{s['return_successful']:+.2f} vs {s['return_failed']:+.2f}",
+                           f"{s['per_step_successful']:+.3f} vs {s['per_step_failed']:+.3f}",
+                           f"{s['value_successful']:.2f} vs {s['value_failed']:.2f}",
+                           s["auc_return"], s["auc_per_step"], s["auc_value"]] for s in summary]))
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"symmetric": args.symmetric, "summary": summary, "episodes": rows}, f, indent=1)
