@@ -55,6 +55,26 @@ def test_expert_succeeds(task):
     assert np.mean(wins) >= 0.9, wins
 
 
+def test_reached_remembers_success_after_the_arm_leaves_the_goal():
+    """``success`` is the current state's flag; ``reached`` (what simulated robots report at the
+    end of an episode, as evaluation counts it) stays on once the flag was on."""
+    with SimRobotEnv(SimEnvConfig(task="reach-v3", image_size=32, max_steps=120)) as env:
+        env.reset(episode_seed(7, "reach-v3", 0))
+        expert = make_behaviour("expert")
+        expert.reset(env, np.random.default_rng(0))
+        while not env.success:
+            env.step(expert.act(env), render=False)
+        assert env.reached
+        snap = env.snapshot()
+        for _ in range(15):  # 15 steps of 10 mm straight up: far out of the 5 cm goal radius
+            env.step(np.array([0, 0, 10, 0], dtype=np.float32), render=False)
+        assert not env.success and env.reached
+        env.restore(snap, render=False)
+        assert env.success and env.reached
+        env.reset(1)
+        assert not env.reached
+
+
 def test_every_task_yields_success_and_failure():
     """Expert episodes succeed and stalled ones fail on every task of the suite."""
     for task in TASKS:

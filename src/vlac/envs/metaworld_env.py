@@ -125,6 +125,7 @@ class SimRobotEnv:
         self._mujoco = mujoco
         self._raw_obs: np.ndarray | None = None
         self._success = False
+        self._reached = False
         self.steps = 0
 
     # ------------------------------------------------------------------ properties
@@ -146,7 +147,7 @@ class SimRobotEnv:
         self._raw_obs = obs
         # Meta-World reports success only from step(); evaluating it at reset is wrong for some
         # tasks (window-close reads as solved), and no suite task starts solved.
-        self._success = False
+        self._success = self._reached = False
         self.steps = 0
         return self.observe()
 
@@ -160,6 +161,7 @@ class SimRobotEnv:
         obs, _, _, _, info = self._env.step(action_to_metaworld(action))
         self._raw_obs = obs
         self._success = bool(info["success"])
+        self._reached = self._reached or self._success
         self.steps += 1
         return self.observe() if render else None
 
@@ -167,6 +169,12 @@ class SimRobotEnv:
     def success(self) -> bool:
         """The simulator's success flag for the current state (measurement only)."""
         return self._success
+
+    @property
+    def reached(self) -> bool:
+        """Whether the success flag was on at any step since ``reset`` (how evaluation counts
+        success; measurement only)."""
+        return self._reached
 
     @property
     def done(self) -> bool:
@@ -199,6 +207,7 @@ class SimRobotEnv:
             "did_see_sim_exception": e._did_see_sim_exception,
             "raw_obs": self._raw_obs.copy(),
             "success": self._success,
+            "reached": self._reached,
             "steps": self.steps,
             "task": self.config.task,
         }
@@ -216,6 +225,7 @@ class SimRobotEnv:
         e._did_see_sim_exception = snap["did_see_sim_exception"]
         self._raw_obs = snap["raw_obs"].copy()
         self._success = snap["success"]
+        self._reached = snap.get("reached", self._success)
         self.steps = snap["steps"]
         return self.observe() if render else None
 

@@ -14,7 +14,8 @@ Robot -> gateway
                    previous observation was executed, as in lock-step)
     episode_start  episode, task
     episode_end    episode, reason ("done" | "limit" | "reset" | "abort"), success (optional; simulators
-                   only, for measurement, never used for learning)
+                   only, for measurement, never used for learning; the simulator robot reports
+                   whether its flag was on at any step of the episode)
     heartbeat      t
 Gateway -> robot
     welcome        session (str), protocol version accepted
