@@ -26,7 +26,8 @@ def _episode(worker, n, reason, task="reach the red goal point with the gripper"
         img = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
         state = np.array([0, 600, 200, 1.0], np.float32)
         [res] = worker.act([{"robot": "r", "obs_id": k, "image": img, "state": state, "task": task}])
-        rec.steps.append(Step(k, 0.0, img, state, res["sample"], 0.0, float(rng.normal(0.05, 0.1)), 0.1))
+        rec.steps.append(Step(k, 0.0, img, state, res["sample"], 0.0, float(rng.normal(0.05, 0.1)), 0.1,
+                              res["version"]))
     rec.steps.append(Step(n, 0.0, img, state))  # the last observation: no action
     return rec
 
@@ -106,6 +107,7 @@ def test_learner_updates_and_resumes_at_the_same_step(tmp_path):
     stats = learner.update(episodes)
     assert stats["steps"] == 11 and stats["update"] == 1
     assert stats["inference_ratio_drift"] < 1e-3  # same weights: recomputed log-probs match the worker's
+    assert stats["policy_lag"] == 0  # acted with the weights being trained
     for k in ("clip_fraction", "approx_kl", "entropy", "explained_variance", "policy_loss", "value_loss"):
         assert np.isfinite(stats[k]), k
     after, version = learner.weights()
@@ -116,6 +118,8 @@ def test_learner_updates_and_resumes_at_the_same_step(tmp_path):
     assert all(np.allclose(after[k].float(), w2[k].float(), atol=1e-3) for k in after)  # saved in fp32? within fp16
     worker.set_weights(*again.weights())
     assert worker.version == 1
+    # the same episodes once more: acted by update 0, trained from update 1's weights
+    assert again.update(episodes[1:])["policy_lag"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +231,7 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert updates and updates[0]["steps"] > 0
     assert [u["update"] for u in updates] == list(range(1, len(updates) + 1))  # resumed at the same step
     assert len(updates) >= 2
+    assert all(u["policy_lag"] >= 0 for u in updates)  # the robots' policy version reached the learner
     # every finished episode was trained on, including those that piled up during an update
     assert sum(u["steps"] for u in updates) == sum(r["steps"] for r in rows)
     stats = json.loads((out / "loop_stats.json").read_text())

@@ -29,6 +29,7 @@ class Step:
     t_action: float | None = None  # when the action was sent back
     reward: float | None = None  # critic progress delta of (this frame -> next frame), -1..1
     p_done: float | None = None  # critic done probability of the next frame
+    version: int | None = None  # the policy update whose weights chose the action
 
 
 @dataclass

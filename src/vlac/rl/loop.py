@@ -314,7 +314,7 @@ class RLLoop:
                 if step is None or step.obs_id != res["obs_id"]:  # the robot sent a newer observation meanwhile
                     self.counters["late_answers"] += 1
                     continue
-                step.sample, step.t_action = res["sample"], time.time()
+                step.sample, step.t_action, step.version = res["sample"], time.time(), res["version"]
                 self.gateway.send_action(res["robot"], res["obs_id"], res["sample"]["action"], t_obs=step.t_obs)
                 self.stats["obs_to_action"].append(now - req["t_recv"])
                 # from the robot's capture stamp (wall clock): includes the time the message sat in

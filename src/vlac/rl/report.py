@@ -108,9 +108,13 @@ def write_report(run: str | Path) -> Path:
         rows.append(["gateway errors", ", ".join(f"{c}: {n}" for c, n in sorted(stats["gateway_errors"].items()))])
     if learner:
         last = learner[-1]
-        for k in ("clip_fraction", "approx_kl", "entropy", "explained_variance", "inference_ratio_drift"):
+        for k in ("clip_fraction", "approx_kl", "entropy", "explained_variance", "inference_ratio_drift",
+                  "policy_lag"):
             if k in last:
                 rows.append([f"last update: {k.replace('_', ' ')}", fmt(last[k], 3)])
+        lags = [u["policy_lag"] for u in learner if np.isfinite(u.get("policy_lag", float("nan")))]
+        if lags:  # how far the robots' policy trailed the learner: large means off-policy updates
+            rows.append(["policy lag, mean over updates (updates)", fmt(float(np.mean(lags)), 2)])
     md = ("# RL run\n\n![curves](curves.png)\n\n" + markdown_table(["", "value"], rows) + "\n\n"
           "Success is measured on separate evaluation episodes with the simulator's flag, which the learner never "
           "sees; rewards and done come from the critic only.\n")

@@ -174,12 +174,14 @@ class Learner:
 
         cfg = self.cfg
         t0 = time.perf_counter()
-        inputs, samples, owner = [], [], []
+        inputs, samples, owner, versions = [], [], [], []
         for e, rec in enumerate(episodes):
             for s in rec.acted:
                 inputs.append(ActorInput(s.image, s.state, rec.task))
                 samples.append(ActionSample.from_dict(s.sample))
                 owner.append(e)
+                if s.version is not None:
+                    versions.append(s.version)
         n = len(samples)
         if n == 0:
             return {"steps": 0}
@@ -226,6 +228,8 @@ class Learner:
         stats.update({"steps": n, "update": self.step, "explained_variance": explained_variance(values, ret),
                       "mean_return": float(np.mean([r.rewards(cfg.reward, cfg.done_bonus).sum() for r in episodes])),
                       "inference_ratio_drift": float(np.mean(np.abs(np.exp(old_lp - infer_lp) - 1.0))),
+                      # updates between the weights that acted and those being trained (0: on-policy)
+                      "policy_lag": float(self.step - 1 - np.mean(versions)) if versions else float("nan"),
                       "seconds": time.perf_counter() - t0})
         self.save()
         return stats
@@ -293,7 +297,7 @@ class DataService:
             rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
                                 success=side["success"], done_step=side["done_step"])
             rec.steps = [Step(d["obs_id"], d["t_obs"], ep.images["main"][k], ep.state[k], d["sample"], d["t_action"],
-                              d["reward"], d["p_done"]) for k, d in enumerate(side["steps_detail"])]
+                              d["reward"], d["p_done"], d.get("version")) for k, d in enumerate(side["steps_detail"])]
             out.append(rec)
         return out
 
@@ -306,7 +310,7 @@ class DataService:
         index = self.writer.num_episodes
         side = {**rec.summary(), "dataset_index": index, "done_step": rec.done_step,
                 "steps_detail": [{"obs_id": s.obs_id, "t_obs": s.t_obs, "t_action": s.t_action, "reward": s.reward,
-                                  "p_done": s.p_done, "sample": s.sample} for s in steps]}
+                                  "p_done": s.p_done, "sample": s.sample, "version": s.version} for s in steps]}
         path = self.root / "rl_steps" / f"episode_{index:06d}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(side))
