@@ -367,14 +367,20 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         stats = json.loads((out / "loop_stats.json").read_text())
         assert stats["episodes"] == 2 and stats["updates"] >= 1
         # without --ray-address the loop starts its own cluster, even with another one running here
-        # (and with symmetric critic rewards and the critic's done off: every episode runs to the limit)
-        alone = [*cmd[:4], *cmd[6:], "--critic-symmetric", "--done-threshold", "1.5"]
-        alone[alone.index(str(out))] = str(tmp_path / "alone")
+        # (with symmetric critic rewards and the critic's done off: every episode runs to the limit;
+        # and with the robot held for the learner: every update trains on the policy being trained)
+        alone = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(tmp_path / "alone"), "--tasks", "reach-v3",
+                 "--robots", "1", "--episodes", "3", "--episodes-per-update", "1", "--max-steps", "8",
+                 "--eval-episodes", "0", "--critic-symmetric", "--done-threshold", "1.5", "--wait-for-learner"]
         proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert json.loads((tmp_path / "alone" / "rl_config.json").read_text())["critic_symmetric"] is True
         rows = [json.loads(x) for x in (tmp_path / "alone" / "episodes.jsonl").read_text().splitlines()]
-        assert rows and all(r["reason"] == "limit" for r in rows), rows
+        assert len(rows) == 3 and all(r["reason"] == "limit" for r in rows), rows
+        updates = [json.loads(x) for x in (tmp_path / "alone" / "learner.jsonl").read_text().splitlines()]
+        assert len(updates) == 3 and all(u["policy_lag"] == 0 for u in updates), updates
+        held = json.loads((tmp_path / "alone" / "loop_stats.json").read_text())["learner_hold_s"]
+        assert held > 0
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)

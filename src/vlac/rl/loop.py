@@ -77,6 +77,11 @@ class RLConfig:
     max_episodes_per_update: int = 16
     """Most episodes one update takes when more piled up while the previous one ran (robots never
     wait for the learner); the rest wait for the next update, none is dropped."""
+    wait_for_learner: bool = False
+    """Hold each robot at the start of its next episode while a PPO update is due, running, or
+    its weights are on their way, so every episode is collected by the newest policy (on-policy,
+    at the cost of robot time; for a learner slower than the robots, as on CPU). Off by default:
+    robots never wait for the learner (paper 3.2.1). Time held is reported as learner_hold_s."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval_every: int = 40
     """Evaluate the current policy every this many finished episodes (and at the start and end)."""
@@ -151,7 +156,7 @@ class RLLoop:
         cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic",
-                                      "inference_batch", "update_seconds")}
+                                      "inference_batch", "update_seconds", "learner_hold")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
                          "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0}
         self.robots: dict[str, _Robot] = {}
@@ -160,6 +165,7 @@ class RLLoop:
         self.finishing: list[EpisodeRecord] = []
         self.buffer: list[EpisodeRecord] = []
         self.procs: list[subprocess.Popen] = []
+        self.hold_since: float | None = None  # wait_for_learner: when robots began to be held
 
     # ------------------------------------------------------------------ set-up
     def _start_ray(self) -> None:
@@ -273,11 +279,38 @@ class RLLoop:
         self.finishing.append(rec)
 
     # ------------------------------------------------------------------ dispatch and results
+    def _learner_due(self) -> bool:
+        """An update is running, its weights are not yet with the replicas, or enough finished
+        episodes are waiting to start one."""
+        return (self.update_inflight is not None or self.weights_inflight is not None
+                or len(self.buffer) + len(self.finishing) >= self.cfg.episodes_per_update)
+
+    def _at_episode_start(self, robot: str) -> bool:
+        rec = self.robots[robot].rec if robot in self.robots else None
+        return rec is not None and all(s.sample is None for s in rec.steps)
+
+    def _held(self, now: float) -> set:
+        """Robots held at an episode's start (``wait_for_learner``); on release, their waiting
+        observations count as received then, so assignment latency does not include the hold."""
+        if not self.cfg.wait_for_learner:
+            return set()
+        if self._learner_due():
+            self.hold_since = self.hold_since if self.hold_since is not None else now
+            return {rb for rb, _, _ in self.waiting if self._at_episode_start(rb)}
+        if self.hold_since is not None:
+            self.stats["learner_hold"].append(now - self.hold_since)
+            self.hold_since = None
+            self.waiting = deque((rb, st, now if self._at_episode_start(rb) else t) for rb, st, t in self.waiting)
+        return set()
+
     def _dispatch(self, now: float) -> None:
+        held = self._held(now)
         for k, w in enumerate(self.workers):
-            if self.inflight[k] is not None or not self.waiting:
+            free = [x for x in self.waiting if x[0] not in held]
+            if self.inflight[k] is not None or not free:
                 continue
-            batch = [self.waiting.popleft() for _ in range(min(self.cfg.max_batch, len(self.waiting)))]
+            batch = free[:self.cfg.max_batch]
+            self.waiting = deque(x for x in self.waiting if not any(x is b for b in batch))
             reqs = [{"robot": rb, "obs_id": st.obs_id, "image": st.image, "state": st.state,
                      "task": self.robots[rb].rec.task, "t_recv": t}
                     for rb, st, t in batch if rb in self.robots and self.robots[rb].rec is not None]
@@ -560,6 +593,7 @@ class RLLoop:
                 "critic_seconds_per_pair": pct(s["critic"], 50), "reward_latency_median": pct(s["reward_latency"], 50),
                 "reward_latency_p99": pct(s["reward_latency"], 99), "updates": len(s["update_seconds"]),
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
+                "learner_hold_s": float(np.sum(s["learner_hold"])),
                 "gateway_errors": dict(self.gateway.errors), **self.counters}
 
 

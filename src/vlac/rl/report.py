@@ -14,7 +14,7 @@ from vlac.critic.report import _plt, fmt, markdown_table
 # loop_stats.json figures shown in report.md (and collected by benchmarks/bench_rl.py)
 SPEED_KEYS = ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
               "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair",
-              "reward_latency_median", "reward_latency_p99", "update_seconds_median")
+              "reward_latency_median", "reward_latency_p99", "update_seconds_median", "learner_hold_s")
 COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
                 "unexecuted_actions", "late_answers")
 
