@@ -305,12 +305,12 @@ class RLLoop:
 
     def _dispatch(self, now: float) -> None:
         held = self._held(now)
+        free = deque(x for x in self.waiting if x[0] not in held)
+        self.waiting = deque(x for x in self.waiting if x[0] in held)
         for k, w in enumerate(self.workers):
-            free = [x for x in self.waiting if x[0] not in held]
             if self.inflight[k] is not None or not free:
                 continue
-            batch = free[:self.cfg.max_batch]
-            self.waiting = deque(x for x in self.waiting if not any(x is b for b in batch))
+            batch = [free.popleft() for _ in range(min(self.cfg.max_batch, len(free)))]
             reqs = [{"robot": rb, "obs_id": st.obs_id, "image": st.image, "state": st.state,
                      "task": self.robots[rb].rec.task, "t_recv": t}
                     for rb, st, t in batch if rb in self.robots and self.robots[rb].rec is not None]
@@ -318,6 +318,7 @@ class RLLoop:
                 continue
             self.stats["assign"] += [now - q["t_recv"] for q in reqs]
             self.inflight[k] = (w.act.remote(reqs), reqs, batch)
+        self.waiting.extend(free)  # not yet assigned: every replica is busy
 
     def _collect_inference(self) -> None:
         ray = self.ray
