@@ -107,6 +107,31 @@ def test_done_describe_and_one_shot_samples():
         assert _index(p.images[3]) == 0 and p.images[3][0, 0, 1] == cur_ep
 
 
+def test_done_labels_from_the_success_flag():
+    flags = np.zeros(41, bool)
+    flags[20:23] = True  # a success the episode passed through, then lost
+    flags[37:] = True
+    not_done, done = L.done_frames_from_flag(flags)
+    assert list(not_done) == list(range(20)) and list(done) == [20, 21, 22, 37, 38, 39, 40]
+    assert L.done_frames_from_flag(np.zeros(5, bool)) is None
+    trajs = [Trajectory("open the drawer", _coded(41, e), str(e), flags) for e in range(2)]
+    src = SampleSource(trajs, fine_step=1, done_labels="flag")
+    prompts, answers = src.done(np.random.default_rng(6), pairs=200)
+    assert answers == ["0", "1"] * 200
+    got = {a: {_index(p.images[0]) for p, b in zip(prompts, answers) if b == a} for a in ("0", "1")}
+    assert got["0"] == set(range(20)) and got["1"] == {20, 21, 22, 37, 38, 39, 40}
+    # The position rule on the same episodes never labels frames 32-38 (between 0.8 T and 0.95 T).
+    pos = SampleSource(trajs, fine_step=1).done(np.random.default_rng(6), pairs=200)
+    assert not {_index(p.images[0]) for p in pos[0]} & set(range(32, 39))
+    with pytest.raises(ValueError, match="sim.success"):
+        SampleSource([Trajectory("open the drawer", _coded(41, 0), "x#3")], fine_step=1, done_labels="flag")
+    with pytest.raises(ValueError, match="never on"):
+        SampleSource([Trajectory("open the drawer", _coded(41, 0), "x#3", np.zeros(41, bool))], fine_step=1,
+                     done_labels="flag")
+    with pytest.raises(ValueError, match="valid: position"):
+        SampleSource(trajs, fine_step=1, done_labels="time")
+
+
 def test_sample_source_rejects_empty_input():
     with pytest.raises(ValueError, match="no successful episodes"):
         SampleSource([])

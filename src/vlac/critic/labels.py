@@ -72,6 +72,16 @@ def done_ranges(last: int) -> tuple[range, range]:
     return range(not_done[0], not_done[-1] + 1), range(done[0], done[-1] + 1)
 
 
+def done_frames_from_flag(flags) -> tuple[np.ndarray, np.ndarray] | None:
+    """Not-done and done frames from a per-frame success flag (e.g. the simulator's): done where
+    the flag is on, not done where it is off before the first success. None when it never comes on."""
+    flags = np.asarray(flags, dtype=bool)
+    on = np.flatnonzero(flags)
+    if not len(on):
+        return None
+    return np.flatnonzero(~flags[:on[0]]), on
+
+
 def description_ranges(last: int) -> tuple[range, range]:
     """Start frames in the first 30% and end frames in the last 20% (task description objective)."""
     return range(0, int(0.3 * last) + 1), range(int(np.ceil(0.8 * last)), last + 1)

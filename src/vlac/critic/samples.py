@@ -1,6 +1,10 @@
 """Training samples for the critic's objectives, drawn from any dataset in the LeRobot layout.
 
-Progress and done labels come from successful episodes only (paper 3.1.1). Optionally
+Progress and done labels come from successful episodes only (paper 3.1.1). With
+``done_labels="flag"`` (not in the paper) done labels come from the episodes' per-frame success flag
+instead of the frame's position: done where the flag is on, not done anywhere before the first
+success, so the frames just short of the goal, which the position rule leaves unlabelled, are
+taught as not done. Optionally
 (``done_failed``, not in the paper) the not-done half of a done pair comes from the second half
 of a failed episode, at frames where the simulator's flag is off: states that look late in a task
 but are not done, which successful episodes alone never show. Each call returns prompts (text +
@@ -31,6 +35,7 @@ class Trajectory:
     task: str
     frames: np.ndarray  # (T+1, H, W, 3) uint8
     source: str  # "dataset-path#episode"
+    flags: np.ndarray | None = None  # (T+1,) bool per-frame success flag, when the dataset has one
 
     @property
     def last(self) -> int:
@@ -56,7 +61,7 @@ def iter_episodes(datasets: list[LeRobotDataset], camera: str | None = None, suc
 def load_trajectories(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
                       min_frames: int = 4, progress: bool = True) -> list[Trajectory]:
     """Decode every (successful) episode's frames of ``camera`` (default: each dataset's first)."""
-    return [Trajectory(ep.task, ep.images[key], f"{ds.root}#{i}")
+    return [Trajectory(ep.task, ep.images[key], f"{ds.root}#{i}", ep.success)
             for ds, i, ep, key in iter_episodes(datasets, camera, successful_only, min_frames, progress)]
 
 
@@ -81,7 +86,8 @@ class SampleSource:
 
     def __init__(self, trajectories: list[Trajectory], fine_step: int = 3, mismatch_prob: float = 0.05,
                  diff_threshold: float = L.PIXEL_DIFF_THRESHOLD, reference_frames: int = 3,
-                 failed: list[Trajectory] | None = None, done_failed: float = 0.0):
+                 failed: list[Trajectory] | None = None, done_failed: float = 0.0,
+                 done_labels: str = "position"):
         if not trajectories:
             raise ValueError("no successful episodes to train on; collect some with `vlac data collect` "
                              "(progress labels come from successful episodes only)")
@@ -105,6 +111,24 @@ class SampleSource:
             raise ValueError("done_failed > 0 needs failed episodes with a per-frame simulator flag (sim.success); "
                              "collect some with a failing behaviour, e.g. --behaviours expert:0.8,noisy:0.2")
         self.done_failed = done_failed
+        if done_labels not in ("position", "flag"):
+            raise ValueError(f"done_labels={done_labels!r}; valid: position (the paper's 0.8 T / 0.95 T rule) "
+                             "or flag (the dataset's per-frame success flag)")
+        self.done_labels = done_labels
+        self._done_frames = [self._done_split(t) for t in self.trajs]
+
+    def _done_split(self, traj: Trajectory) -> tuple:
+        """(not-done frames, done frames) of one trajectory under the chosen done labels."""
+        if self.done_labels == "position":
+            return L.done_ranges(traj.last)
+        if traj.flags is None:
+            raise ValueError(f"--done-labels flag needs a per-frame success flag (sim.success), but episode "
+                             f"{traj.source} has none; use --done-labels position for datasets without it")
+        split = L.done_frames_from_flag(traj.flags)
+        if split is None or not len(split[0]):
+            raise ValueError(f"episode {traj.source} is marked successful but its success flag is never on "
+                             "after an off frame; use --done-labels position, or fix the dataset's sim.success")
+        return split
 
     # ------------------------------------------------------------------------------ progress
     def _pair_samples(self, traj: Trajectory, rng: np.random.Generator) -> tuple[list, list[str], list[str]]:
@@ -157,12 +181,14 @@ class SampleSource:
 
     # ------------------------------------------------------------------------------ done, describe
     def done(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
-        """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1); with
+        """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1), or with
+        ``done_labels="flag"`` a frame before the first success and one where the flag is on; with
         probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead."""
         prompts, answers = [], []
         for _ in range(pairs):
-            traj = self.trajs[int(rng.integers(0, len(self.trajs)))]
-            not_done, done = L.done_ranges(traj.last)
+            n = int(rng.integers(0, len(self.trajs)))
+            traj = self.trajs[n]
+            not_done, done = self._done_frames[n]
             for frames, label in ((not_done, False), (done, True)):
                 src = traj
                 if not label and self.failed and rng.random() < self.done_failed:

@@ -61,6 +61,10 @@ class TrainConfig:
     done_failed: float = 0.0
     """Share of done pairs whose not-done frame is a late frame of a failed episode (simulator flag
     off): hard negatives against calling failures done. 0 is the paper's recipe."""
+    done_labels: str = "position"
+    """Where done labels come from: position (the paper: 0 before 0.8 T, 1 after 0.95 T) or flag
+    (the dataset's per-frame success flag: 1 where on, 0 before the first success; not in the
+    paper, needs sim.success)."""
     failed_data: str = ""
     """More datasets (comma-separated) used only for those hard negatives, e.g. an RL run's
     `episodes/` (the policy's own failures); their successful episodes are not used."""
@@ -180,7 +184,7 @@ def train(cfg: TrainConfig) -> dict:
     train_trajs = [t for k, t in enumerate(trajs) if k not in val_ids]
     val_trajs = [t for k, t in enumerate(trajs) if k in val_ids]
     kw = dict(fine_step=cfg.fine_step, mismatch_prob=cfg.mismatch_prob, diff_threshold=cfg.diff_threshold,
-              reference_frames=cfg.reference_frames)
+              reference_frames=cfg.reference_frames, done_labels=cfg.done_labels)
     failed = []
     if cfg.done_failed > 0 and "done" in critic_objectives:
         extra = [LeRobotDataset(p.strip()) for p in cfg.failed_data.split(",") if p.strip()]
@@ -222,7 +226,8 @@ def train(cfg: TrainConfig) -> dict:
             val_src = ActionSource(val_demos, net.action_template, net.state_template, cfg.history, cfg.gamma)
             val_actions = val_src.draw(np.random.default_rng(cfg.seed + 7919), cfg.batch_size)
     vlm.settings.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
-                               "reference_frames": cfg.reference_frames, "train_data": cfg.data})
+                               "reference_frames": cfg.reference_frames, "train_data": cfg.data,
+                               "done_labels": cfg.done_labels, "done_failed": cfg.done_failed})
     params = net.parameters() if acting else [p for p in vlm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = transformers.get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
