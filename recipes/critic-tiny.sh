@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the built-in default critic (src/vlac/checkpoints/critic-tiny) and its evaluation.
-# 2 CPU cores: ~15 min of data collection, ~2 h of training (3 stages), ~10 min of evaluation.
+# 2 CPU cores: ~15 min of data collection, ~3 h of training (4 stages), ~25 min of evaluation.
 #   bash recipes/critic-tiny.sh [DATA_DIR] [RUN_PREFIX]
 set -euo pipefail
 D=${1:-runs/critic-data}
@@ -27,8 +27,14 @@ vlac critic train --data $D/train --out $R-stage1 --steps 1400 --stop-after 1050
 vlac critic train --data $D/train --init $R-stage1/checkpoint/model --out $R-stage2 --steps 700 --warmup 30 \
   --val-every 350 --threads 2 --weights progress:0.7,one_shot:0.15,done:0.1,describe:0.05
 # Stage 3: 1,800 steps from stage 2's weights (progress was still falling; more weight on done).
-vlac critic train --data $D/train --init $R-stage2/model --out $R --steps 1800 --warmup 30 --lr 6e-4 \
+vlac critic train --data $D/train --init $R-stage2/model --out $R-stage3 --steps 1800 --warmup 30 --lr 6e-4 \
   --val-every 600 --threads 2 --weights progress:0.6,one_shot:0.15,done:0.2,describe:0.05
+# Stage 5 (stage 4 was an experiment that was not shipped; BENCHMARKS.md): 1,500 steps from stage
+# 3's weights with done labels from the simulator's per-frame success flag and 20% of the not-done
+# frames from failed episodes of the same training data.
+vlac critic train --data $D/train --init $R-stage3/model --out $R --steps 1500 --warmup 30 --lr 4e-4 \
+  --val-every 500 --threads 2 --weights progress:0.55,one_shot:0.2,done:0.2,describe:0.05 \
+  --done-labels flag --done-failed 0.2
 
 # Evaluation: the first 60 seen-task and 30 held-out episodes (the collection plan is round-robin
 # over tasks, so every task is covered), and every variant episode zero-shot.
@@ -36,3 +42,8 @@ vlac critic eval --checkpoint $R/model --dataset $D/eval-seen --max-episodes 60 
 vlac critic eval --checkpoint $R/model --dataset $D/eval-heldout --max-episodes 30 --out $R/eval-heldout
 vlac critic eval --checkpoint $R/model --no-one-shot \
   --dataset $(for v in $VARIANTS; do printf "%s," $D/eval-$v; done | sed 's/,$//') --out $R/eval-variants
+# The symmetric reading (each pair scored in both orders), the numbers the model card leads with.
+vlac critic eval --checkpoint $R/model --dataset $D/eval-seen --max-episodes 60 --symmetric --out $R/sym/eval-seen
+vlac critic eval --checkpoint $R/model --dataset $D/eval-heldout --max-episodes 30 --symmetric --out $R/sym/eval-heldout
+vlac critic eval --checkpoint $R/model --no-one-shot --symmetric \
+  --dataset $(for v in $VARIANTS; do printf "%s," $D/eval-$v; done | sed 's/,$//') --out $R/sym/eval-variants

@@ -123,6 +123,11 @@ def test_done_labels_from_the_success_flag():
     # The position rule on the same episodes never labels frames 32-38 (between 0.8 T and 0.95 T).
     pos = SampleSource(trajs, fine_step=1).done(np.random.default_rng(6), pairs=200)
     assert not {_index(p.images[0]) for p in pos[0]} & set(range(32, 39))
+    near = SampleSource(trajs, fine_step=1, done_labels="flag", done_near=1.0)
+    prompts, answers = near.done(np.random.default_rng(7), pairs=100)
+    assert {_index(p.images[0]) for p, a in zip(prompts, answers) if a == "0"} == {16, 17, 18, 19}
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        SampleSource(trajs, fine_step=1, done_near=2.0)
     with pytest.raises(ValueError, match="sim.success"):
         SampleSource([Trajectory("open the drawer", _coded(41, 0), "x#3")], fine_step=1, done_labels="flag")
     with pytest.raises(ValueError, match="never on"):

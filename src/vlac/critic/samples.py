@@ -87,7 +87,7 @@ class SampleSource:
     def __init__(self, trajectories: list[Trajectory], fine_step: int = 3, mismatch_prob: float = 0.05,
                  diff_threshold: float = L.PIXEL_DIFF_THRESHOLD, reference_frames: int = 3,
                  failed: list[Trajectory] | None = None, done_failed: float = 0.0,
-                 done_labels: str = "position"):
+                 done_labels: str = "position", done_near: float = 0.0):
         if not trajectories:
             raise ValueError("no successful episodes to train on; collect some with `vlac data collect` "
                              "(progress labels come from successful episodes only)")
@@ -115,6 +115,9 @@ class SampleSource:
             raise ValueError(f"done_labels={done_labels!r}; valid: position (the paper's 0.8 T / 0.95 T rule) "
                              "or flag (the dataset's per-frame success flag)")
         self.done_labels = done_labels
+        if not 0.0 <= done_near <= 1.0:
+            raise ValueError(f"done_near={done_near} must be a share in [0, 1]")
+        self.done_near = done_near
         self._done_frames = [self._done_split(t) for t in self.trajs]
 
     def _done_split(self, traj: Trajectory) -> tuple:
@@ -183,7 +186,9 @@ class SampleSource:
     def done(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
         """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1), or with
         ``done_labels="flag"`` a frame before the first success and one where the flag is on; with
-        probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead."""
+        probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead,
+        and with probability ``done_near`` it is one of the last 20% of the episode's not-done frames
+        (the hardest: just short of the goal)."""
         prompts, answers = [], []
         for _ in range(pairs):
             n = int(rng.integers(0, len(self.trajs)))
@@ -194,6 +199,8 @@ class SampleSource:
                 if not label and self.failed and rng.random() < self.done_failed:
                     src = self.failed[int(rng.integers(0, len(self.failed)))]
                     frames = range(len(src.frames))
+                if not label and src is traj and self.done_near and rng.random() < self.done_near:
+                    frames = frames[-max(1, len(frames) // 5):]  # just short of the goal
                 t = frames[int(rng.integers(0, len(frames)))]
                 prompts.append(Prompt(P.done_prompt(src.task), [src.frames[t]]))
                 answers.append(P.done_answer(label))

@@ -65,6 +65,9 @@ class TrainConfig:
     """Where done labels come from: position (the paper: 0 before 0.8 T, 1 after 0.95 T) or flag
     (the dataset's per-frame success flag: 1 where on, 0 before the first success; not in the
     paper, needs sim.success)."""
+    done_near: float = 0.0
+    """Share of done pairs whose not-done frame is one of the last 20% of the episode's not-done
+    frames, just short of the goal (hard negatives; most useful with --done-labels flag)."""
     failed_data: str = ""
     """More datasets (comma-separated) used only for those hard negatives, e.g. an RL run's
     `episodes/` (the policy's own failures); their successful episodes are not used."""
@@ -184,7 +187,7 @@ def train(cfg: TrainConfig) -> dict:
     train_trajs = [t for k, t in enumerate(trajs) if k not in val_ids]
     val_trajs = [t for k, t in enumerate(trajs) if k in val_ids]
     kw = dict(fine_step=cfg.fine_step, mismatch_prob=cfg.mismatch_prob, diff_threshold=cfg.diff_threshold,
-              reference_frames=cfg.reference_frames, done_labels=cfg.done_labels)
+              reference_frames=cfg.reference_frames, done_labels=cfg.done_labels, done_near=cfg.done_near)
     failed = []
     if cfg.done_failed > 0 and "done" in critic_objectives:
         extra = [LeRobotDataset(p.strip()) for p in cfg.failed_data.split(",") if p.strip()]
@@ -227,7 +230,8 @@ def train(cfg: TrainConfig) -> dict:
             val_actions = val_src.draw(np.random.default_rng(cfg.seed + 7919), cfg.batch_size)
     vlm.settings.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
                                "reference_frames": cfg.reference_frames, "train_data": cfg.data,
-                               "done_labels": cfg.done_labels, "done_failed": cfg.done_failed})
+                               "done_labels": cfg.done_labels, "done_failed": cfg.done_failed,
+                               "done_near": cfg.done_near})
     params = net.parameters() if acting else [p for p in vlm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = transformers.get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
