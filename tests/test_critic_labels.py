@@ -1,6 +1,8 @@
 """Unit tier: critic labels, sample construction and metrics against hand-computed cases and
 naive implementations."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -203,6 +205,44 @@ def test_episode_termination_by_done_detector():
     assert M.termination(p, [0] * 6, 0.5, 2) == "early"
     with pytest.raises(ValueError, match="patience"):
         M.first_done(p, 0.5, patience=0)
+
+
+def test_progress_gated_done_hand_computed(tmp_path):
+    from vlac.critic.calibrate import CalibrateConfig, calibrate
+    from vlac.critic.evaluate import done_scores
+
+    assert M.value_step(0.5, 0.5) == 0.75 and M.value_step(0.5, -0.5) == 0.25 and M.value_step(0.9, 2.0) == 1.0
+    v = M.value_curve([0.2, -0.1, 0.5])
+    assert [M.value_step(v[k], c) for k, c in enumerate([0.2, -0.1, 0.5])] == pytest.approx(v[1:])
+    p, values = [0.9, 0.8, 0.2, 0.95], [0.1, 0.6, 0.9, 0.95]
+    assert M.gate_done(p, values, 0.5).tolist() == [0.0, 0.8, 0.2, 0.95]
+    assert M.gate_done(p, values, 0.0).tolist() == p
+    with pytest.raises(ValueError, match="same shape"):
+        M.gate_done(p, values[:3], 0.5)
+    # two episodes: a success (flag on at the last two frames) and a failure that the bare done
+    # answer calls done at low value
+    recs = [{"split": "seen", "zero_shot": {"values": [0.0, 0.4, 0.7, 0.9, 0.95]},
+             "done": {"p": [0.1, 0.2, 0.8, 0.9, 0.9], "truth": [False, False, False, True, True]}},
+            {"split": "seen", "zero_shot": {"values": [0.0, 0.2, 0.3, 0.3, 0.3]},
+             "done": {"p": [0.1, 0.9, 0.9, 0.9, 0.1], "truth": [False] * 5}}]
+    plain, gated = done_scores(recs, 0.5)["seen"], done_scores(recs, 0.5, min_value=0.8)["seen"]
+    assert (plain["precision"], plain["recall"], plain["f1"]) == (2 / 6, 1.0, 0.5)  # 2 TP, 4 FP, 0 FN
+    assert (gated["precision"], gated["recall"], gated["f1"]) == (1.0, 1.0, 1.0)
+    assert plain["episodes"]["patience 1"]["early"] == 1.0  # both ended before success / while failing
+    assert gated["episodes"]["patience 2"]["on-time"] == 0.5 and gated["episodes"]["patience 2"]["correct-none"] == 0.5
+    # calibration over the same records picks the gate, from the files `vlac critic eval` writes
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "episodes.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    res = calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "cal"), thresholds="0.5",
+                                    min_values="0,0.8"))
+    assert (res["best"]["min_value"], res["best"]["f1"], res["ungated_at_0.5"]["f1"]) == (0.8, 1.0, 0.5)
+    assert (tmp_path / "cal" / "calibrate.png").stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match="vlac critic eval --out"):
+        calibrate(CalibrateConfig(episodes=str(tmp_path / "nowhere"), out=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="comma-separated numbers"):
+        calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "x"), thresholds="high"))
+    with pytest.raises(ValueError, match="has no episodes"):
+        calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "x"), split="held-out"))
 
 
 def test_description_answers_parse_back():

@@ -263,6 +263,8 @@ def test_rl_config_demands_authentication_off_loopback(tmp_path):
     CurveKeys.generate().save(tmp_path / "arm.pub", public_only=True)
     with pytest.raises(ValueError, match="not loopback"):
         RLConfig(bind="tcp://0.0.0.0:5555")
+    with pytest.raises(ValueError, match="done_min_value 1.5 must be in"):
+        RLConfig(done_min_value=1.5)
     with pytest.raises(ValueError, match="robot-keys"):
         RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"))
     with pytest.raises(ValueError, match="cannot read CURVE key file"):

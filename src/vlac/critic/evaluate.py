@@ -52,6 +52,10 @@ class EvalConfig:
     """Evaluate at most this many episodes per dataset (0: all)."""
     done_threshold: float = 0.5
     """p(done) above which a frame counts as done."""
+    done_min_value: float = 0.0
+    """Progress-gated done: a frame counts as done only where the critic's own zero-shot value
+    curve has reached this (0: off). Choose it with ``vlac critic calibrate-done`` on a validation
+    collection."""
     symmetric: bool = False
     """Score each pair both ways and average (forward minus reverse reading, halved)."""
 
@@ -135,8 +139,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             rec["baselines"] = _baselines(frames, idx, ref[-1] if ref is not None else None)
             if ep.success is not None:
                 p = critic.done([frames[t] for t in idx], task)
-                rec["done"] = {"pred": (p > cfg.done_threshold).tolist(), "truth": ep.success[idx].astype(bool).tolist(),
-                               "p": [round(float(x), 4) for x in p]}
+                gated = M.gate_done(p, rec["zero_shot"]["values"], cfg.done_min_value)
+                rec["done"] = {"pred": (gated > cfg.done_threshold).tolist(),
+                               "truth": ep.success[idx].astype(bool).tolist(), "p": [round(float(x), 4) for x in p]}
             if rec["success"]:
                 said = critic.describe(frames[0], frames[-1])
                 rec["describe"] = {"text": said, "exact": said == " ".join(task.lower().split())}
@@ -147,7 +152,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     with open(out / "episodes.jsonl", "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    report = summarise(records, cfg.done_threshold)
+    report = summarise(records, cfg.done_threshold, cfg.done_min_value)
     report["config"] = asdict(cfg)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(render_markdown(report))
@@ -175,13 +180,17 @@ def _row(rs: list[dict], getter) -> dict:
             "final_value": _mean(g.get("final_value") for g in got), "n": len(got)}
 
 
-def _terminations(records: list[dict], threshold: float) -> dict:
+def _gated_p(r: dict, min_value: float) -> np.ndarray:
+    return M.gate_done(r["done"]["p"], r["zero_shot"]["values"], min_value)
+
+
+def _terminations(records: list[dict], threshold: float, min_value: float = 0.0) -> dict:
     """Episode-level view of done (what the RL loop experiences): with patience 1 and 2 scored
     frames, the share of episodes ended early, on time, never (successful) or correctly never
     (failed)."""
     out = {}
     for patience in (1, 2):
-        kinds = [M.termination(r["done"]["p"], r["done"]["truth"], threshold, patience)
+        kinds = [M.termination(_gated_p(r, min_value), r["done"]["truth"], threshold, patience)
                  for r in records if "p" in r["done"]]
         out[f"patience {patience}"] = {k: (kinds.count(k) / len(kinds) if kinds else float("nan"))
                                        for k in ("early", "on-time", "missed", "correct-none")}
@@ -189,20 +198,28 @@ def _terminations(records: list[dict], threshold: float) -> dict:
     return out
 
 
-def summarise(records: list[dict], threshold: float = 0.5) -> dict:
+def done_scores(records: list[dict], threshold: float = 0.5, min_value: float = 0.0) -> dict:
+    """Per split: frame-level accuracy / precision / recall / F1 of ``p(done) > threshold`` (gated
+    by the zero-shot value curve at ``min_value``) against the simulator's flag, and the
+    episode-level terminations."""
+    done = {}
+    for split in sorted({r["split"] for r in records}):
+        rs = [r for r in records if r["split"] == split and "done" in r]
+        pred = [bool(x > threshold) for r in rs for x in _gated_p(r, min_value)]
+        truth = [t for r in rs for t in r["done"]["truth"]]
+        done[split] = M.binary_scores(pred, truth)
+        done[split]["episodes"] = _terminations(rs, threshold, min_value)
+    return done
+
+
+def summarise(records: list[dict], threshold: float = 0.5, min_value: float = 0.0) -> dict:
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(_group_key(r), []).append(r)
     methods = {"zero-shot": lambda r: r["zero_shot"], "one-shot": lambda r: r.get("one_shot")}
     methods.update({b: (lambda r, b=b: r["baselines"].get(b)) for b in BASELINES})
     table = {g: {name: _row(rs, get) for name, get in methods.items()} for g, rs in sorted(groups.items())}
-    done = {}
-    for split in sorted({r["split"] for r in records}):
-        rs = [r for r in records if r["split"] == split and "done" in r]
-        pred = [p for r in rs for p in r["done"]["pred"]]
-        truth = [t for r in rs for t in r["done"]["truth"]]
-        done[split] = M.binary_scores(pred, truth)
-        done[split]["episodes"] = _terminations(rs, threshold)
+    done = done_scores(records, threshold, min_value)
     # Failed vs successful episodes of the same tasks: the critic should rank failures lower.
     separation = {}
     for split in sorted({r["split"] for r in records}):
@@ -238,12 +255,20 @@ def _method_table(report: dict, methods: list[str]) -> str:
     return markdown_table(header, rows)
 
 
+def _done_rule(cfg: dict) -> str:
+    rule = f"A frame is done where p(done) > {cfg.get('done_threshold', 0.5)}"
+    if cfg.get("done_min_value", 0.0) > 0:
+        rule += f" and the critic's zero-shot value is at least {cfg['done_min_value']} (progress-gated)"
+    return rule + "."
+
+
 def render_markdown(report: dict) -> str:
     parts = ["# Critic evaluation", "", "Progress understanding (paper Table 1 layout; means over episodes, "
              "VOC-F1 from the row's VOC and VROC):", "", _method_table(report, ["zero-shot", "one-shot"]), "",
              "Baselines on the same episodes and frames:", "", _method_table(report, list(BASELINES)), "",
              "; ".join(f"**{k}**: {v}" for k, v in report["baselines"].items()), "",
-             "## Done detection against the simulator's success flag (scored frames)", ""]
+             "## Done detection against the simulator's success flag (scored frames)", "",
+             _done_rule(report.get("config", {})), ""]
     parts.append(markdown_table(["split", "frames", "accuracy", "precision", "recall", "F1"],
                                 [[s, d["n"], d["accuracy"], d["precision"], d["recall"], d["f1"]]
                                  for s, d in report["done"].items()]))

@@ -24,9 +24,24 @@ def value_curve(deltas, v0: float = 0.0, clamp: bool = True) -> np.ndarray:
     v = np.empty(len(c) + 1)  # (N+1,)
     v[0] = v0
     for k, ck in enumerate(c):
-        nxt = v[k] + (1.0 - v[k]) * ck
-        v[k + 1] = min(max(nxt, 0.0), 1.0) if clamp else nxt
+        v[k + 1] = value_step(v[k], ck, clamp)
     return v
+
+
+def value_step(v: float, delta: float, clamp: bool = True) -> float:
+    """One step of Eq. 7 (what ``value_curve`` iterates; the RL loop keeps a running value with it)."""
+    nxt = v + (1.0 - v) * delta
+    return min(max(nxt, 0.0), 1.0) if clamp else nxt
+
+
+def gate_done(p_done, values, min_value: float = 0.0) -> np.ndarray:
+    """Progress-gated done: ``p_done`` where the critic's own value curve has reached
+    ``min_value``, 0 elsewhere (a frame cannot be done while the critic rates the progress low).
+    ``min_value`` 0 leaves ``p_done`` as it is."""
+    p, v = np.asarray(p_done, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if p.shape != v.shape:
+        raise ValueError(f"p_done {p.shape} and values {v.shape} must be the same shape (one value per scored frame)")
+    return np.where(v >= min_value, p, 0.0)
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

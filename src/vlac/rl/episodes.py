@@ -41,6 +41,7 @@ class EpisodeRecord:
     reason: str = ""  # done (critic), limit (robot's step limit), reset, abort, lost (robot vanished)
     success: bool | None = None  # the simulator's flag, measurement only (never used for learning)
     done_step: int | None = None  # transition at which the critic declared done
+    value: float = 0.0  # running value: Eq. 7 over the critic's rewards scored so far
 
     @property
     def acted(self) -> list[Step]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vlac.critic.metrics import value_step
 from vlac.rl.episodes import EpisodeRecord, Step
 from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, Learner, LearnerConfig, LogService
 from vlac.utils.imports import require
@@ -68,6 +69,10 @@ class RLConfig:
     off and episodes run to max_steps."""
     done_patience: int = 4
     """Consecutive steps over the threshold before the episode is ended as done."""
+    done_min_value: float = 0.0
+    """Progress-gated done: a step counts towards done only once the episode's running value (the
+    critic's progress deltas so far, through Eq. 7) has reached this (0: off; choose it with
+    `vlac critic calibrate-done`)."""
     max_steps: int = 100
     """Robots' episode limit in steps."""
     period: float = 0.0
@@ -99,6 +104,9 @@ class RLConfig:
         resolve_tasks(self.tasks)
         if self.episodes < 1 or self.episodes_per_update < 1 or self.inference_workers < 1:
             raise ValueError("episodes, episodes_per_update and inference_workers must be >= 1")
+        if not 0.0 <= self.done_min_value <= 1.0:
+            raise ValueError(f"done_min_value {self.done_min_value} must be in [0, 1] (a progress value; 0 turns "
+                             "the gate off)")
         if self.learner.reward not in ("dense", "sparse"):
             raise ValueError(f"learner.reward {self.learner.reward!r} must be dense or sparse")
         from vlac.transport.link import CurveKeys, is_loopback
@@ -376,9 +384,11 @@ class RLLoop:
                 if rec is None or idx >= len(rec.steps):
                     continue
                 rec.steps[idx].reward, rec.steps[idx].p_done = res["reward"], res["p_done"]
+                rec.value = value_step(rec.value, res["reward"])  # results of one episode come in step order
                 r = self.robots.get(robot)
                 if r is not None and r.rec is rec and rec.done_step is None:
-                    r.done_streak = r.done_streak + 1 if res["p_done"] >= self.cfg.done_threshold else 0
+                    over = res["p_done"] >= self.cfg.done_threshold and rec.value >= self.cfg.done_min_value
+                    r.done_streak = r.done_streak + 1 if over else 0
                     if r.done_streak >= self.cfg.done_patience:
                         rec.done_step = idx
                         self.gateway.send_reset(robot, episode, "done")

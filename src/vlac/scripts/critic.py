@@ -116,4 +116,14 @@ def filter_main(argv: list[str]) -> None:
     filter_dataset(cfg)
 
 
-COMMANDS = {"train": train_main, "score": score_main, "eval": eval_main, "filter": filter_main}
+def calibrate_done_main(argv: list[str]) -> None:
+    from vlac.critic.calibrate import CalibrateConfig, calibrate
+
+    cfg = parse_config(CalibrateConfig, argv, prog="vlac critic calibrate-done",
+                       description="Choose the done threshold and value gate on `vlac critic eval` output "
+                                   "of a validation collection (no model is run).")
+    calibrate(cfg)
+
+
+COMMANDS = {"train": train_main, "score": score_main, "eval": eval_main, "filter": filter_main,
+            "calibrate-done": calibrate_done_main}
