@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the built-in default critic (src/vlac/checkpoints/critic-tiny) and its evaluation.
-# 2 CPU cores: ~15 min of data collection, ~3 h of training (4 stages), ~25 min of evaluation.
+# 2 CPU cores: ~15 min of data collection, ~3.5 h of training (4 stages), ~35 min of evaluation.
 #   bash recipes/critic-tiny.sh [DATA_DIR] [RUN_PREFIX]
 set -euo pipefail
 D=${1:-runs/critic-data}
@@ -15,6 +15,9 @@ vlac data collect --out $D/train --tasks train --episodes-per-task 25 --behaviou
 vlac data collect --out $D/eval-seen --tasks train --episodes-per-task 6 --behaviours expert:0.5,stall:0.1,regression:0.15,random-bursts:0.1,other-task:0.15 --seed 1000 --workers 2
 vlac data collect --out $D/eval-heldout --tasks heldout --episodes-per-task 12 --behaviours expert:0.6,stall:0.1,regression:0.1,random-bursts:0.1,other-task:0.1 --seed 2000 --workers 2
 VARIANTS="dim warm-light blue-light table-dark table-green table-metal cam-shift"
+# Validation collection (seen tasks, seed 500): where readings, checkpoints and done settings are
+# chosen before any test split is scored.
+vlac data collect --out $D/val --tasks train --episodes-per-task 2 --behaviours expert:0.5,stall:0.1,regression:0.15,random-bursts:0.1,other-task:0.15 --seed 500 --workers 2
 for v in $VARIANTS; do
   vlac data collect --out $D/eval-$v --tasks reach-v3,push-v3,drawer-open-v3,button-press-v3 --episodes-per-task 3 --behaviours expert:1 --variant $v --seed 3000 --workers 2
 done
@@ -47,3 +50,7 @@ vlac critic eval --checkpoint $R/model --dataset $D/eval-seen --max-episodes 60 
 vlac critic eval --checkpoint $R/model --dataset $D/eval-heldout --max-episodes 30 --symmetric --out $R/sym/eval-heldout
 vlac critic eval --checkpoint $R/model --no-one-shot --symmetric \
   --dataset $(for v in $VARIANTS; do printf "%s," $D/eval-$v; done | sed 's/,$//') --out $R/sym/eval-variants
+# Done settings (threshold, value gate) chosen on the validation collection; no model runs in the
+# second command. See BENCHMARKS.md, "Progress-gated done".
+vlac critic eval --checkpoint $R/model --dataset $D/val --no-one-shot --symmetric --out $R/sym/eval-val
+vlac critic calibrate-done --episodes $R/sym/eval-val --out $R/sym/val-done

@@ -179,6 +179,8 @@ def test_score_eval_filter_commands(small_dataset, tmp_path, capsys):
     cal = json.loads((tmp_path / "c" / "calibrate.json").read_text())
     assert cal["ungated_at_0.5"]["f1"] == pytest.approx(report["done"]["seen"]["f1"], nan_ok=True)
     assert cal["best"]["f1"] >= cal["ungated_at_0.5"]["f1"] or np.isnan(cal["ungated_at_0.5"]["f1"])
+    with pytest.raises(SystemExit, match="no episodes.jsonl"):
+        main(["critic", "calibrate-done", "--episodes", str(tmp_path / "nope"), "--out", str(tmp_path / "c2")])
     main(["critic", "filter", "--dataset", str(small_dataset), "--out", str(tmp_path / "f")])
     flt = json.loads((tmp_path / "f" / "filter.json").read_text())
     assert len(flt["episodes"]) == 4 and all("voc" in r for r in flt["episodes"])

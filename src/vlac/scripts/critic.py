@@ -122,7 +122,10 @@ def calibrate_done_main(argv: list[str]) -> None:
     cfg = parse_config(CalibrateConfig, argv, prog="vlac critic calibrate-done",
                        description="Choose the done threshold and value gate on `vlac critic eval` output "
                                    "of a validation collection (no model is run).")
-    calibrate(cfg)
+    try:
+        calibrate(cfg)
+    except (ValueError, FileNotFoundError) as e:  # bad paths, records or grids: one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
 
 
 COMMANDS = {"train": train_main, "score": score_main, "eval": eval_main, "filter": filter_main,
