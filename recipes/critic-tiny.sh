@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the built-in default critic (src/vlac/checkpoints/critic-tiny) and its evaluation.
-# 2 CPU cores: ~15 min of data collection, ~3.5 h of training (4 stages), ~35 min of evaluation.
+# 2 CPU cores: ~15 min of data collection, ~3 h of training (4 stages), ~35 min of evaluation.
 #   bash recipes/critic-tiny.sh [DATA_DIR] [RUN_PREFIX]
 set -euo pipefail
 D=${1:-runs/critic-data}
