@@ -41,7 +41,7 @@ def main() -> None:
         row(f"p_done > {args.done_threshold}", p > args.done_threshold)
         for th in (float(x) for x in args.thresholds.split(",")):
             row(f"value >= {th}", value >= th)
-            row(f"value >= {th} and p_done > {args.done_threshold}", (value >= th) & (p > args.done_threshold))
+            row(f"value >= {th} and p_done > {args.done_threshold}", M.gate_done(p, value, th) > args.done_threshold)
     print(markdown_table(["reading", "done rule", "F1", "precision", "recall", "frames"], rows))
 
 

@@ -7,7 +7,7 @@ zero-shot value curve has reached ``min_value``. This command re-reads the per-e
 ``vlac critic eval`` wrote (no model is run), scores every pair of settings against the simulator's
 per-frame flag and reports the one with the best frame-level F1, so the same settings can then be
 given to ``vlac critic eval --done-threshold T --done-min-value V`` on the test splits and to the
-RL loop (``critic.done_threshold`` / ``critic.done_min_value``).
+RL loop (``done_threshold`` / ``done_min_value`` in an RL config).
 
     vlac critic eval --dataset runs/critic-data/val --no-one-shot --out runs/val-eval
     vlac critic calibrate-done --episodes runs/val-eval --out runs/val-done
@@ -90,7 +90,7 @@ def calibrate(cfg: CalibrateConfig) -> dict:
                          "on_time_patience_2": ep["patience 2"]["on-time"]})
     f1 = np.array([g["f1"] for g in grid], dtype=np.float64)
     best = grid[int(np.nanargmax(np.nan_to_num(f1, nan=-1.0)))]  # first best: lowest threshold, no gate first
-    base = next(g for g in grid if g["min_value"] == mvs[0] and g["threshold"] == min(ths, key=lambda t: abs(t - 0.5)))
+    base = {k: v for k, v in done_scores(records, 0.5, 0.0)["pooled"].items() if k != "episodes"}
     result = {"best": best, "ungated_at_0.5": base, "episodes": len(records),
               "frames": int(sum(len(r["done"]["p"]) for r in records)), "grid": grid, "config": asdict(cfg)}
     out = Path(cfg.out)

@@ -184,14 +184,13 @@ def _gated_p(r: dict, min_value: float) -> np.ndarray:
     return M.gate_done(r["done"]["p"], r["zero_shot"]["values"], min_value)
 
 
-def _terminations(records: list[dict], threshold: float, min_value: float = 0.0) -> dict:
+def _terminations(gated: list[np.ndarray], truths: list[list[bool]], threshold: float) -> dict:
     """Episode-level view of done (what the RL loop experiences): with patience 1 and 2 scored
     frames, the share of episodes ended early, on time, never (successful) or correctly never
-    (failed)."""
+    (failed). ``gated``: each episode's (value-gated) p(done)."""
     out = {}
     for patience in (1, 2):
-        kinds = [M.termination(_gated_p(r, min_value), r["done"]["truth"], threshold, patience)
-                 for r in records if "p" in r["done"]]
+        kinds = [M.termination(p, t, threshold, patience) for p, t in zip(gated, truths)]
         out[f"patience {patience}"] = {k: (kinds.count(k) / len(kinds) if kinds else float("nan"))
                                        for k in ("early", "on-time", "missed", "correct-none")}
         out[f"patience {patience}"]["n"] = len(kinds)
@@ -204,11 +203,12 @@ def done_scores(records: list[dict], threshold: float = 0.5, min_value: float = 
     episode-level terminations."""
     done = {}
     for split in sorted({r["split"] for r in records}):
-        rs = [r for r in records if r["split"] == split and "done" in r]
-        pred = [bool(x > threshold) for r in rs for x in _gated_p(r, min_value)]
-        truth = [t for r in rs for t in r["done"]["truth"]]
-        done[split] = M.binary_scores(pred, truth)
-        done[split]["episodes"] = _terminations(rs, threshold, min_value)
+        rs = [r for r in records if r["split"] == split and "p" in r.get("done", {})]
+        gated = [_gated_p(r, min_value) for r in rs]
+        truths = [r["done"]["truth"] for r in rs]
+        done[split] = M.binary_scores(np.concatenate(gated) > threshold if gated else [],
+                                      [t for ts in truths for t in ts])
+        done[split]["episodes"] = _terminations(gated, truths, threshold)
     return done
 
 
