@@ -12,7 +12,7 @@ from vlac.critic.samples import SampleSource, load_trajectories
 from vlac.data.dataset import LeRobotDataset
 from vlac.data.video import encode_video
 from vlac.model import CheckpointError
-from vlac.model.prompts import done_prompt, one_shot_pair_prompt, pair_prompt
+from vlac.model.prompts import done_prompt, goal_done_prompt, one_shot_pair_prompt, pair_prompt
 from vlac.model.tokenizer import train_tokenizer
 from vlac.model.vlm import VLM, Prompt, to_rgb_uint8
 from vlac.scripts.cli import main
@@ -108,6 +108,10 @@ def test_prompts_decode_to_well_formed_answers(default_critic, small_dataset):
     assert -100 <= int(text.strip()) <= 100
     p = default_critic.done(frames[:3], "reach the goal")
     assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+    text = vlm.generate_text(Prompt(goal_done_prompt("reach the goal"), [frames[-1], frames[0]]), max_new_tokens=4)
+    assert text.strip() in ("0", "1")
+    p = default_critic.done(frames[:3], "reach the goal", goal=frames[-1])
+    assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
     rich = default_critic.progress([(frames[0], frames[-1])], "reach the goal", decoding="rich")
     greedy = default_critic.progress([(frames[0], frames[-1])], "reach the goal", decoding="greedy")
     assert -1 <= rich[0] <= 1 and greedy[0] * 100 == int(greedy[0] * 100)
@@ -145,7 +149,8 @@ def test_symmetric_scoring_averages_both_readings(default_critic, small_dataset)
 
 def test_train_command_resumes_exactly(expert_dataset, tmp_path):
     common = ["critic", "train", "--data", str(expert_dataset), "--batch-size", "8", "--val-every", "2",
-              "--val-episodes", "0", "--steps", "4", "--warmup", "1"]
+              "--val-episodes", "0", "--steps", "4", "--warmup", "1",
+              "--weights", "progress:0.3,one_shot:0.1,done:0.1,done_goal:0.4,describe:0.1"]
     main(common + ["--out", str(tmp_path / "straight")])
     main(common + ["--out", str(tmp_path / "cut"), "--stop-after", "2"])  # interrupted at step 2
     assert not (tmp_path / "cut" / "model").exists()
@@ -175,6 +180,15 @@ def test_score_eval_filter_commands(small_dataset, tmp_path, capsys):
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["episodes"] == 4 and "seen / gripper-cam / successful" in report["table"]
     assert "frame-index VOC" in (tmp_path / "e" / "report.md").read_text()
+    goal = report["done_goal"]["seen"]  # in-context done on the episodes that had a reference
+    assert goal["in-context"]["n"] == goal["plain"]["n"] > 0 and "In-context done" in (tmp_path / "e" / "report.md").read_text()
+    written = (tmp_path / "e" / "report.json").read_text()
+    (tmp_path / "e" / "report.md").unlink()
+    main(["critic", "report", "--eval", str(tmp_path / "e")])  # rebuilt from episodes.jsonl, same figures
+    assert (tmp_path / "e" / "report.json").read_text() == written
+    assert "frame-index VOC" in (tmp_path / "e" / "report.md").read_text()
+    with pytest.raises(SystemExit, match="needs episodes.jsonl and report.json"):
+        main(["critic", "report", "--eval", str(tmp_path / "nope")])
     main(["critic", "calibrate-done", "--episodes", str(tmp_path / "e"), "--out", str(tmp_path / "c")])
     cal = json.loads((tmp_path / "c" / "calibrate.json").read_text())
     assert cal["ungated_at_0.5"]["f1"] == pytest.approx(report["done"]["seen"]["f1"], nan_ok=True)

@@ -139,6 +139,29 @@ def test_done_labels_from_the_success_flag():
         SampleSource(trajs, fine_step=1, done_labels="time")
 
 
+def test_in_context_done_samples_lead_with_another_episodes_goal():
+    flags = np.zeros(41, bool)
+    flags[37:] = True
+    trajs = [Trajectory("open the drawer", _coded(41, e), str(e), flags) for e in range(3)]
+    trajs.append(Trajectory("close the drawer", _coded(41, 9), "9", flags))  # a task with one episode
+    failed = [Trajectory("open the drawer", _coded(20, 7), "f"), Trajectory("press the button", _coded(20, 8), "g")]
+    src = SampleSource(trajs, fine_step=1, done_labels="flag", failed=failed, done_failed=0.5)
+    prompts, answers = src.done_goal(np.random.default_rng(8), pairs=200)
+    assert answers == ["0", "1"] * 200
+    for p, a in zip(prompts, answers):
+        goal, judged = p.images
+        assert p.text.startswith("100% <image>\n<image>\nThe 1 means yes") and "open the drawer" in p.text
+        assert _index(goal) == 40 and goal[0, 0, 1] != judged[0, 0, 1]  # another episode's last frame
+        assert goal[0, 0, 1] in (0, 1, 2)  # only the task with two or more episodes
+        if a == "1":
+            assert _index(judged) >= 37
+    negatives = {int(p.images[1][0, 0, 1]) for p, a in zip(prompts, answers) if a == "0"}
+    assert 7 in negatives and 8 not in negatives  # failed frames only of tasks with a goal to show
+    one = SampleSource(trajs[3:], fine_step=1)
+    with pytest.raises(ValueError, match="two successful episodes"):
+        one.done_goal(np.random.default_rng(0), pairs=2)
+
+
 def test_sample_source_rejects_empty_input():
     with pytest.raises(ValueError, match="no successful episodes"):
         SampleSource([])
@@ -243,6 +266,28 @@ def test_progress_gated_done_hand_computed(tmp_path):
         calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "x"), thresholds="high"))
     with pytest.raises(ValueError, match="has no episodes"):
         calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "x"), split="held-out"))
+
+
+def test_table_rows_keep_expert_episodes_apart():
+    """The issue's VOC targets are over expert episodes: a successful regression episode (reaches
+    the goal, then undoes it) gets its own row instead of lowering the expert row."""
+    from vlac.critic.evaluate import BASELINES, summarise
+
+    def rec(behaviour, success, voc, vroc):
+        m = {"voc": voc, "vroc": vroc, "nr": 0.1, "final_value": 0.9, "values": [0.0, 0.5, 0.9]}
+        return {"split": "seen", "variant": "default", "task": "t", "behaviour": behaviour, "success": success,
+                "zero_shot": m, "baselines": {b: m for b in BASELINES},
+                "done": {"p": [0.1, 0.2, 0.9], "truth": [False, False, success]}}
+
+    recs = [rec("expert", True, 1.0, 0.8), rec("expert", True, 0.8, 0.8), rec("regression", True, -0.5, -0.5),
+            rec("regression", False, 0.0, 0.0), rec("", True, 0.6, 0.8)]  # "": a dataset without behaviours
+    table = summarise(recs)["table"]
+    assert sorted(table) == ["seen / default / failed", "seen / default / successful",
+                             "seen / default / successful (regression)"]
+    row = table["seen / default / successful"]["zero-shot"]
+    assert (row["n"], row["voc"], row["vroc"]) == (3, pytest.approx(0.8), pytest.approx(0.8))
+    assert table["seen / default / successful (regression)"]["zero-shot"]["voc"] == -0.5
+    assert table["seen / default / successful"]["one-shot"]["n"] == 0  # no one-shot records
 
 
 def test_description_answers_parse_back():

@@ -4,6 +4,7 @@ whole-trajectory scoring. Stateless and batched, so the RL loop can serve it.
     >>> critic = Critic.load()                                   # the built-in default
     >>> critic.progress([(frame_a, frame_b)], "open the drawer")  # array([0.12])
     >>> critic.done([frame_b], "open the drawer")                 # array([0.03])
+    >>> critic.done([frame_b], "open the drawer", goal=ref_frames[-1])   # in-context done
     >>> s = critic.score_trajectory(frames, "open the drawer", skip=3, reference=ref_frames)
     >>> s.deltas, s.values, s.done
 
@@ -178,9 +179,16 @@ class Critic:
         return (c[: len(prompts)] - c[len(prompts):]) / 2
 
     @torch.no_grad()
-    def done(self, images: list, task: str) -> np.ndarray:
-        """Probability that the task is complete in each image: p("1") / (p("0") + p("1"))."""
-        prompts = [Prompt(P.done_prompt(task), [to_rgb_uint8(im, f"image {k}")]) for k, im in enumerate(images)]
+    def done(self, images: list, task: str, goal=None) -> np.ndarray:
+        """Probability that the task is complete in each image: p("1") / (p("0") + p("1")).
+        ``goal``: the last frame of a successful reference episode of the task, shown first
+        (in-context done, the release's variant)."""
+        if goal is None:
+            prompts = [Prompt(P.done_prompt(task), [to_rgb_uint8(im, f"image {k}")]) for k, im in enumerate(images)]
+        else:
+            g = to_rgb_uint8(goal, "goal image")
+            prompts = [Prompt(P.goal_done_prompt(task), [g, to_rgb_uint8(im, f"image {k}")])
+                       for k, im in enumerate(images)]
         out = []
         for chunk in self._batches(prompts):
             logits = self.vlm.next_token_logits(self.vlm.encode(chunk))[:, self.done_ids]  # (B, 2)

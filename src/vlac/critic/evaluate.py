@@ -142,6 +142,9 @@ def evaluate(cfg: EvalConfig) -> dict:
                 gated = M.gate_done(p, rec["zero_shot"]["values"], cfg.done_min_value)
                 rec["done"] = {"pred": (gated > cfg.done_threshold).tolist(),
                                "truth": ep.success[idx].astype(bool).tolist(), "p": [round(float(x), 4) for x in p]}
+                if ref is not None:  # in-context done: the reference episode's last frame shown first
+                    p = critic.done([frames[t] for t in idx], task, goal=ref[-1])
+                    rec["done_goal"] = {"truth": rec["done"]["truth"], "p": [round(float(x), 4) for x in p]}
             if rec["success"]:
                 said = critic.describe(frames[0], frames[-1])
                 rec["describe"] = {"text": said, "exact": said == " ".join(task.lower().split())}
@@ -152,8 +155,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     with open(out / "episodes.jsonl", "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    report = summarise(records, cfg.done_threshold, cfg.done_min_value)
-    report["config"] = asdict(cfg)
+    return _write_report(records, asdict(cfg), out)
+
+
+def _write_report(records: list[dict], cfg: dict, out: Path) -> dict:
+    report = summarise(records, cfg.get("done_threshold", 0.5), cfg.get("done_min_value", 0.0))
+    report["config"] = cfg
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(render_markdown(report))
     _plots(records, out)
@@ -162,8 +169,34 @@ def evaluate(cfg: EvalConfig) -> dict:
     return report
 
 
+def rebuild_report(folder: str) -> dict:
+    """Summarise a ``vlac critic eval`` folder again from its episodes.jsonl, with the settings
+    stored in its report.json (no model is run): rewrites report.json, report.md and the plots,
+    e.g. after a change to how the table is grouped."""
+    out = Path(folder)
+    if not (out / "episodes.jsonl").is_file() or not (out / "report.json").is_file():
+        raise FileNotFoundError(f"{folder}: needs episodes.jsonl and report.json; give a folder written by "
+                                "`vlac critic eval --out`")
+    records = []
+    for n, line in enumerate((out / "episodes.jsonl").read_text().splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{out / 'episodes.jsonl'}:{n} is not a JSON record ({e}); re-run vlac critic eval") \
+                from None
+    if not records:
+        raise ValueError(f"{out / 'episodes.jsonl'} has no episodes; re-run vlac critic eval")
+    return _write_report(records, json.loads((out / "report.json").read_text()).get("config", {}), out)
+
+
 def _group_key(r: dict) -> str:
+    """Table row of an episode. Successful episodes of a non-expert behaviour (a regression
+    episode that reaches the goal and then undoes it) get a row of their own: their true progress
+    is not monotone in time, so they would blur the expert-episode row the paper's VOC targets."""
     outcome = "successful" if r["success"] else "failed"
+    behaviour = r.get("behaviour", "")
+    if r["success"] and behaviour not in ("", "expert"):
+        outcome += f" ({behaviour})"
     return f"{r['split']} / {r['variant']} / {outcome}"
 
 
@@ -180,8 +213,8 @@ def _row(rs: list[dict], getter) -> dict:
             "final_value": _mean(g.get("final_value") for g in got), "n": len(got)}
 
 
-def _gated_p(r: dict, min_value: float) -> np.ndarray:
-    return M.gate_done(r["done"]["p"], r["zero_shot"]["values"], min_value)
+def _gated_p(r: dict, min_value: float, key: str = "done") -> np.ndarray:
+    return M.gate_done(r[key]["p"], r["zero_shot"]["values"], min_value)
 
 
 def _terminations(gated: list[np.ndarray], truths: list[list[bool]], threshold: float) -> dict:
@@ -197,15 +230,18 @@ def _terminations(gated: list[np.ndarray], truths: list[list[bool]], threshold: 
     return out
 
 
-def done_scores(records: list[dict], threshold: float = 0.5, min_value: float = 0.0) -> dict:
+def done_scores(records: list[dict], threshold: float = 0.5, min_value: float = 0.0, key: str = "done") -> dict:
     """Per split: frame-level accuracy / precision / recall / F1 of ``p(done) > threshold`` (gated
     by the zero-shot value curve at ``min_value``) against the simulator's flag, and the
-    episode-level terminations."""
+    episode-level terminations. ``key``: ``done`` (the done prompt) or ``done_goal`` (in-context
+    done with the reference's goal image; episodes that had a reference)."""
     done = {}
     for split in sorted({r["split"] for r in records}):
-        rs = [r for r in records if r["split"] == split and "p" in r.get("done", {})]
-        gated = [_gated_p(r, min_value) for r in rs]
-        truths = [r["done"]["truth"] for r in rs]
+        rs = [r for r in records if r["split"] == split and "p" in r.get(key, {})]
+        if not rs:
+            continue
+        gated = [_gated_p(r, min_value, key) for r in rs]
+        truths = [r[key]["truth"] for r in rs]
         done[split] = M.binary_scores(np.concatenate(gated) > threshold if gated else [],
                                       [t for ts in truths for t in ts])
         done[split]["episodes"] = _terminations(gated, truths, threshold)
@@ -220,6 +256,10 @@ def summarise(records: list[dict], threshold: float = 0.5, min_value: float = 0.
     methods.update({b: (lambda r, b=b: r["baselines"].get(b)) for b in BASELINES})
     table = {g: {name: _row(rs, get) for name, get in methods.items()} for g, rs in sorted(groups.items())}
     done = done_scores(records, threshold, min_value)
+    # In-context done next to the plain done prompt on the same episodes (those with a reference).
+    with_goal = [r for r in records if "done_goal" in r]
+    done_goal = {split: {"in-context": d, "plain": done_scores(with_goal, threshold, min_value)[split]}
+                 for split, d in done_scores(with_goal, threshold, min_value, "done_goal").items()}
     # Failed vs successful episodes of the same tasks: the critic should rank failures lower.
     separation = {}
     for split in sorted({r["split"] for r in records}):
@@ -237,7 +277,7 @@ def summarise(records: list[dict], threshold: float = 0.5, min_value: float = 0.
     for split in sorted({r["split"] for r in records}):
         hits = [r["describe"]["exact"] for r in records if r["split"] == split and "describe" in r]
         describe[split] = {"exact_match": _mean(hits), "n": len(hits)}
-    return {"table": table, "done": done, "separation": separation, "describe": describe, "baselines": BASELINES,
+    return {"table": table, "done": done, "done_goal": done_goal, "separation": separation, "describe": describe, "baselines": BASELINES,
             "episodes": len(records)}
 
 
@@ -272,6 +312,14 @@ def render_markdown(report: dict) -> str:
     parts.append(markdown_table(["split", "frames", "accuracy", "precision", "recall", "F1"],
                                 [[s, d["n"], d["accuracy"], d["precision"], d["recall"], d["f1"]]
                                  for s, d in report["done"].items()]))
+    if report.get("done_goal"):
+        parts += ["", "In-context done (the reference episode's last frame shown first), against the plain done "
+                  "prompt on the same frames (episodes with a reference):", ""]
+        parts.append(markdown_table(["split", "frames", "in-context precision", "recall", "F1", "plain precision",
+                                     "recall", "F1"],
+                                    [[s, d["in-context"]["n"], d["in-context"]["precision"], d["in-context"]["recall"],
+                                      d["in-context"]["f1"], d["plain"]["precision"], d["plain"]["recall"],
+                                      d["plain"]["f1"]] for s, d in report["done_goal"].items()]))
     parts += ["", "Episode level (the RL loop's rule: the first run of `patience` scored frames over the "
               "threshold ends the episode): share of episodes ended *early* (before the simulator's first "
               "success, or at all when the episode failed), *on time*, *missed* (successful, never ended) "

@@ -13,6 +13,7 @@ images) and answers, ready for ``VLM.encode``.
     >>> src = SampleSource([LeRobotDataset("runs/train")])
     >>> prompts, answers = src.progress(rng, groups=8)          # 8 joint groups = 32 samples
     >>> prompts, answers = src.done(rng, pairs=16)              # 16 balanced pairs
+    >>> prompts, answers = src.done_goal(rng, pairs=16)         # the same, led by a goal image
 """
 
 from __future__ import annotations
@@ -183,27 +184,44 @@ class SampleSource:
         return prompts, answers
 
     # ------------------------------------------------------------------------------ done, describe
+    def _done_draws(self, rng: np.random.Generator, pairs: int, ids: list[int], failed: list[Trajectory]):
+        """(trajectory, frame, label) of balanced done pairs from trajectories ``ids``."""
+        for _ in range(pairs):
+            n = ids[int(rng.integers(0, len(ids)))]
+            traj = self.trajs[n]
+            not_done, done = self._done_frames[n]
+            for frames, label in ((not_done, False), (done, True)):
+                src = traj
+                if not label and failed and rng.random() < self.done_failed:
+                    src = failed[int(rng.integers(0, len(failed)))]
+                    frames = range(len(src.frames))
+                if not label and src is traj and self.done_near and rng.random() < self.done_near:
+                    frames = frames[-max(1, len(frames) // 5):]  # just short of the goal
+                yield src, int(frames[int(rng.integers(0, len(frames)))]), label
+
     def done(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
         """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1), or with
         ``done_labels="flag"`` a frame before the first success and one where the flag is on; with
         probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead,
         and with probability ``done_near`` it is one of the last 20% of the episode's not-done frames
         (the hardest: just short of the goal)."""
+        draws = list(self._done_draws(rng, pairs, list(range(len(self.trajs))), self.failed))
+        return ([Prompt(P.done_prompt(src.task), [src.frames[t]]) for src, t, _ in draws],
+                [P.done_answer(label) for _, _, label in draws])
+
+    def done_goal(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
+        """In-context done: the same balanced pairs, each prompt led by the last frame (the goal)
+        of another successful episode of the judged frame's task. Hard negatives from failed
+        episodes come only from tasks that have successful episodes to take the goal from."""
+        if not self.one_shot_ids:
+            raise ValueError("in-context done samples need at least two successful episodes of one task")
+        failed = [f for f in self.failed if f.task in self.by_task]
         prompts, answers = [], []
-        for _ in range(pairs):
-            n = int(rng.integers(0, len(self.trajs)))
-            traj = self.trajs[n]
-            not_done, done = self._done_frames[n]
-            for frames, label in ((not_done, False), (done, True)):
-                src = traj
-                if not label and self.failed and rng.random() < self.done_failed:
-                    src = self.failed[int(rng.integers(0, len(self.failed)))]
-                    frames = range(len(src.frames))
-                if not label and src is traj and self.done_near and rng.random() < self.done_near:
-                    frames = frames[-max(1, len(frames) // 5):]  # just short of the goal
-                t = frames[int(rng.integers(0, len(frames)))]
-                prompts.append(Prompt(P.done_prompt(src.task), [src.frames[t]]))
-                answers.append(P.done_answer(label))
+        for src, t, label in self._done_draws(rng, pairs, self.one_shot_ids, failed):
+            goals = [m for m in self.by_task[src.task] if self.trajs[m] is not src]
+            goal = self.trajs[goals[int(rng.integers(0, len(goals)))]].frames[-1]
+            prompts.append(Prompt(P.goal_done_prompt(src.task), [goal, src.frames[t]]))
+            answers.append(P.done_answer(label))
         return prompts, answers
 
     def describe(self, rng: np.random.Generator, n: int) -> tuple[list[Prompt], list[str]]:
@@ -226,6 +244,8 @@ class SampleSource:
             return self.one_shot(rng, max(1, batch_size // 4))
         if objective == "done":
             return self.done(rng, max(1, batch_size // 2))
+        if objective == "done_goal":
+            return self.done_goal(rng, max(1, batch_size // 2))
         if objective == "describe":
             return self.describe(rng, batch_size)
-        raise ValueError(f"unknown objective {objective!r}; valid: progress, one_shot, done, describe")
+        raise ValueError(f"unknown objective {objective!r}; valid: progress, one_shot, done, done_goal, describe")

@@ -48,8 +48,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     """Gradient norm clip."""
     weights: str = "progress:0.5,one_shot:0.2,done:0.2,describe:0.1"
-    """Mixture weight of each objective (progress, one_shot, done, describe, and the actor's
-    action: behaviour cloning of the datasets' actions)."""
+    """Mixture weight of each objective (progress, one_shot, done, done_goal: done with a reference
+    episode's goal image shown first, describe, and the actor's action: behaviour cloning of the
+    datasets' actions)."""
     fine_step: int = 3
     """Frames between i and i+1 in the fine pairs of a joint group (the paper's ~0.2 s)."""
     mismatch_prob: float = 0.05
@@ -108,7 +109,7 @@ class TrainConfig:
         self.mixture()  # validates the weights
 
     def mixture(self) -> dict[str, float]:
-        valid = ("progress", "one_shot", "done", "describe", "action")
+        valid = ("progress", "one_shot", "done", "done_goal", "describe", "action")
         out = {}
         for item in self.weights.split(","):
             name, _, w = item.partition(":")
@@ -139,11 +140,12 @@ def _save_checkpoint(path: Path, net, opt, sched, step: int, rng, cfg: TrainConf
     replace_dir(tmp, path)
 
 
-def _validation_set(source, seed: int, batch_size: int) -> dict:
-    """Fixed validation batches per objective (drawn once with their own seed)."""
+def _validation_set(source, seed: int, batch_size: int, mixture: dict) -> dict:
+    """Fixed validation batches per objective (drawn once with their own seed); in-context done
+    only when it is trained (drawn last, so the other batches stay those of earlier runs)."""
     rng = np.random.default_rng(seed + 7919)
     out = {}
-    for name in ("progress", "one_shot", "done", "describe"):
+    for name in ("progress", "one_shot", "done", "describe") + (("done_goal",) if "done_goal" in mixture else ()):
         if source is None:
             break
         try:
@@ -189,14 +191,14 @@ def train(cfg: TrainConfig) -> dict:
     kw = dict(fine_step=cfg.fine_step, mismatch_prob=cfg.mismatch_prob, diff_threshold=cfg.diff_threshold,
               reference_frames=cfg.reference_frames, done_labels=cfg.done_labels, done_near=cfg.done_near)
     failed = []
-    if cfg.done_failed > 0 and "done" in critic_objectives:
+    if cfg.done_failed > 0 and {"done", "done_goal"} & set(critic_objectives):
         extra = [LeRobotDataset(p.strip()) for p in cfg.failed_data.split(",") if p.strip()]
         failed = load_failed_late_frames(datasets + extra, cfg.camera or None)
         print(f"done: {len(failed)} failed episodes give hard not-done frames "
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
     source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, **kw) if critic_objectives else None
     val_batches = _validation_set(SampleSource(val_trajs, **kw) if critic_objectives else None, cfg.seed,
-                                  cfg.batch_size) if val_trajs else {}
+                                  cfg.batch_size, mix) if val_trajs else {}
 
     ckpt = out / "checkpoint"
     resume = (ckpt / "trainer.pt").is_file()
@@ -246,10 +248,10 @@ def train(cfg: TrainConfig) -> dict:
         start = int(state["step"])
         print(f"resuming {out} at step {start}")
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    if "one_shot" in mix and not source.one_shot_ids:
+    if {"one_shot", "done_goal"} & set(mix) and not source.one_shot_ids:
         print("warning: no task has two successful episodes, so there are no one-shot references; "
-              "training without the one_shot objective")
-        mix.pop("one_shot")
+              "training without the one_shot and done_goal objectives")
+        mix = {k: v for k, v in mix.items() if k not in ("one_shot", "done_goal")}
         mix = {k: v / sum(mix.values()) for k, v in mix.items()}
     names, probs = list(mix), np.array(list(mix.values()))
     writer = SummaryWriter(str(out / "tb"))

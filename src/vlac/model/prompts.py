@@ -61,6 +61,13 @@ def done_prompt(task: str) -> str:
     return _DONE.format(task=_check_task(task))
 
 
+def goal_done_prompt(task: str) -> str:
+    """In-context done (the release's variant that shows a goal image of the reference first).
+    Images: the last frame of a successful reference episode, labelled 100 % as one-shot reference
+    frames are, then the image to judge. Answer ``1`` (done) or ``0``."""
+    return "100% <image>\n" + done_prompt(task)
+
+
 def describe_prompt() -> str:
     """Task description from a start frame and an end frame. Answer: ``describe_answer``."""
     return _DESCRIBE

@@ -20,7 +20,7 @@ def _groups() -> dict:
     from vlac.scripts import actor, critic, data, rl
 
     return {"data": (data.COMMANDS, "simulated data collection and LeRobot datasets"),
-            "critic": (critic.COMMANDS, "the progress critic: train, score, eval, filter, calibrate-done"),
+            "critic": (critic.COMMANDS, "the progress critic: train, score, eval, filter, calibrate-done, report"),
             "actor": (actor.COMMANDS, "the actor: train (behaviour cloning), eval (rollouts)"),
             "robot": (rl.ROBOT_COMMANDS, "robots: sim (a simulated robot process), keys (CURVE keys)"),
             "rl": (rl.rl_main, "the RL loop: vlac rl --config FILE --episodes N --out DIR")}

@@ -1,4 +1,4 @@
-"""``vlac critic train | score | eval | filter``: the progress critic."""
+"""``vlac critic train | score | eval | filter | calibrate-done | report``: the progress critic."""
 
 from __future__ import annotations
 
@@ -128,5 +128,23 @@ def calibrate_done_main(argv: list[str]) -> None:
         raise SystemExit(f"error: {e}") from None
 
 
+@dataclass
+class ReportConfig:
+    eval: str
+    """A folder written by `vlac critic eval --out` (episodes.jsonl + report.json)."""
+
+
+def report_main(argv: list[str]) -> None:
+    from vlac.critic.evaluate import rebuild_report
+
+    cfg = parse_config(ReportConfig, argv, prog="vlac critic report",
+                       description="Rebuild report.md / report.json / plots of an eval folder from its "
+                                   "episodes.jsonl (no model is run).")
+    try:
+        rebuild_report(cfg.eval)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 COMMANDS = {"train": train_main, "score": score_main, "eval": eval_main, "filter": filter_main,
-            "calibrate-done": calibrate_done_main}
+            "calibrate-done": calibrate_done_main, "report": report_main}
