@@ -277,8 +277,8 @@ def summarise(records: list[dict], threshold: float = 0.5, min_value: float = 0.
     for split in sorted({r["split"] for r in records}):
         hits = [r["describe"]["exact"] for r in records if r["split"] == split and "describe" in r]
         describe[split] = {"exact_match": _mean(hits), "n": len(hits)}
-    return {"table": table, "done": done, "done_goal": done_goal, "separation": separation, "describe": describe, "baselines": BASELINES,
-            "episodes": len(records)}
+    return {"table": table, "done": done, "done_goal": done_goal, "separation": separation, "describe": describe,
+            "baselines": BASELINES, "episodes": len(records)}
 
 
 def _method_table(report: dict, methods: list[str]) -> str:
