@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlac.critic.evaluate import done_scores
+from vlac.critic.evaluate import done_scores, read_episodes
 from vlac.critic.report import markdown_table
 
 
@@ -57,13 +57,7 @@ def load_records(spec: str) -> list[dict]:
         path = path / "episodes.jsonl" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"{part}: no episodes.jsonl; give a folder written by `vlac critic eval --out`")
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n} is not a JSON record ({e}); re-run vlac critic eval") from None
-            if "done" in r and "p" in r["done"]:
-                records.append(r)
+        records += [r for r in read_episodes(path) if "p" in r.get("done", {})]
     if not records:
         raise ValueError(f"{spec}: no episode has done probabilities (the evaluated dataset needs the "
                          "per-frame success flag, sim.success)")

@@ -183,12 +183,9 @@ class Critic:
         """Probability that the task is complete in each image: p("1") / (p("0") + p("1")).
         ``goal``: the last frame of a successful reference episode of the task, shown first
         (in-context done, the release's variant)."""
-        if goal is None:
-            prompts = [Prompt(P.done_prompt(task), [to_rgb_uint8(im, f"image {k}")]) for k, im in enumerate(images)]
-        else:
-            g = to_rgb_uint8(goal, "goal image")
-            prompts = [Prompt(P.goal_done_prompt(task), [g, to_rgb_uint8(im, f"image {k}")])
-                       for k, im in enumerate(images)]
+        text = P.done_prompt(task) if goal is None else P.goal_done_prompt(task)
+        lead = [] if goal is None else [to_rgb_uint8(goal, "goal image")]
+        prompts = [Prompt(text, lead + [to_rgb_uint8(im, f"image {k}")]) for k, im in enumerate(images)]
         out = []
         for chunk in self._batches(prompts):
             logits = self.vlm.next_token_logits(self.vlm.encode(chunk))[:, self.done_ids]  # (B, 2)

@@ -169,6 +169,17 @@ def _write_report(records: list[dict], cfg: dict, out: Path) -> dict:
     return report
 
 
+def read_episodes(path: Path) -> list[dict]:
+    """The per-episode records of an ``episodes.jsonl`` that ``vlac critic eval`` wrote."""
+    records = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n} is not a JSON record ({e}); re-run vlac critic eval") from None
+    return records
+
+
 def rebuild_report(folder: str) -> dict:
     """Summarise a ``vlac critic eval`` folder again from its episodes.jsonl, with the settings
     stored in its report.json (no model is run): rewrites report.json, report.md and the plots,
@@ -177,13 +188,7 @@ def rebuild_report(folder: str) -> dict:
     if not (out / "episodes.jsonl").is_file() or not (out / "report.json").is_file():
         raise FileNotFoundError(f"{folder}: needs episodes.jsonl and report.json; give a folder written by "
                                 "`vlac critic eval --out`")
-    records = []
-    for n, line in enumerate((out / "episodes.jsonl").read_text().splitlines(), 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{out / 'episodes.jsonl'}:{n} is not a JSON record ({e}); re-run vlac critic eval") \
-                from None
+    records = read_episodes(out / "episodes.jsonl")
     if not records:
         raise ValueError(f"{out / 'episodes.jsonl'} has no episodes; re-run vlac critic eval")
     return _write_report(records, json.loads((out / "report.json").read_text()).get("config", {}), out)
@@ -242,8 +247,7 @@ def done_scores(records: list[dict], threshold: float = 0.5, min_value: float = 
             continue
         gated = [_gated_p(r, min_value, key) for r in rs]
         truths = [r[key]["truth"] for r in rs]
-        done[split] = M.binary_scores(np.concatenate(gated) > threshold if gated else [],
-                                      [t for ts in truths for t in ts])
+        done[split] = M.binary_scores(np.concatenate(gated) > threshold, [t for ts in truths for t in ts])
         done[split]["episodes"] = _terminations(gated, truths, threshold)
     return done
 
@@ -258,7 +262,8 @@ def summarise(records: list[dict], threshold: float = 0.5, min_value: float = 0.
     done = done_scores(records, threshold, min_value)
     # In-context done next to the plain done prompt on the same episodes (those with a reference).
     with_goal = [r for r in records if "done_goal" in r]
-    done_goal = {split: {"in-context": d, "plain": done_scores(with_goal, threshold, min_value)[split]}
+    plain = done_scores(with_goal, threshold, min_value)
+    done_goal = {split: {"in-context": d, "plain": plain[split]}
                  for split, d in done_scores(with_goal, threshold, min_value, "done_goal").items()}
     # Failed vs successful episodes of the same tasks: the critic should rank failures lower.
     separation = {}
