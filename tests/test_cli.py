@@ -45,3 +45,39 @@ def test_config_file_and_render(tmp_path, small_dataset, capsys):
     assert (tmp_path / "ep.png").stat().st_size > 10_000 and (tmp_path / "ep.mp4").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="must end in .png"):
         main(["data", "render", str(small_dataset), "--out", str(tmp_path / "ep.gif")])
+
+
+BLOCK_TRANSFORMERS = '''import sys
+
+
+class _NoTransformers:
+    """Import hook: behave as an install without the "model" extra's transformers."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "transformers":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoTransformers())
+'''
+
+
+def test_critic_score_without_the_model_extra(tmp_path):
+    """--help prints; running it names the extra to install, in one line, before reading data."""
+    import os
+
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_TRANSFORMERS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+
+    assert run("-c", "import transformers").returncode != 0  # the hook is in force in these processes
+    p = run("-m", "vlac.scripts.cli", "critic", "score", "--help")
+    assert p.returncode == 0 and "usage: vlac critic score" in p.stdout and "--reference-episode" in p.stdout, p.stderr
+    p = run("-m", "vlac.scripts.cli", "critic", "score", "--dataset", str(tmp_path / "no-such-dataset"),
+            "--out", str(tmp_path / "score"))
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    assert "transformers" in p.stderr and "pip install 'vlac[model]'" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

@@ -136,10 +136,12 @@ def test_corrupt_files_are_reported_by_path(small_dataset, tmp_path):
     video = root / "videos/observation.images.main/chunk-000/file-002.mp4"
     video.write_bytes(video.read_bytes()[: len(video.read_bytes()) // 3])
     ds = LeRobotDataset(root)
-    with pytest.raises(DatasetError, match=str(data_file)):
+    with pytest.raises(DatasetError, match=str(data_file)) as e:
         ds.episode(1)
-    with pytest.raises(DatasetError, match="file-002.mp4"):
+    assert f"run `vlac data repair {root}`" in str(e.value)  # the advice that works (deleting the file did not)
+    with pytest.raises(DatasetError, match="file-002.mp4") as e:
         ds.episode(2)
+    assert f"run `vlac data repair {root}`" in str(e.value)
     assert ds.episode(0).length > 0 and ds.episode(3).length > 0  # the rest is intact
     (root / "meta/info.json").write_text("{not json")
     with pytest.raises(DatasetError, match="info.json is corrupt"):
@@ -178,3 +180,19 @@ def test_killed_collection_leaves_a_valid_dataset_and_resumes(tmp_path):
     assert not list(root.rglob("*.tmp"))
     info = json.loads((root / "meta/info.json").read_text())
     assert info["total_frames"] == ds.num_frames == len(FrameDataset(ds))
+
+
+def test_merged_stats_follow_lerobot_by_hand():
+    """Two episodes of a 1-d feature, 0 1 2 3 and 10 20, merged as LeRobot 0.6.1 does: quantiles
+    are the means of the episodes' quantiles weighted by frame count (an envelope gave q01 = 0.03
+    and q99 = 19.9); mean and std are those of all six values."""
+    from vlac.data.stats import feature_stats, merge_stats
+
+    a, b = np.array([[0.0], [1], [2], [3]]), np.array([[10.0], [20]])
+    m = merge_stats([feature_stats(a), feature_stats(b)])
+    assert m["count"].tolist() == [6] and m["min"].tolist() == [0] and m["max"].tolist() == [20]
+    assert m["mean"] == pytest.approx([6.0])  # 36 / 6
+    assert m["std"] == pytest.approx([np.sqrt(298 / 6)])  # squared deviations 36 25 16 9 16 196
+    assert m["q01"] == pytest.approx([(4 * 0.03 + 2 * 10.1) / 6])  # per episode: 0.03 and 10.1
+    assert m["q50"] == pytest.approx([(4 * 1.5 + 2 * 15.0) / 6])
+    assert m["q99"] == pytest.approx([(4 * 2.97 + 2 * 19.9) / 6])

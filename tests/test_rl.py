@@ -207,7 +207,8 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
         own = subprocess.run(["pgrep", "-f", f"connect {address} .*--robot-id sim-0"], capture_output=True, text=True)
         os.kill(int(own.stdout.split()[0]), signal.SIGKILL)
         again = _robot(address, "extra", "push-v3", steps=6)
-        first_line = again.stdout.readline()  # blocks until the restarted robot is connected (or exits)
+        first_line = again.stdout.readline() + again.stdout.readline()  # waiting..., then connected (or exits)
+        _hostile_robots(address)  # rejected at the gateway, counted; the run goes on
         _wait_for(out / "learner.jsonl", 300)
         learner = _descendants(loop.pid, "ray::Learner")  # this run's learner, not another run's
         assert len(learner) == 1, learner
@@ -239,8 +240,32 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert stats["capture_to_action_median"] >= stats["obs_to_action_median"] * 0.5
     assert stats["reward_latency_median"] >= stats["critic_seconds_per_pair"] > 0
     assert stats["robot_restarts"] == 1 and "sim-0 was killed" in loop_out
+    assert stats["gateway_errors"]["bad-text"] >= 1 and stats["gateway_errors"]["bad-image"] >= 1
+    assert not any(r["robot"] in ("no-task", "tiny-frames") for r in rows)
     assert (out / "report.md").is_file() and (out / "curves.png").is_file()
     assert (out / "learner" / "trainer.pt").is_file()
+
+
+def _hostile_robots(address):
+    """Well-formed messages that once ended a whole run: a robot with an empty task, and a
+    registered robot sending a 1x1 frame."""
+    from vlac.transport.client import RobotClient
+
+    no_task = RobotClient(address, "no-task", "sim-arm", ["main"], "", 4, 4)
+    tiny = RobotClient(address, "tiny-frames", "sim-arm", ["main"], "reach the goal", 4, 4)
+    try:
+        assert tiny.wait_welcome(30)
+        tiny.start_episode(0)
+        tiny.send_obs({"main": np.zeros((1, 1, 3), np.uint8)}, np.zeros(4), episode=0, step=0)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not (tiny.errors and no_task.errors):
+            tiny.poll(50)
+            no_task.poll(50)
+        assert any(code == "bad-image" for _, code, _ in tiny.errors), list(tiny.errors)
+        assert any(code == "bad-text" for _, code, _ in no_task.errors), list(no_task.errors)
+    finally:
+        no_task.close()
+        tiny.close()
 
 
 def test_rl_config_files_with_nested_learner_settings(capsys):
@@ -388,3 +413,148 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         head.wait(timeout=60)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)  # the cluster is gone now
     assert proc.returncode != 0 and f"--ray-address 127.0.0.1:{port}" in proc.stderr + proc.stdout
+
+
+def test_a_request_the_model_rejects_fails_alone():
+    """An empty task or a 1x1 frame that got past the gateway (a protocol the model outgrew) fails
+    its own request with an error; the other requests of the batch are answered."""
+    from vlac.rl.workers import CriticWorker
+
+    rng = np.random.default_rng(0)
+    img = lambda side=96: rng.integers(0, 255, (side, side, 3), dtype=np.uint8)  # noqa: E731
+    state, task = np.array([0, 600, 200, 1.0], np.float32), "reach the red goal point with the gripper"
+    out = InferenceWorker(str(ACTOR), seed=0).act([
+        {"robot": "a", "obs_id": 0, "image": img(), "state": state, "task": task},
+        {"robot": "b", "obs_id": 1, "image": img(1), "state": state, "task": task},
+        {"robot": "c", "obs_id": 2, "image": img(), "state": state, "task": task}])
+    assert [o["robot"] for o in out] == ["a", "b", "c"]
+    assert "sample" in out[0] and "sample" in out[2] and "shape (1, 1, 3)" in out[1]["error"]
+    scored = CriticWorker().score([{"key": 0, "task": task, "before": img(), "after": img()},
+                                   {"key": 1, "task": task, "before": img(1), "after": img()},
+                                   {"key": 2, "task": "push the puck to the goal", "before": img(), "after": img()}])
+    assert [s["key"] for s in scored] == [0, 1, 2] and "error" in scored[1]
+    # the loop keeps a large frame at the size the models read: what they see barely changes
+    from vlac.model.vlm import fit_frame
+
+    vlm, big = InferenceWorker(str(ACTOR)).actor.vlm, img(300)[:, :250]
+    assert fit_frame(big, 96).shape == (96, 96, 3) and fit_frame(img(), 96).shape == (96, 96, 3)
+    diff = (vlm.pixel_values([fit_frame(big, 96)]) - vlm.pixel_values([big])).abs().max().item()
+    assert diff <= 0.5 / 255 / min(vlm.settings.std) + 1e-5  # uint8 rounding, nothing more
+    assert all(np.isfinite(scored[k]["reward"]) and 0 <= scored[k]["p_done"] <= 1 for k in (0, 2))
+
+
+def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local, tmp_path):
+    """A Ray call that raises fails its requests alone (the robot gets an error reply); an open
+    episode past the loop's memory cap is ended and kept; when a run stops abnormally its open
+    episodes are persisted. Real gateway, client, Ray tasks and data service."""
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.rl.loop import RLConfig, RLLoop
+    from vlac.rl.workers import DataService
+    from vlac.transport.client import RobotClient
+    from vlac.transport.gateway import Gateway
+
+    ray = ray_local
+    loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0, max_episode_mb=0.05))
+    loop.gateway = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    loop.workers, loop.inflight, loop.ready, loop.critic_inflight = [None], [None], set(), None
+    loop.data = ray.remote(num_cpus=0.1)(DataService).remote(str(loop.out))
+    robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
+    rng = np.random.default_rng(0)
+    task = "reach the red goal point with the gripper"
+
+    def pump(until, seconds=10.0):
+        end = time.monotonic() + seconds
+        while not until():
+            assert time.monotonic() < end, "timed out"
+            robot.poll(10)
+            for ev in loop.gateway.poll(timeout_ms=10):
+                loop._on_event(ev, time.monotonic())
+
+    def observe(episode, step, side=96):
+        oid = robot.send_obs({"main": rng.integers(0, 255, (side, side, 3), dtype=np.uint8)},
+                             np.array([0, 600, 200, 1.0], np.float32), episode, step)
+        pump(lambda: any(s.obs_id == oid for s in (loop.robots["r0"].rec.steps if loop.robots.get("r0") and
+                                                   loop.robots["r0"].rec else []))
+             or any(s.obs_id == oid for e in loop.finishing for s in e.steps))
+        return oid
+
+    @ray.remote
+    def broken(*_):
+        raise ValueError("the model rejected it")
+
+    pump(lambda: robot.session is not None)
+    robot.start_episode(0, task)
+    oid = observe(0, 0)
+    loop.waiting.clear()
+    ref = broken.remote()
+    ray.wait([ref])
+    loop.inflight[0], loop.ready = (ref, [{"robot": "r0", "obs_id": oid}], []), {ref}
+    loop._collect_inference()  # RayTaskError(ValueError) used to escape RLLoop.run
+    pump(lambda: any(code == "model-error" for _, code, _ in robot.errors))
+    assert loop.counters["request_errors"] == 1 and "the model rejected it" in robot.errors[-1][2]
+    loop.critic_inflight, loop.ready = (ref, [{"key": ("r0", 0, 0)}]), {ref}
+    loop._score()
+    assert loop.counters["scoring_errors"] == 1 and loop.critic_inflight is None
+    # 2,000 px frames (12 MB) are kept at the 96 px the models read (27 KB); the second passes
+    # the 0.05 MB cap and ends the episode, which is kept
+    robot.start_episode(1, task)
+    for k in range(2):
+        observe(1, k, side=2000)
+    pump(lambda: bool(robot.resets))
+    assert robot.resets[-1]["episode"] == 1 and robot.resets[-1]["reason"] == "limit"
+    capped = loop.finishing[-1]
+    assert loop.counters["episodes_capped"] == 1 and capped.reason == "limit" and len(capped.steps) == 2
+    assert capped.steps[0].image.shape == (96, 96, 3) and capped.frame_bytes == 2 * 96 * 96 * 3
+    assert loop.robots["r0"].rec is None
+    # a run that stops abnormally: the open episode (two scored steps) is persisted
+    loop.finishing.clear()
+    loop.cfg.max_episode_mb = 1.0
+    robot.start_episode(2, task)
+    for k in range(3):
+        observe(2, k)
+    for s in loop.robots["r0"].rec.steps[:2]:
+        s.sample, s.reward, s.p_done = {"action": [1.0, 2.0, 3.0, 1.0]}, 0.1, 0.0
+    loop._save_open_episodes()
+    ds = LeRobotDataset(loop.out / "episodes")
+    assert ds.num_episodes == 1 and len(ds.episode(0).action) == 2
+    robot.close()
+    loop.gateway.close()
+
+
+def test_robots_started_by_a_run_do_not_outlive_it(tmp_path):
+    """`vlac rl` killed with SIGKILL left its `vlac robot sim` children running (re-parented,
+    resending to a dead port); a robot the loop starts now stops when the loop's process ends."""
+    log = tmp_path / "robot.log"
+    code = ("import subprocess, sys; from vlac.rl.loop import sim_robot_command; "
+            "p = subprocess.Popen(sim_robot_command('tcp://127.0.0.1:9', 'reach-v3', 'orphan', 10, 0.0, 0), "
+            "stdout=open(sys.argv[1], 'w'), stderr=subprocess.STDOUT); print(p.pid, flush=True); p.wait()")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(log)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    _wait_for_text(log, "waiting for a gateway at tcp://127.0.0.1:9", 120)
+    parent.kill()  # SIGKILL: no handler of the parent runs
+    parent.wait()
+    end = time.monotonic() + 20
+    while _alive(child):
+        assert time.monotonic() < end, f"robot {child} outlived its run: {log.read_text()[-500:]}"
+        time.sleep(0.2)
+
+
+def _wait_for_text(path, text, seconds):
+    end = time.monotonic() + seconds
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < end, f"{text!r} not in {path} within {seconds} s"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_robot_sim_off_loopback_without_keys_is_one_line():
+    out = subprocess.run([sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", "tcp://10.1.2.3:5555",
+                          "--task", "reach-v3"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr + out.stdout
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "--server-key FILE" in out.stderr

@@ -13,7 +13,7 @@ import zmq
 from vlac.transport import protocol as proto
 from vlac.transport.client import RobotClient
 from vlac.transport.gateway import Gateway
-from vlac.transport.link import CurveKeys
+from vlac.transport.link import CurveKeys, is_loopback, load_robot_keys
 
 
 def _obs(robot="r1", **kw):
@@ -22,6 +22,11 @@ def _obs(robot="r1", **kw):
            "state": np.array([1.0, 2.0, 3.0, 0.5], np.float32)}
     msg.update(kw)
     return msg
+
+
+def _hello(**kw):
+    return {"v": 1, "type": "hello", "robot": "r1", "embodiment": "sim-arm", "cameras": ["main"],
+            "task": "reach the goal", "state_dim": 4, "action_dim": 4, **kw}
 
 
 def test_round_trip_keeps_arrays_exact():
@@ -48,6 +53,29 @@ def test_round_trip_keeps_arrays_exact():
                    "state_dim": 4, "action_dim": 4}), "bad-field"),
     (proto.encode({"type": "hello", "robot": "r1", "embodiment": "sim-arm", "cameras": [["main"]], "task": "t",
                    "state_dim": 4, "action_dim": 4}), "bad-field"),
+    # found by a hostile robot: each of these passed before, and some ended the whole RL run
+    (msgpack.packb({**_hello(), "v": 1.0}), "version"),
+    (msgpack.packb({**_hello(), "v": True}), "version"),
+    (proto.encode(_hello(task="")), "bad-text"),
+    (proto.encode(_hello(task="   ")), "bad-text"),
+    (proto.encode(_hello(task="pick " * 4500)), "bad-text"),  # 22.5 KB: seconds per action, every robot stalled
+    (proto.encode({"type": "episode_start", "robot": "r1", "episode": 0, "task": ""}), "bad-text"),
+    (proto.encode(_hello(embodiment="x" * 1000)), "bad-text"),
+    (proto.encode(_hello(state_dim=0)), "bad-field"),
+    (proto.encode(_hello(action_dim=10**9)), "bad-field"),
+    (proto.encode(_hello(cameras=[f"c{k}" for k in range(100)])), "bad-field"),
+    (proto.encode(_obs(images={"main": np.zeros((1, 1, 3), np.uint8)})), "bad-image"),
+    (proto.encode(_obs(images={"main": np.zeros((96, 96, 3), np.float32)})), "bad-image"),
+    (proto.encode(_obs(images={"main": np.zeros((96, 96, 4), np.uint8)})), "bad-image"),
+    (proto.encode(_obs(t=float("nan"))), "bad-field"),
+    (proto.encode(_obs(t=float("inf"))), "bad-field"),
+    (proto.encode({"type": "heartbeat", "robot": "r1", "t": float("-inf")}), "bad-field"),
+    (proto.encode(_obs(obs_id=-1)), "bad-field"),
+    (proto.encode(_obs(obs_id=2**64 - 1)), "bad-field"),
+    (proto.encode(_obs(episode=-5)), "bad-field"),
+    (proto.encode(_obs(executed=2**64 - 1)), "bad-field"),
+    (proto.encode(_obs(state=np.zeros(10_000, np.float32))), "bad-state"),
+    (proto.encode(_obs(robot="r" * 300)), "no-robot"),
 ])
 def test_bad_messages_are_named(data, code):
     with pytest.raises(proto.ProtocolError) as e:
@@ -65,7 +93,7 @@ def test_oversized_message_gets_an_error_reply():
     client = RobotClient(gw.address, "big", "sim-arm", ["main"], "t", 4, 4)
     try:
         _pump(gw, client, until=lambda e: client.session is not None)
-        client.send_obs({"main": np.zeros((300, 300, 3), np.uint8)}, np.zeros(4), episode=0, step=0)
+        client.send_obs({"main": np.zeros((200, 200, 3), np.uint8)}, np.zeros(4), episode=0, step=0)  # 1.2x the limit
         _pump(gw, client, until=lambda e: gw.errors["too-large"] == 1 and client.errors)
         assert gw.errors["too-large"] == 1 and client.errors[-1][1] == "too-large"
     finally:
@@ -158,9 +186,22 @@ def test_robot_registers_again_after_gateway_restart():
         gw.close()
 
 
+@pytest.mark.parametrize("address, local", [
+    ("tcp://127.0.0.1:5555", True), ("tcp://localhost:5555", True), ("tcp://[::1]:5555", True),
+    ("tcp://127.5.6.7:0", True), ("ipc:///tmp/vlac.sock", True),
+    ("tcp://127.0.0.1:0;0.0.0.0:0", False),  # ZeroMQ binds both endpoints: this one bound 0.0.0.0
+    ("tcp://127.0.0.1:0;127.0.0.1:6000", True), ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False),
+    ("tcp://127.0.0.1.example.com:5555", False), ("tcp://eth0:5555", False), ("udp://127.0.0.1:5555", False),
+])
+def test_loopback_rule_reads_every_endpoint(address, local):
+    assert is_loopback(address) is local
+
+
 def test_curve_links_and_loopback_rule(tmp_path):
     with pytest.raises(ValueError, match="CURVE"):
         Gateway("tcp://0.0.0.0:0")
+    with pytest.raises(ValueError, match="CURVE"):
+        Gateway("tcp://127.0.0.1:0;0.0.0.0:0")
     with pytest.raises(ValueError, match="robot-keys"):  # encryption without authentication: not enough
         Gateway("tcp://0.0.0.0:0", keys=CurveKeys.generate())
     with pytest.raises(ValueError, match="CURVE"):
@@ -168,19 +209,48 @@ def test_curve_links_and_loopback_rule(tmp_path):
     server, robot, stranger = CurveKeys.generate(), CurveKeys.generate(), CurveKeys.generate()
     server.save(tmp_path / "gw.key")
     assert CurveKeys.load(tmp_path / "gw.key").secret == server.secret
-    gw = Gateway("tcp://127.0.0.1:0", keys=server, allowed_clients=[robot.public])
+    gw = Gateway("tcp://127.0.0.1:0", keys=server, allowed_clients={robot.public: "good"})
     good = RobotClient(gw.address, "good", "sim-arm", ["main"], "t", 4, 4, server_key=server.public, keys=robot)
     bad = RobotClient(gw.address, "bad", "sim-arm", ["main"], "t", 4, 4, server_key=server.public, keys=stranger)
     try:
         end = time.monotonic() + 3
-        while time.monotonic() < end and good.session is None:
+        while time.monotonic() < end and (good.session is None or not gw.admitted.refused):
             gw.poll(20)
             good.poll(0)
             bad.poll(0)
         assert good.session == gw.session and bad.session is None and "bad" not in gw.robots
+        assert gw.admitted.refused >= 1  # the stranger's handshake, counted
     finally:
         good.close()
         bad.close()
+        gw.close()
+
+
+def test_a_robot_key_admits_only_its_own_robot_id(tmp_path):
+    """A robot holding arm-1's key registered as arm-2 and its episodes were recorded under arm-2:
+    each key is now bound to the id it was made for (``vlac robot keys --name ID``)."""
+    server, arm1, arm2 = CurveKeys.generate(), CurveKeys.generate(), CurveKeys.generate()
+    arm1.save(tmp_path / "arm-1.pub", public_only=True)
+    arm2.save(tmp_path / "two.pub", public_only=True)
+    admitted = load_robot_keys([str(tmp_path / "arm-1.pub"), f"arm-2={tmp_path / 'two.pub'}", ""])
+    assert admitted == {arm1.public: "arm-1", arm2.public: "arm-2"}
+    with pytest.raises(ValueError, match="both 'arm-1' and 'arm-9'"):
+        load_robot_keys([str(tmp_path / "arm-1.pub"), f"arm-9={tmp_path / 'arm-1.pub'}"])
+    gw = Gateway("tcp://127.0.0.1:0", keys=server, allowed_clients=admitted)
+    impostor = RobotClient(gw.address, "arm-2", "sim-arm", ["main"], "t", 4, 4, server_key=server.public, keys=arm1)
+    honest = RobotClient(gw.address, "arm-1", "sim-arm", ["main"], "t", 4, 4, server_key=server.public, keys=arm1)
+    try:
+        end = time.monotonic() + 5
+        while time.monotonic() < end and (honest.session is None or not impostor.errors):
+            gw.poll(20)
+            honest.poll(0)
+            impostor.poll(0)
+        assert honest.session == gw.session and "arm-1" in gw.robots
+        assert impostor.session is None and "arm-2" not in gw.robots and gw.errors["identity"] >= 1
+        assert "issued to robot 'arm-1', not 'arm-2'" in impostor.errors[-1][2]
+    finally:
+        impostor.close()
+        honest.close()
         gw.close()
 
 

@@ -6,7 +6,8 @@
     >>> frames = FrameDataset(ds)             # random access by global frame index (a torch Dataset)
     >>> item = frames[123]                    # {"images": {...}, "state", "action", "task", ...}
 
-Every file is read through one function that turns a failure into a DatasetError naming it.
+Every file is read through one function that turns a failure into a DatasetError naming it; a
+damaged episode's error ends with the command that repairs the dataset (``vlac data repair``).
 """
 
 from __future__ import annotations
@@ -21,24 +22,42 @@ import pyarrow.parquet as pq
 
 from vlac.data.episode import Episode
 from vlac.data.lerobot_format import (
-    ACTION_KEY, CODEBASE_VERSION, EPISODE_META_COLUMNS, STATE_KEY, SUCCESS_KEY, DatasetError, camera_keys,
-    feature_key, read_json,
+    ACTION_KEY, CODEBASE_VERSION, EPISODE_META_COLUMNS, STATE_KEY, SUCCESS_KEY, DamagedEpisode, DatasetError,
+    camera_keys, check_episode_indices, check_no_pending_repair, episodes_files, feature_key, read_json,
 )
 from vlac.data.video import VideoError, decode_frame, decode_video
 
 
-def _read_parquet(path: Path):
+METADATA_FIX = "restore it from a backup; it describes the dataset, so it cannot be rebuilt from the rest"
+
+
+def _read_metadata(path: Path):
+    """A metadata table (episodes, tasks); one that is missing or unreadable cannot be rebuilt."""
     if not path.is_file():
-        raise DatasetError(f"{path} is missing; the dataset is incomplete (re-run the command that wrote it)")
+        raise DatasetError(f"{path} is missing; {METADATA_FIX}")
     try:
         return pq.read_table(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for bad files
-        raise DatasetError(f"{path} is corrupt or truncated ({e}); delete it and re-collect that episode") from e
+        raise DatasetError(f"{path} is corrupt or truncated ({e}); {METADATA_FIX}") from e
+
+
+def _decode_png(cell: dict, where: str, root: Path) -> np.ndarray:
+    """One frame of an ``image`` feature (PNG bytes in the parquet row)."""
+    from PIL import Image
+
+    try:
+        return np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("RGB"))
+    except (OSError, ValueError, TypeError) as e:  # PIL: UnidentifiedImageError, truncated data
+        raise DamagedEpisode(f"an image of {where} does not decode ({e})", root) from e
 
 
 class LeRobotDataset:
-    def __init__(self, root: str | Path):
+    """``strict=False`` opens episodes files that do not list episodes 0..N-1 in order (for
+    ``vlac data repair``, which renumbers them); everything else refuses such a dataset."""
+
+    def __init__(self, root: str | Path, strict: bool = True):
         self.root = Path(root)
+        check_no_pending_repair(self.root)
         if not self.root.is_dir():
             raise DatasetError(f"dataset directory {self.root} does not exist")
         self.info = read_json(self.root / "meta" / "info.json")
@@ -50,18 +69,21 @@ class LeRobotDataset:
             )
         self.features: dict = self.info["features"]
         self.fps = int(self.info["fps"])
-        ep_files = sorted((self.root / "meta" / "episodes").glob("*/*.parquet"))
+        ep_files = episodes_files(self.root)
         if ep_files:
-            self.episodes = pd.concat([_read_parquet(p).to_pandas() for p in ep_files], ignore_index=True)
+            self.episodes = pd.concat([_read_metadata(p).to_pandas() for p in ep_files], ignore_index=True)
         else:
             self.episodes = pd.DataFrame({"episode_index": [], "length": []})
+        if strict:
+            check_episode_indices(self.episodes["episode_index"].astype(int).tolist(), self.root)
         if self.info.get("total_episodes", 0) != len(self.episodes):
             # info.json is rewritten after each commit; a kill in between leaves it one behind.
             self.info["total_episodes"] = len(self.episodes)
         tasks_path = self.root / "meta" / "tasks.parquet"
         self.tasks: list[str] = []
         if tasks_path.exists():
-            df = _read_parquet(tasks_path).to_pandas().sort_values("task_index")
+            df = _read_metadata(tasks_path).to_pandas()
+            df = (df.set_index("task") if "task" in df.columns else df).sort_values("task_index")
             self.tasks = [str(t) for t in df.index]
         self._tables: OrderedDict[int, pd.DataFrame] = OrderedDict()
 
@@ -98,16 +120,27 @@ class LeRobotDataset:
             self._tables.move_to_end(index)
             return self._tables[index]
         row = self.episodes.iloc[index]
-        path = self.root / self.info["data_path"].format(
-            chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"]))
-        df = _read_parquet(path).to_pandas()
+        path = self.data_path(index)
+        if not path.is_file():
+            raise DamagedEpisode(f"{path} (frames of episode {index}) is missing", self.root)
+        try:
+            df = pq.read_table(path).to_pandas()
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for bad files
+            raise DamagedEpisode(f"{path} (frames of episode {index}) is corrupt or truncated ({e})", self.root) from e
         df = df[df["episode_index"] == int(row["episode_index"])].sort_values("frame_index").reset_index(drop=True)
         self._tables[index] = df
         if len(self._tables) > 256:  # non-video columns are small; keep many episodes
             self._tables.popitem(last=False)
         return df
 
-    def _video_path(self, row, key: str) -> Path:
+    def data_path(self, index: int) -> Path:
+        """The data file that holds episode ``index``'s frame rows."""
+        row = self.episodes.iloc[index]
+        return self.root / self.info["data_path"].format(
+            chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"]))
+
+    def video_path(self, row, key: str) -> Path:
+        """The video file of feature ``key`` that holds the episode of episodes-table ``row``."""
         return self.root / self.info["video_path"].format(
             video_key=key, chunk_index=int(row[f"videos/{key}/chunk_index"]),
             file_index=int(row[f"videos/{key}/file_index"]))
@@ -121,58 +154,77 @@ class LeRobotDataset:
         for cam in self.camera_keys:
             key = feature_key(cam, self.features)
             if self.features[key]["dtype"] == "image":
-                from PIL import Image
-
-                images[cam] = np.asarray(Image.open(io.BytesIO(rec[key]["bytes"])).convert("RGB"))
+                images[cam] = _decode_png(rec[key], f"episode {index} frame {t} in {self.data_path(index)}", self.root)
                 continue
             try:
-                images[cam] = decode_frame(self._video_path(row, key),
+                images[cam] = decode_frame(self.video_path(row, key),
                                            float(row[f"videos/{key}/from_timestamp"]) + float(rec["timestamp"]))
             except VideoError as e:
-                raise DatasetError(str(e)) from e
+                raise DamagedEpisode(str(e), self.root) from e
         task = self.tasks[int(rec["task_index"])] if self.tasks else list(row["tasks"])[0]
         return {"images": images, "state": np.asarray(rec[STATE_KEY], dtype=np.float32),
                 "action": np.asarray(rec[ACTION_KEY], dtype=np.float32), "task": task,
                 "episode_index": index, "frame_index": t}
 
-    def _images(self, index: int, frames: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _camera(self, index: int, cam: str, frames: pd.DataFrame | None) -> np.ndarray:
+        """All frames of one camera of episode ``index``, (T, H, W, 3) uint8; ``frames`` (the
+        episode's frame rows) is needed only for an ``image`` feature."""
         row = self.episodes.iloc[index]
-        out = {}
-        for cam in self.camera_keys:
-            key = feature_key(cam, self.features)
-            if self.features[key]["dtype"] == "image":  # PNG bytes stored in the parquet rows
-                from PIL import Image
+        key = feature_key(cam, self.features)
+        if self.features[key]["dtype"] == "image":  # PNG bytes stored in the parquet rows
+            where = f"episode {index} in {self.data_path(index)}"
+            return np.stack([_decode_png(v, where, self.root) for v in frames[key]])
+        path = self.video_path(row, key)
+        start = float(row[f"videos/{key}/from_timestamp"])
+        end = float(row[f"videos/{key}/to_timestamp"])
+        try:
+            video = decode_video(path, start, end)
+        except VideoError as e:
+            raise DamagedEpisode(str(e), self.root) from e
+        n = int(row["length"])
+        if len(video) < n:
+            raise DamagedEpisode(f"{path} holds {len(video)} frames of episode {index}, its metadata says {n}: "
+                                 "the video is truncated", self.root)
+        return video[:n]
 
-                out[cam] = np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB")) for v in frames[key]])
-                continue
-            path = self._video_path(row, key)
-            start = float(row[f"videos/{key}/from_timestamp"])
-            end = float(row[f"videos/{key}/to_timestamp"])
+    def _episode_frames(self, index: int) -> pd.DataFrame:
+        """The episode's frame rows, checked against its length."""
+        frames = self._frame_table(index)
+        n = int(self.episodes.iloc[index]["length"])
+        if len(frames) != n:
+            raise DamagedEpisode(f"{self.data_path(index)} holds {len(frames)} frame rows of episode {index}, its "
+                                 f"metadata says {n}", self.root)
+        return frames
+
+    def damage(self, index: int) -> list[str]:
+        """Why episode ``index`` cannot be read back (empty when it can), with each file at fault:
+        its data file and every camera are checked on their own, so one report lists them all."""
+        reasons = []
+        try:
+            frames = self._episode_frames(index)
+        except DamagedEpisode as e:
+            reasons.append(e.reason)
+            frames = None
+        for cam in self.camera_keys:
+            if frames is None and self.features[feature_key(cam, self.features)]["dtype"] == "image":
+                continue  # its images live in the data file already reported
             try:
-                video = decode_video(path, start, end)
-            except VideoError as e:
-                raise DatasetError(str(e)) from e
-            n = int(row["length"])
-            if len(video) < n:
-                raise DatasetError(f"{path} holds {len(video)} frames of episode {index}, its metadata says {n}: "
-                                   "the video is truncated; delete the episode's files and re-collect it")
-            out[cam] = video[:n]
-        return out
+                self._camera(index, cam, frames)
+            except DamagedEpisode as e:
+                reasons.append(e.reason)
+        return reasons
 
     def episode(self, index: int, images: bool = True) -> Episode:
         if not 0 <= index < self.num_episodes:
             raise IndexError(f"episode {index} out of range: the dataset has {self.num_episodes} episodes")
-        frames = self._frame_table(index)
+        frames = self._episode_frames(index)
         meta = self.meta(index)
-        n = meta["length"]
-        if len(frames) != n:
-            raise DatasetError(f"episode {index} has {len(frames)} frame rows, its metadata says {n}")
         state = np.stack(frames[STATE_KEY].to_numpy()).astype(np.float32)
         action = np.stack(frames[ACTION_KEY].to_numpy()).astype(np.float32)
         success = frames[SUCCESS_KEY].to_numpy().astype(bool) if SUCCESS_KEY in frames else None
         task = self.tasks[int(frames["task_index"].iloc[0])] if self.tasks else meta["task"]
-        imgs = self._images(index, frames) if images else {}
-        return Episode(task=task, images=imgs if images else {}, state=state, action=action, success=success,
+        imgs = {cam: self._camera(index, cam, frames) for cam in self.camera_keys} if images else {}
+        return Episode(task=task, images=imgs, state=state, action=action, success=success,
                        meta={k: v for k, v in meta.items() if k not in ("task", "length")},
                        timestamp=frames["timestamp"].to_numpy().astype(np.float64))
 

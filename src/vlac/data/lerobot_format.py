@@ -11,12 +11,23 @@ writer and the reader.
 vlac writes one data file and one video file per episode (a valid v3.0 layout: each episode row
 says which file holds it), which makes every episode an atomic unit on disk. It reads datasets
 that pack many episodes per file, as LeRobot writes them.
+
+What LeRobot (0.6.1) relies on when it loads a dataset, and every writer here keeps:
+- the episodes files, in sorted path order, list episodes 0..N-1 in order (row position is the
+  episode index);
+- every episodes file's columns are among those of the first one: LeRobot infers the schema from
+  the first file and casts the others to it (missing columns become null, extra ones are an error);
+- each row's ``meta/episodes/*``, ``data/*`` and ``videos/{key}/*`` indices name the files that
+  hold it; a new session writes to the file after the last one used, never into an old one;
+- frame rows carry the global ``index`` and the ``episode_index`` of their episode, and
+  info.json's totals and ``splits`` count what the episodes files list.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 CODEBASE_VERSION = "v3.0"
@@ -49,6 +60,15 @@ EPISODE_META_COLUMNS = {"behaviour": "string", "seed": "int64", "scene_variant":
 
 class DatasetError(RuntimeError):
     """A dataset that cannot be used as asked; the message names the path and the fix."""
+
+
+class DamagedEpisode(DatasetError):
+    """An episode whose data or video cannot be read back in full. ``reason`` names the file and
+    what is wrong with it; the message adds the fix (``vlac data repair``)."""
+
+    def __init__(self, reason: str, root: str | Path):
+        self.reason = reason
+        super().__init__(f"{reason}; {repair_hint(root)}")
 
 
 def make_features(camera_keys: list[str], image_size: tuple[int, int], state_names: list[str],
@@ -88,6 +108,59 @@ def camera_keys(features: dict) -> list[str]:
 
 def feature_key(camera: str, features: dict) -> str:
     return IMAGE_PREFIX + camera if IMAGE_PREFIX + camera in features else camera
+
+
+def repair_hint(root: str | Path) -> str:
+    """The advice every damaged-episode error ends with; ``vlac data repair`` is what works."""
+    return (f"run `vlac data repair {root}` to drop the damaged episodes and keep the rest "
+            "(then `vlac data collect` with the same flags collects the dropped ones again)")
+
+
+def repair_staging(root: str | Path) -> tuple[Path, Path]:
+    """Where ``vlac data repair`` builds its copy of ``root``, and where the finished copy waits
+    to be swapped in (beside ``root``, so the swap is a rename)."""
+    root = Path(root)
+    return root.parent / f".{root.name}.repair-tmp", root.parent / f".{root.name}.repair-ready"
+
+
+def check_no_pending_repair(root: str | Path) -> None:
+    """Refuse to open a dataset whose repair was killed half-way through the swap: the repaired
+    copy is ready but not in place, and only ``vlac data repair`` may finish the job."""
+    if (repair_staging(root)[1] / "plan.json").exists():
+        raise DatasetError(f"a repair of {root} was interrupted before it finished; run `vlac data repair {root}` "
+                           "again to finish it")
+
+
+def next_location(last: tuple[int, int] | None, chunks_size: int = CHUNKS_SIZE) -> tuple[int, int]:
+    """The (chunk, file) after ``last``, numbered as LeRobot numbers them; (0, 0) for the first."""
+    if last is None:
+        return 0, 0
+    chunk, file = last
+    return (chunk + 1, 0) if file + 1 >= chunks_size else (chunk, file + 1)
+
+
+_LOCATION = re.compile(r"chunk-(\d+)/file-(\d+)\.[a-z0-9]+$")
+
+
+def location_of(path: Path) -> tuple[int, int] | None:
+    """(chunk, file) of a path laid out as ``.../chunk-CCC/file-FFF.ext``; None for anything else."""
+    m = _LOCATION.search(path.as_posix())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def episodes_files(root: Path) -> list[Path]:
+    """The episodes tables in the order LeRobot concatenates them (sorted paths)."""
+    return sorted((Path(root) / "meta" / "episodes").glob("*/*.parquet"))
+
+
+def check_episode_indices(indices: list[int], root: Path) -> None:
+    """Refuse episodes files whose rows are not episodes 0..N-1 in order: LeRobot takes the row
+    position as the episode index, so anything else silently mixes episodes up."""
+    for position, index in enumerate(indices):
+        if index != position:
+            raise DatasetError(
+                f"{root}: the episodes files list episode_index {index} at position {position} (expected "
+                f"0..{len(indices) - 1} in order), so episodes would be mixed up; {repair_hint(root)}")
 
 
 def write_json_atomic(path: Path, obj) -> None:

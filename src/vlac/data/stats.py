@@ -2,8 +2,13 @@
 
 Each feature gets min, max, mean, std, count and the quantiles q01, q10, q50, q90, q99.
 Vectors give per-dimension values; images give per-channel values of shape (3, 1, 1) in 0..1.
-Merging pools means and variances weighted by count; quantiles are the envelope over episodes
-(min for q <= 50, max above), as LeRobot does.
+Merging over episodes does what LeRobot 0.6.1 does (``aggregate_feature_stats`` in its
+``datasets/compute_stats.py``), so that a dataset both tools append to has one meaning for
+meta/stats.json: min of mins, max of maxes, mean and std pooled over all frames, and each
+quantile the mean of the episodes' quantiles weighted by their counts (an estimate: exact
+quantiles of the union cannot be recovered from per-episode quantiles).
+
+    >>> merged = merge_stats([feature_stats(ep_a), feature_stats(ep_b)])
 """
 
 from __future__ import annotations
@@ -43,25 +48,37 @@ def feature_stats(values: np.ndarray, is_image: bool = False, max_images: int = 
 
 
 def merge_stats(per_episode: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Merge one feature's stats over episodes."""
+    """Merge one feature's stats over episodes (see the module docstring for the rules)."""
     counts = np.array([s["count"][0] for s in per_episode], dtype=np.float64)
     w = counts / counts.sum()
     means = np.stack([s["mean"] for s in per_episode])
     mean = np.tensordot(w, means, axes=1)
-    # pooled variance: E[x^2] - E[x]^2 over the union
-    second = np.tensordot(w, np.stack([s["std"] ** 2 + s["mean"] ** 2 for s in per_episode]), axes=1)
+    # pooled variance of the union: within-episode variance plus the spread of episode means
+    # around the pooled mean (no E[x^2] - E[x]^2 cancellation for features far from zero)
+    spread = np.stack([s["std"] ** 2 + (s["mean"] - mean) ** 2 for s in per_episode])
     out = {
         "min": np.min([s["min"] for s in per_episode], axis=0),
         "max": np.max([s["max"] for s in per_episode], axis=0),
         "mean": mean,
-        "std": np.sqrt(np.maximum(second - mean**2, 0.0)),
+        "std": np.sqrt(np.tensordot(w, spread, axes=1)),
         "count": np.array([int(counts.sum())]),
     }
-    for k, q in zip(QKEYS, QUANTILES):
-        stack = [s[k] for s in per_episode if k in s]
-        if stack:
-            out[k] = np.min(stack, axis=0) if q <= 0.5 else np.max(stack, axis=0)
+    for k in QKEYS:
+        if all(k in s for s in per_episode):  # LeRobot skips a quantile some episode lacks
+            out[k] = np.tensordot(w, np.stack([s[k] for s in per_episode]), axes=1)
     return out
+
+
+def dataset_stats(rows: list[dict], features: dict) -> dict[str, dict[str, np.ndarray]]:
+    """meta/stats.json of a dataset from its episode rows (columns ``stats/{feature}/{key}``):
+    each feature merged over the episodes that carry its stats."""
+    merged = {}
+    for feat in features:
+        per_ep = [{k: np.asarray(r[f"stats/{feat}/{k}"]) for k in STAT_KEYS if r.get(f"stats/{feat}/{k}") is not None}
+                  for r in rows if r.get(f"stats/{feat}/mean") is not None]
+        if per_ep:
+            merged[feat] = merge_stats(per_ep)
+    return merged
 
 
 def to_jsonable(stats: dict[str, dict[str, np.ndarray]]) -> dict:

@@ -60,7 +60,7 @@ def decode_video(path: str | Path, start_s: float = 0.0, end_s: float | None = N
 
     path = Path(path)
     if not path.is_file():
-        raise VideoError(f"video file {path} is missing; re-run the command that wrote the dataset")
+        raise VideoError(f"video file {path} is missing")
     out = []
     try:
         with av.open(str(path)) as container:
@@ -76,7 +76,7 @@ def decode_video(path: str | Path, start_s: float = 0.0, end_s: float | None = N
                     break
                 out.append(frame.to_ndarray(format="rgb24"))
     except av.error.FFmpegError as e:  # corrupt or truncated
-        raise VideoError(f"video file {path} is corrupt or truncated ({e}); delete the episode's files and re-collect it") from e
+        raise VideoError(f"video file {path} is corrupt or truncated ({e})") from e
     if not out:
         raise VideoError(f"video file {path} has no frames in [{start_s}, {end_s}) s")
     return np.stack(out)
@@ -100,9 +100,9 @@ def decode_frame(path: str | Path, t_s: float, tolerance_s: float = 1e-4) -> np.
                 if t > t_s + tolerance_s:
                     break
     except FileNotFoundError:
-        raise VideoError(f"video file {path} is missing; re-run the command that wrote the dataset") from None
+        raise VideoError(f"video file {path} is missing") from None
     except av.error.FFmpegError as e:
-        raise VideoError(f"video file {path} is corrupt or truncated ({e}); delete the episode's files and re-collect it") from e
+        raise VideoError(f"video file {path} is corrupt or truncated ({e})") from e
     raise VideoError(f"video file {path} has no frame at {t_s:.4f} s (tolerance {tolerance_s} s)")
 
 

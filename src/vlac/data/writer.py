@@ -6,12 +6,18 @@ into place (the commit). info.json, tasks.parquet and stats.json follow. A proce
 any moment therefore leaves every committed episode readable; opening the dataset again
 removes half-written files of the episode that was in flight and repairs the metadata.
 
+Appending follows LeRobot's own rules (see ``vlac.data.lerobot_format``), so vlac and LeRobot can
+take turns on one dataset: every episodes file is read; each session lists its episodes in a new
+episodes file after the last one and writes each episode's data and video to the files after the
+last ones used; info.json keeps the keys it already had and tasks keep their indices.
+
     >>> with DatasetWriter(root, features, fps=80) as w:
     ...     w.add_episode(episode)
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -24,11 +30,14 @@ import pyarrow.parquet as pq
 from vlac.data.episode import Episode
 from vlac.data.lerobot_format import (
     ACTION_KEY, CHUNKS_SIZE, CODEBASE_VERSION, DATA_PATH, DONE_KEY, EPISODE_META_COLUMNS, EPISODES_PATH,
-    IMAGE_PREFIX, STATE_KEY, SUCCESS_KEY, VIDEO_PATH, DatasetError, read_json, schema_difference,
-    write_json_atomic,
+    STATE_KEY, SUCCESS_KEY, VIDEO_PATH, DatasetError, camera_keys, check_episode_indices, check_no_pending_repair,
+    episodes_files, feature_key, location_of, next_location, read_json, schema_difference, write_json_atomic,
 )
-from vlac.data.stats import STAT_KEYS, feature_stats, merge_stats, to_jsonable
+from vlac.data.stats import STAT_KEYS, dataset_stats, feature_stats, to_jsonable
 from vlac.data.video import encode_video, video_info
+
+META_LOCATION = "meta/episodes"
+"""Prefix of the columns that say which episodes file lists an episode."""
 
 
 def _replace(tmp: Path, final: Path) -> None:
@@ -36,8 +45,36 @@ def _replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def _locate(index: int) -> dict:
-    return {"chunk_index": index // CHUNKS_SIZE, "file_index": index % CHUNKS_SIZE}
+def read_episode_rows(root: Path) -> list[dict]:
+    """Every episode row of every episodes file, in order. An unreadable file raises: without it
+    the writer cannot tell committed files from half-written ones, so it must not touch any."""
+    rows: list[dict] = []
+    for path in episodes_files(root):
+        try:
+            rows += pq.read_table(path).to_pylist()
+        except Exception as e:  # noqa: BLE001 - any parquet failure means the same thing here
+            raise DatasetError(f"{path} is corrupt ({e}); it lists episodes, so the dataset cannot be appended to "
+                               "or repaired automatically; restore it from a backup") from e
+    return rows
+
+
+def last_location(rows: list[dict], prefix: str) -> tuple[int, int] | None:
+    """The highest (chunk, file) that ``rows`` use under ``prefix`` (data, videos/KEY, meta/episodes)."""
+    locs = [(int(r[f"{prefix}/chunk_index"]), int(r[f"{prefix}/file_index"]))
+            for r in rows if r.get(f"{prefix}/chunk_index") is not None]
+    return max(locs, default=None)
+
+
+def _png_column(frames: np.ndarray) -> pa.Array:
+    """An ``image`` feature as LeRobot stores it: one PNG per frame in a {bytes, path} struct."""
+    from PIL import Image
+
+    cells = []
+    for t, img in enumerate(frames):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        cells.append({"bytes": buf.getvalue(), "path": f"frame-{t:06d}.png"})
+    return pa.array(cells, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
 
 
 class DatasetWriter:
@@ -46,28 +83,18 @@ class DatasetWriter:
     def __init__(self, root: str | Path, features: dict, fps: int, robot_type: str = "unknown",
                  resume: bool = True):
         self.root = Path(root)
+        check_no_pending_repair(self.root)
         self.fps = int(fps)
         self.features = features
-        self.robot_type = robot_type
-        self.video_keys = [k for k, v in features.items() if v["dtype"] == "video"]
         self.rows: list[dict] = []
+        self.tasks: list[str] = []
+        self._tasks_table: pd.DataFrame | None = None
+        self._tasks_dirty = False
         info_path = self.root / "meta" / "info.json"
         if info_path.exists():
             if not resume:
                 raise DatasetError(f"{self.root} already holds a dataset; pass resume=True to append to it")
-            info = read_json(info_path)
-            diffs = schema_difference(info["features"], features)
-            if info.get("fps") != self.fps:
-                diffs.append(f"fps: existing {info.get('fps')} vs new {self.fps}")
-            if diffs:
-                raise DatasetError(
-                    f"{self.root} holds a dataset with a different schema, so these episodes cannot be added to it:\n  "
-                    + "\n  ".join(diffs) + "\nUse another --out directory, or collect with the settings of the existing one."
-                )
-            self.features = info["features"]  # keeps the probed video info
-            self._load_rows()
-            self._remove_uncommitted()
-            self._write_meta()  # repairs info/tasks/stats if a kill came between commit and meta
+            self._open(read_json(info_path), features)
         elif self.root.exists() and any(self.root.iterdir()):
             raise DatasetError(
                 f"{self.root} exists, is not empty and has no meta/info.json: it is not a LeRobot dataset. "
@@ -75,36 +102,73 @@ class DatasetWriter:
             )
         else:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._write_meta()  # an empty but valid dataset from the start
+            self.info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type, "chunks_size": CHUNKS_SIZE,
+                         "data_files_size_in_mb": 100, "video_files_size_in_mb": 200, "fps": self.fps,
+                         "data_path": DATA_PATH, "video_path": None}
+        self.chunks_size = int(self.info.get("chunks_size", CHUNKS_SIZE))
+        self.video_keys = [k for k, v in self.features.items() if v["dtype"] == "video"]
+        if self.video_keys and not self.info.get("video_path"):
+            self.info["video_path"] = VIDEO_PATH
+        # This session's episodes go to a new episodes file after the last one, as LeRobot's do.
+        self._session_start = len(self.rows)
+        self._session_file = next_location(last_location(self.rows, META_LOCATION), self.chunks_size)
+        self._remove_uncommitted()
+        self._write_meta()  # repairs info/tasks/stats if a kill came between commit and meta
 
     # ---------------------------------------------------------------- state on disk
-    def _load_rows(self) -> None:
-        path = self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
-        if not path.exists():
-            return
-        try:
-            table = pq.read_table(path)
-        except Exception as e:  # noqa: BLE001 - any parquet failure means the same thing here
-            raise DatasetError(f"{path} is corrupt ({e}); the episode list cannot be recovered automatically") from e
-        self.rows = table.to_pylist()
+    def _open(self, info: dict, features: dict) -> None:
+        """Take an existing dataset's metadata, after checking that ``features`` fit it; every
+        key of its info.json is kept (LeRobot's, or a newer version's)."""
+        diffs = schema_difference(info["features"], features)
+        if info.get("fps") != self.fps:
+            diffs.append(f"fps: existing {info.get('fps')} vs new {self.fps}")
+        if diffs:
+            raise DatasetError(
+                f"{self.root} holds a dataset with a different schema, so these episodes cannot be added to it:\n  "
+                + "\n  ".join(diffs) + "\nUse another --out directory, or collect with the settings of the existing one."
+            )
+        self.info = info
+        self.features = info["features"]  # keeps the probed video info
+        self.rows = read_episode_rows(self.root)
+        check_episode_indices([int(r["episode_index"]) for r in self.rows], self.root)
+        self._load_tasks()
 
-    def _committed_files(self) -> set[Path]:
-        files = set()
+    def _load_tasks(self) -> None:
+        """Tasks keep the indices the frame rows already use; tasks of committed episodes missing
+        from tasks.parquet (a kill between commit and meta) are appended in episode order."""
+        path = self.root / "meta" / "tasks.parquet"
+        if path.exists():
+            try:
+                table = pq.read_table(path).to_pandas()
+            except Exception as e:  # noqa: BLE001
+                raise DatasetError(f"{path} is corrupt ({e}); restore it from a backup") from e
+            table = table.set_index("task") if "task" in table.columns else table
+            self._tasks_table = table.sort_values("task_index")
+            self.tasks = [str(t) for t in self._tasks_table.index]
         for r in self.rows:
-            files.add(self.root / DATA_PATH.format(chunk_index=r["data/chunk_index"], file_index=r["data/file_index"]))
-            for vk in self.video_keys:
-                files.add(self.root / VIDEO_PATH.format(
-                    video_key=vk, chunk_index=r[f"videos/{vk}/chunk_index"], file_index=r[f"videos/{vk}/file_index"]))
-        return files
+            for t in r["tasks"]:
+                self._add_task(t)
+
+    def _add_task(self, task: str) -> None:
+        if task not in self.tasks:
+            self.tasks.append(task)
+            self._tasks_dirty = True
 
     def _remove_uncommitted(self) -> None:
-        keep = self._committed_files()
+        """Delete leftovers of the episode that was in flight: ``.tmp`` files, and data or video
+        files past the last ones an episode row uses (where the next episode would go). Files
+        no row lists but that lie before that point are left alone: vlac never writes them, so
+        they are someone's data."""
+        prefixes = {self.root / "data": "data"}
+        prefixes.update({self.root / "videos" / vk: f"videos/{vk}" for vk in self.video_keys})
         for sub in ("data", "videos", "meta"):
-            d = self.root / sub
-            if not d.exists():
-                continue
-            for p in d.rglob("*"):
-                if p.is_file() and (p.name.endswith(".tmp") or (sub != "meta" and p not in keep)):
+            for p in (self.root / sub).rglob("*.tmp") if (self.root / sub).exists() else []:
+                p.unlink()
+        for folder, prefix in prefixes.items():
+            last = last_location(self.rows, prefix)
+            for p in folder.rglob("*") if folder.exists() else []:
+                loc = location_of(p.relative_to(self.root))
+                if p.is_file() and loc is not None and (last is None or loc > last):
                     p.unlink()
 
     @property
@@ -119,44 +183,81 @@ class DatasetWriter:
         return [r.get(key) for r in self.rows]
 
     # ---------------------------------------------------------------- append
-    def add_episode(self, ep: Episode) -> int:
-        """Write and commit one episode; returns its episode_index."""
-        index = self.num_episodes
-        start = self.num_frames
-        n = ep.length
-        cams = [k[len(IMAGE_PREFIX):] for k in self.video_keys]
+    def _check(self, ep: Episode) -> None:
+        cams = camera_keys(self.features)
         if sorted(ep.images) != sorted(cams):
             raise DatasetError(f"episode has cameras {sorted(ep.images)} but the dataset expects {sorted(cams)}")
+        for cam in cams:
+            h, w = self.features[feature_key(cam, self.features)]["shape"][:2]
+            if ep.images[cam].shape[1:3] != (h, w):
+                raise DatasetError(f"camera {cam} frames are {ep.images[cam].shape[1:3]}, the dataset expects {(h, w)}")
+        n = ep.length
         for key in (STATE_KEY, ACTION_KEY):
             want = self.features[key]["shape"][0]
             got = (ep.state if key == STATE_KEY else ep.action).shape
             if got != (n, want):
                 raise DatasetError(f"episode {key} has shape {got}, the dataset expects ({n}, {want})")
-        loc = _locate(index)
+        if SUCCESS_KEY in self.features and ep.success is None:
+            raise DatasetError(f"this dataset records {SUCCESS_KEY} but the episode has no success flags")
+        if not ep.task or not ep.task.strip():
+            raise DatasetError("episode has an empty task string; every episode needs its instruction")
+
+    def add_episode(self, ep: Episode) -> int:
+        """Write and commit one episode; returns its episode_index."""
+        self._check(ep)
+        index = self.num_episodes
+        start = self.num_frames
+        n = ep.length
         row: dict = {"episode_index": index, "tasks": [ep.task], "length": n,
-                     "data/chunk_index": loc["chunk_index"], "data/file_index": loc["file_index"],
                      "dataset_from_index": start, "dataset_to_index": start + n}
         stats: dict[str, dict] = {}
 
         # 1. videos, each under a temporary name, then renamed into place
         for vk in self.video_keys:
-            frames = ep.images[vk[len(IMAGE_PREFIX):]]
-            h, w = self.features[vk]["shape"][:2]
-            if frames.shape[1:3] != (h, w):
-                raise DatasetError(f"camera {vk} frames are {frames.shape[1:3]}, the dataset expects {(h, w)}")
-            final = self.root / VIDEO_PATH.format(video_key=vk, **loc)
+            frames = ep.images[camera_keys({vk: self.features[vk]})[0]]
+            chunk, file = next_location(last_location(self.rows, f"videos/{vk}"), self.chunks_size)
+            final = self.root / self.info["video_path"].format(video_key=vk, chunk_index=chunk, file_index=file)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(final.name + ".tmp")
             encode_video(frames, tmp, self.fps)
             _replace(tmp, final)
             if "info" not in self.features[vk]:
                 self.features[vk]["info"] = video_info(final)
-            row.update({f"videos/{vk}/chunk_index": loc["chunk_index"], f"videos/{vk}/file_index": loc["file_index"],
+            row.update({f"videos/{vk}/chunk_index": chunk, f"videos/{vk}/file_index": file,
                         f"videos/{vk}/from_timestamp": 0.0, f"videos/{vk}/to_timestamp": n / self.fps})
             stats[vk] = feature_stats(frames, is_image=True)
 
         # 2. frame rows
-        task_index = self._task_index(ep.task)
+        chunk, file = next_location(last_location(self.rows, "data"), self.chunks_size)
+        row.update({"data/chunk_index": chunk, "data/file_index": file})
+        table = self._frame_rows(ep, index, start, stats)
+        final = self.root / self.info["data_path"].format(chunk_index=chunk, file_index=file)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(final.name + ".tmp")
+        pq.write_table(table, tmp)
+        _replace(tmp, final)
+
+        # 3. the commit: this session's episodes table, now listing this episode, replaces the old one
+        for feat, s in stats.items():
+            for k in STAT_KEYS:
+                row[f"stats/{feat}/{k}"] = np.asarray(s[k]).tolist()
+        for k in EPISODE_META_COLUMNS:
+            row[k] = ep.meta.get(k)
+        row[f"{META_LOCATION}/chunk_index"], row[f"{META_LOCATION}/file_index"] = self._session_file
+        self.rows.append(row)
+        try:
+            self._write_episodes()
+        except BaseException:
+            self.rows.pop()
+            raise
+        self._add_task(ep.task)
+        self._write_meta()
+        return index
+
+    def _frame_rows(self, ep: Episode, index: int, start: int, stats: dict) -> pa.Table:
+        """The episode's frame rows, one column per non-video feature; fills ``stats`` for them."""
+        n = ep.length
+        task_index = self.tasks.index(ep.task) if ep.task in self.tasks else len(self.tasks)
         cols = {
             STATE_KEY: ep.state.astype(np.float32), ACTION_KEY: ep.action.astype(np.float32),
             "timestamp": (np.arange(n) / self.fps).astype(np.float32),
@@ -167,94 +268,74 @@ class DatasetWriter:
             DONE_KEY: np.arange(n) == n - 1,
         }
         if SUCCESS_KEY in self.features:
-            if ep.success is None:
-                raise DatasetError(f"this dataset records {SUCCESS_KEY} but the episode has no success flags")
             cols[SUCCESS_KEY] = np.asarray(ep.success, dtype=bool)
         arrays, names = [], []
         for key, spec in self.features.items():
-            if spec["dtype"] in ("video", "image"):
+            if spec["dtype"] == "video":
                 continue
-            v = cols[key]
-            if spec["shape"] == [1]:
-                arrays.append(pa.array(v))
+            if spec["dtype"] == "image":
+                frames = ep.images[camera_keys({key: spec})[0]]
+                arrays.append(_png_column(frames))
+                stats[key] = feature_stats(frames, is_image=True)
             else:
-                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), spec["shape"][0]))
+                if key not in cols:
+                    raise DatasetError(f"the dataset has feature {key!r}, which vlac episodes do not record; "
+                                       "append to it with the tool that made it")
+                v = cols[key]
+                if spec["shape"] == [1]:
+                    arrays.append(pa.array(v))
+                else:
+                    arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), spec["shape"][0]))
+                stats[key] = feature_stats(v.reshape(n, -1))
             names.append(key)
-            stats[key] = feature_stats(v.reshape(n, -1))
-        final = self.root / DATA_PATH.format(**loc)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(final.name + ".tmp")
-        pq.write_table(pa.Table.from_arrays(arrays, names=names), tmp)
-        _replace(tmp, final)
+        return pa.Table.from_arrays(arrays, names=names)
 
-        # 3. the commit: the episodes table listing this episode replaces the old one
-        for feat, s in stats.items():
-            for k in STAT_KEYS:
-                row[f"stats/{feat}/{k}"] = np.asarray(s[k]).tolist()
-        for k in EPISODE_META_COLUMNS:
-            row[k] = ep.meta.get(k)
-        row["meta/episodes/chunk_index"] = 0
-        row["meta/episodes/file_index"] = 0
-        self.rows.append(row)
-        try:
-            self._write_episodes()
-        except BaseException:
-            self.rows.pop()
-            raise
-        self._write_meta()
-        return index
-
-    def _task_index(self, task: str) -> int:
-        if not task or not task.strip():
-            raise DatasetError("episode has an empty task string; every episode needs its instruction")
-        tasks = self._tasks()
-        return tasks.index(task) if task in tasks else len(tasks)
-
-    def _tasks(self) -> list[str]:
-        seen: list[str] = []
-        for r in self.rows:
-            for t in r["tasks"]:
-                if t not in seen:
-                    seen.append(t)
-        return seen
-
-    def _write_episodes(self) -> None:
-        path = self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _episodes_schema(self, rows: list[dict]) -> pa.Schema:
+        """The first episodes file's schema when another file comes first (LeRobot casts every
+        file to it, so columns it lacks, e.g. vlac's behaviour and seed on a dataset LeRobot
+        started, are left out); else one built from the rows."""
+        files = episodes_files(self.root)
+        own = self.root / EPISODES_PATH.format(chunk_index=self._session_file[0], file_index=self._session_file[1])
+        if files and files[0] != own:
+            return pq.read_schema(files[0]).remove_metadata()
         types = {k: pa.from_numpy_dtype(np.dtype(t)) if t != "string" else pa.string()
                  for k, t in EPISODE_META_COLUMNS.items()}
-        keys = list(self.rows[0])
-        schema = pa.schema([(k, types[k]) if k in types else (k, pa.array([self.rows[0][k]]).type) for k in keys])
+        return pa.schema([(k, types[k]) if k in types else (k, pa.array([rows[0][k]]).type) for k in rows[0]])
+
+    def _write_episodes(self) -> None:
+        rows = self.rows[self._session_start:]
+        chunk, file = self._session_file
+        path = self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(self.rows, schema=schema), tmp)
+        pq.write_table(pa.Table.from_pylist(rows, schema=self._episodes_schema(rows)), tmp)
         os.replace(tmp, path)
+
+    def _write_tasks(self) -> None:
+        """tasks.parquet: the task string is the pandas index "task"; columns the file already had
+        (a newer LeRobot's) are kept, empty for new tasks."""
+        meta = self.root / "meta"
+        table = pd.DataFrame(index=pd.Index([], name="task")) if self._tasks_table is None else self._tasks_table
+        table = table.reindex(pd.Index(self.tasks, name="task"))
+        table["task_index"] = np.arange(len(self.tasks), dtype=np.int64)
+        tmp = meta / "tasks.parquet.tmp"
+        table.to_parquet(tmp)
+        os.replace(tmp, meta / "tasks.parquet")
+        self._tasks_table, self._tasks_dirty = table, False
 
     def _write_meta(self) -> None:
         meta = self.root / "meta"
         meta.mkdir(parents=True, exist_ok=True)
-        tasks = self._tasks()
-        if tasks:
-            tmp = meta / "tasks.parquet.tmp"
-            pd.DataFrame({"task_index": np.arange(len(tasks), dtype=np.int64)},
-                         index=pd.Index(tasks, name="task")).to_parquet(tmp)
-            os.replace(tmp, meta / "tasks.parquet")
+        if self._tasks_dirty:
+            self._write_tasks()
         if self.rows:
-            merged = {}
-            for feat in self.features:
-                per_ep = [{k: np.asarray(r[f"stats/{feat}/{k}"]) for k in STAT_KEYS if f"stats/{feat}/{k}" in r}
-                          for r in self.rows if f"stats/{feat}/mean" in r]
-                if per_ep:
-                    merged[feat] = merge_stats(per_ep)
-            write_json_atomic(meta / "stats.json", to_jsonable(merged))
-        info = {
-            "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
-            "total_episodes": self.num_episodes, "total_frames": self.num_frames, "total_tasks": len(tasks),
-            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
-            "fps": self.fps, "splits": {"train": f"0:{self.num_episodes}"},
-            "data_path": DATA_PATH, "video_path": VIDEO_PATH if self.video_keys else None,
+            write_json_atomic(meta / "stats.json", to_jsonable(dataset_stats(self.rows, self.features)))
+        self.info.update({
+            "total_episodes": self.num_episodes, "total_frames": self.num_frames, "total_tasks": len(self.tasks),
+            "splits": {**self.info.get("splits", {}), "train": f"0:{self.num_episodes}"},
             "features": self.features,
-        }
-        write_json_atomic(meta / "info.json", info)
+        })
+        write_json_atomic(meta / "info.json", self.info)
 
     def close(self) -> None:
         pass  # every episode is already committed; kept for symmetry with the context manager

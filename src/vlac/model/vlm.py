@@ -99,6 +99,42 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     return a.astype(np.uint8)
 
 
+def read_image_settings(path: str | Path) -> ImageSettings:
+    """A checkpoint's image settings from its config files alone (no weights)."""
+    path = Path(path)
+    if (path / VLAC_CONFIG).is_file():
+        raw = json.loads((path / VLAC_CONFIG).read_text())
+        return ImageSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    # a plain transformers InternVL checkpoint: read its image size from the vision config
+    cfg = json.loads((path / "config.json").read_text())
+    size = cfg.get("vision_config", {}).get("image_size", 448)
+    return ImageSettings(image_size=int(size[0] if isinstance(size, list) else size))
+
+
+def _square(a: np.ndarray, s: int) -> "torch.Tensor":
+    """HxWx3 uint8 -> (3, s, s) float in [0, 1]: centre-cropped square, resized (antialiased)."""
+    h, w = a.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = np.ascontiguousarray(a[top:top + side, left:left + side])
+    t = torch.from_numpy(crop if crop.flags.writeable else crop.copy()).permute(2, 0, 1)  # (a received frame
+    t = t.float().div_(255.0)[None]  # (1, 3, side, side)                                     is read-only)
+    if side != s:
+        t = torch.nn.functional.interpolate(t, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+    return t[0]
+
+
+def fit_frame(image: np.ndarray, side: int) -> np.ndarray:
+    """A camera frame reduced to what a model reading ``side`` px sees (centre crop, the model's
+    own resampling, uint8): frames larger than that are only ever read at this size, so keeping
+    them whole costs memory and nothing else. Frames with a short side of at most ``side`` px are
+    returned as they are."""
+    if min(image.shape[:2]) <= side:
+        return image
+    t = _square(to_rgb_uint8(image), side)
+    return t.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
 class VLM:
     """Model + tokenizer + image settings, with batch encoding for training and scoring."""
 
@@ -147,13 +183,7 @@ class VLM:
             what = missing + ([] if has_weights else ["model.safetensors"])
             raise CheckpointError(f"checkpoint folder {path} is missing {', '.join(what)}; it must be a folder "
                                   "written by `vlac critic train` or a transformers InternVL checkpoint")
-        if (path / VLAC_CONFIG).is_file():
-            raw = json.loads((path / VLAC_CONFIG).read_text())
-            settings = ImageSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        else:  # a plain transformers InternVL checkpoint: read its image size from the vision config
-            cfg = json.loads((path / "config.json").read_text())
-            size = cfg.get("vision_config", {}).get("image_size", 448)
-            settings = ImageSettings(image_size=int(size[0] if isinstance(size, list) else size))
+        settings = read_image_settings(path)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
@@ -220,16 +250,7 @@ class VLM:
         s = self.settings.image_size
         out = []
         for k, im in enumerate(images):
-            a = to_rgb_uint8(im, name=f"image {k}")
-            h, w = a.shape[:2]
-            side = min(h, w)
-            top, left = (h - side) // 2, (w - side) // 2
-            t = torch.from_numpy(np.ascontiguousarray(a[top:top + side, left:left + side])).permute(2, 0, 1)
-            t = t.float().div_(255.0)[None]  # (1, 3, side, side)
-            if side != s:
-                t = torch.nn.functional.interpolate(t, size=(s, s), mode="bilinear", antialias=True,
-                                                    align_corners=False)
-            out.append(t[0])
+            out.append(_square(to_rgb_uint8(im, name=f"image {k}"), s))
         x = torch.stack(out) if out else torch.zeros(0, 3, s, s)
         mean = torch.tensor(self.settings.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.settings.std).view(1, 3, 1, 1)

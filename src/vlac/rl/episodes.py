@@ -42,6 +42,7 @@ class EpisodeRecord:
     success: bool | None = None  # the simulator's flag, measurement only (never used for learning)
     done_step: int | None = None  # transition at which the critic declared done
     value: float = 0.0  # running value: Eq. 7 over the critic's rewards scored so far
+    frame_bytes: int = 0  # memory its frames hold while open (the loop caps it)
 
     @property
     def acted(self) -> list[Step]:

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vlac.critic.metrics import value_step
+from vlac.model.vlm import fit_frame
 from vlac.rl.episodes import EpisodeRecord, Step
 from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, Learner, LearnerConfig, LogService
 from vlac.utils.imports import require
@@ -45,9 +46,10 @@ class RLConfig:
     keys: str = ""
     """Gateway CURVE key file (required when --bind is not loopback)."""
     robot_keys: str = ""
-    """Comma-separated public key files of the robots the gateway admits (CURVE authentication;
-    required with --keys when --bind is not loopback; empty with --keys: any robot that knows the
-    gateway's public key)."""
+    """Comma-separated public keys of the robots the gateway admits (CURVE authentication; required
+    with --keys when --bind is not loopback; empty with --keys: any robot that knows the gateway's
+    public key). Each is ID=FILE or a FILE from `vlac robot keys --name ID`: a key admits only the
+    robot id it was made for."""
     ray_address: str = ""
     """Join this Ray cluster instead of starting a local one on 127.0.0.1."""
     num_cpus: float = 2.0
@@ -75,6 +77,13 @@ class RLConfig:
     `vlac critic calibrate-done`)."""
     max_steps: int = 100
     """Robots' episode limit in steps."""
+    max_episode_steps: int = 0
+    """The loop's own cap on an open episode's steps, whatever a robot does: past it the episode is
+    ended (reset, reason "limit") and kept (0: ten times max_steps, room for robots with their own
+    longer limit)."""
+    max_episode_mb: float = 512.0
+    """The loop's cap on an open episode's frames in memory (MB): past it the episode is ended
+    (reset, reason "limit") and kept, so a robot sending huge frames cannot exhaust memory."""
     period: float = 0.0
     """Robots' control period in seconds (0: lock-step, simulation only)."""
     episodes_per_update: int = 4
@@ -109,7 +118,7 @@ class RLConfig:
                              "the gate off)")
         if self.learner.reward not in ("dense", "sparse"):
             raise ValueError(f"learner.reward {self.learner.reward!r} must be dense or sparse")
-        from vlac.transport.link import CurveKeys, is_loopback
+        from vlac.transport.link import CurveKeys, is_loopback, load_robot_keys
 
         if not is_loopback(self.bind) and not (self.keys and self.robot_keys):
             raise ValueError(f"--bind {self.bind} is not loopback: robot links off this machine need CURVE "
@@ -118,9 +127,11 @@ class RLConfig:
         if self.robot_keys and not self.keys:
             raise ValueError("--robot-keys admits robots by their CURVE keys, which needs the gateway's own key "
                              "pair too: pass --keys FILE (create it with `vlac robot keys`)")
-        for f in [self.keys, *self.robot_keys.split(",")]:
-            if f.strip():
-                CurveKeys.load(f.strip())  # unreadable or malformed key files are named now, before Ray starts
+        if self.keys:
+            CurveKeys.load(self.keys)  # unreadable or malformed key files are named now, before Ray starts
+        load_robot_keys(self.robot_keys.split(","))
+        if self.max_episode_mb <= 0 or self.max_episode_steps < 0:
+            raise ValueError("max_episode_mb must be > 0 and max_episode_steps >= 0")
 
     @property
     def task_list(self) -> list[str]:
@@ -166,7 +177,9 @@ class RLLoop:
         self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic",
                                       "inference_batch", "update_seconds", "learner_hold")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
-                         "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0}
+                         "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0,
+                         "episodes_capped": 0, "request_errors": 0, "scoring_errors": 0, "learner_errors": 0,
+                         "eval_errors": 0}
         self.robots: dict[str, _Robot] = {}
         self.waiting: deque = deque()  # (robot, Step, t_received)
         self.critic_queue: list[dict] = []
@@ -174,6 +187,7 @@ class RLLoop:
         self.buffer: list[EpisodeRecord] = []
         self.procs: list[subprocess.Popen] = []
         self.hold_since: float | None = None  # wait_for_learner: when robots began to be held
+        self.frame_side = _frame_side(cfg.actor, cfg.critic)  # frames are kept at what the models read
 
     # ------------------------------------------------------------------ set-up
     def _start_ray(self) -> None:
@@ -207,6 +221,8 @@ class RLLoop:
         self.done_episodes = ray.get(self.data.count.remote())
         # A resumed run: episodes persisted before the stop but not yet trained on go first.
         self.buffer = ray.get(self.data.untrained.remote(status["episodes_seen"]))
+        for line in ray.get(self.data.quarantined.remote()):  # the data service's own output goes nowhere
+            print(line, flush=True)
         if self.buffer:
             print(f"resuming at update {self.version}: {len(self.buffer)} persisted episodes not yet trained on "
                   "go into the next updates", flush=True)
@@ -217,10 +233,9 @@ class RLLoop:
 
     def _start_robot(self, k: int) -> subprocess.Popen:
         tasks = self.cfg.task_list
-        cmd = [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", self.gateway.address,
-               "--task", tasks[k % len(tasks)], "--robot-id", f"sim-{k}", "--max-steps", str(self.cfg.max_steps),
-               "--period", str(self.cfg.period),
-               "--seed", str(self.cfg.seed * 1000 + self.done_episodes + k + 100 * self.counters["robot_restarts"])]
+        seed = self.cfg.seed * 1000 + self.done_episodes + k + 100 * self.counters["robot_restarts"]
+        cmd = sim_robot_command(self.gateway.address, tasks[k % len(tasks)], f"sim-{k}", self.cfg.max_steps,
+                                self.cfg.period, seed)
         log = open(self.out / f"robot-sim-{k}.log", "a")
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -253,8 +268,9 @@ class RLLoop:
                 r.rec, r.done_streak = EpisodeRecord(ev.robot, task, msg["episode"]), 0
             rec = r.rec
             cam = next(iter(msg["images"]))
-            step = Step(msg["obs_id"], msg["t"], np.array(msg["images"].get("main", msg["images"][cam])),
-                        np.array(msg["state"], np.float32))
+            # kept at the size the models read: a robot's 15 MB frames cost the loop 27 KB a step
+            image = fit_frame(msg["images"].get("main", msg["images"][cam]), self.frame_side)
+            step = Step(msg["obs_id"], msg["t"], np.array(image), np.array(msg["state"], np.float32))
             prev = rec.steps[-1] if rec.steps else None
             if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
                 # its action reached the robot too late (it held still): never train on it
@@ -264,6 +280,12 @@ class RLLoop:
                 self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
                                           "before": prev.image, "after": step.image, "t_queued": now})
             rec.steps.append(step)
+            rec.frame_bytes += step.image.nbytes
+            if self._over_cap(rec):
+                self.counters["episodes_capped"] += 1
+                self.gateway.send_reset(ev.robot, rec.episode, "limit")
+                self._close(ev.robot, "limit")
+                return
             if rec.done_step is None:
                 self.waiting = deque(w for w in self.waiting if w[0] != ev.robot)  # only the newest matters
                 self.waiting.append((ev.robot, step, now))
@@ -274,6 +296,12 @@ class RLLoop:
         elif ev.kind == "lost":
             self._close(ev.robot, "lost")
             self.robots.pop(ev.robot, None)
+
+    def _over_cap(self, rec: EpisodeRecord) -> bool:
+        """An open episode past the loop's own limits (steps, frame memory), whatever the robot
+        does: it is ended and kept, so one robot cannot grow the loop without bound."""
+        steps = self.cfg.max_episode_steps or 10 * self.cfg.max_steps
+        return len(rec.steps) >= steps or rec.frame_bytes > self.cfg.max_episode_mb * 2**20
 
     def _close(self, robot: str, reason: str) -> None:
         r = self.robots.get(robot)
@@ -346,9 +374,17 @@ class RLLoop:
                 if self.weights_ref is not None:
                     self.workers[k].set_weights.remote(*self.weights_ref)
                 continue
+            except Exception as e:  # noqa: BLE001 - a failed call fails its requests, never the loop
+                results = [{"robot": q["robot"], "obs_id": q["obs_id"], "error": _first_line(e)} for q in reqs]
             now = time.monotonic()
-            self.stats["inference_batch"].append(results[0]["seconds"])
+            if "seconds" in results[0]:
+                self.stats["inference_batch"].append(results[0]["seconds"])
             for req, res in zip(reqs, results):
+                if "error" in res:
+                    self.counters["request_errors"] += 1
+                    self.gateway.send_error(res["robot"], "model-error", f"observation {res['obs_id']} could not be "
+                                            f"served: {res['error']}", "obs")
+                    continue
                 r = self.robots.get(res["robot"])
                 if r is None or r.rec is None:
                     continue
@@ -374,8 +410,13 @@ class RLLoop:
             except ray.exceptions.RayActorError:
                 self.critic_queue = items + self.critic_queue
                 results = []
+            except Exception as e:  # noqa: BLE001 - unscored transitions are not trained on; the run goes on
+                results = [{"key": it["key"], "error": _first_line(e)} for it in items]
             now = time.monotonic()
             for item, res in zip(items, results):  # results come in the order of the items
+                if "error" in res:
+                    self.counters["scoring_errors"] += 1
+                    continue
                 robot, episode, idx = res["key"]
                 self.stats["critic"].append(res["seconds"])
                 # transition complete (next observation read) -> reward and done known
@@ -451,6 +492,11 @@ class RLLoop:
                 self.counters["learner_restarts"] += 1
                 self.buffer = episodes + self.buffer
                 return
+            except Exception as e:  # noqa: BLE001 - the episodes stay on disk; the run goes on
+                self.counters["learner_errors"] += 1
+                print(f"PPO update on {len(episodes)} episodes failed ({_first_line(e)}); they stay in "
+                      f"{self.out / 'episodes'} and are not trained on", flush=True)
+                return
             self.version = stats["update"]
             self.stats["update_seconds"].append(stats["seconds"])
             self.log.scalars("learner", stats, self.version)
@@ -499,7 +545,12 @@ class RLLoop:
     def _eval_done(self) -> None:
         ref, episodes = self.eval_inflight
         self.eval_inflight = None
-        res = self.ray.get(ref)
+        try:
+            res = self.ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - a failed evaluation is reported, never ends the run
+            self.counters["eval_errors"] += 1
+            print(f"evaluation at episode {episodes} failed ({_first_line(e)})", flush=True)
+            return
         res["episodes"] = episodes
         res["success"] = float(np.mean([res[t] for t in self.cfg.task_list]))
         self.log.evaluation(res)
@@ -523,12 +574,12 @@ class RLLoop:
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
         from vlac.transport.gateway import Gateway
-        from vlac.transport.link import CurveKeys
+        from vlac.transport.link import CurveKeys, load_robot_keys
 
         cfg = self.cfg
         self._start_ray()
         keys = CurveKeys.load(cfg.keys) if cfg.keys else None
-        allowed = [CurveKeys.load(f.strip()).public for f in cfg.robot_keys.split(",") if f.strip()] or None
+        allowed = load_robot_keys(cfg.robot_keys.split(",")) or None
         from vlac.actor.actor import Actor
 
         action_t, state_t = Actor.templates(cfg.actor or None)
@@ -548,6 +599,7 @@ class RLLoop:
         self.bar = tqdm(total=cfg.episodes, initial=self.done_episodes, desc="rl", unit="ep")
         t_start = time.monotonic()
         start_episodes = self.done_episodes
+        failed = True
         try:
             while self.done_episodes < cfg.episodes:
                 self._wait()
@@ -570,6 +622,7 @@ class RLLoop:
                 self._wait()
                 self._learn(drain=True)
             self._evaluate(final=True)
+            failed = False
         finally:
             self.bar.close()
             for p in self.procs:
@@ -581,14 +634,31 @@ class RLLoop:
                     p.kill()
             wall = time.monotonic() - t_start
             self.gateway.close()
-        summary = self._summary(wall, self.done_episodes - start_episodes)
+            if failed:  # an error or Ctrl-C: keep what the robots collected, and the run's figures
+                self._save_open_episodes()
+            summary = self._summary(wall, self.done_episodes - start_episodes)
+            (self.out / "loop_stats.json").write_text(json.dumps(summary, indent=1))
         self.log.close()
-        (self.out / "loop_stats.json").write_text(json.dumps(summary, indent=1))
         from vlac.rl.report import write_report
 
         write_report(self.out)
         self.ray.shutdown()
         return summary
+
+    def _save_open_episodes(self) -> None:
+        """On a run that stops abnormally: every open episode is closed as aborted and, with those
+        still being scored, persisted (or kept raw in OUT/unsaved/ if the data service is gone)."""
+        for robot in list(self.robots):
+            self._close(robot, "abort")
+        for rec in self.finishing:
+            try:
+                index = self.ray.get(self.data.add.remote(rec), timeout=60)
+                print(f"episode {rec.episode} of robot {rec.robot} ({len(rec.steps)} steps) "
+                      + (f"saved as episode {index}" if index >= 0 else "not saved: no step of it was scored yet")
+                      + " before stopping", flush=True)
+            except BaseException as e:  # noqa: BLE001 - whatever stopped the run may have taken Ray with it
+                self._keep_unsaved(rec, e)
+        self.finishing = []
 
     def _summary(self, wall: float, episodes: int) -> dict:
         def pct(xs, q):
@@ -606,6 +676,30 @@ class RLLoop:
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
                 "learner_hold_s": float(np.sum(s["learner_hold"])),
                 "gateway_errors": dict(self.gateway.errors), **self.counters}
+
+
+def sim_robot_command(address: str, task: str, robot_id: str, max_steps: int, period: float, seed: int) -> list[str]:
+    """The command line of a simulated robot the loop starts; it stops when this process ends,
+    even by SIGKILL (``--parent-pid``), so no robot outlives its run."""
+    return [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address, "--task", task,
+            "--robot-id", robot_id, "--max-steps", str(max_steps), "--period", str(period), "--seed", str(seed),
+            "--parent-pid", str(os.getpid())]
+
+
+def _frame_side(actor: str, critic: str) -> int:
+    """The largest image side the actor or the critic reads (their checkpoints' settings)."""
+    from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR
+    from vlac.critic.critic import DEFAULT_CHECKPOINT as CRITIC
+    from vlac.model.vlm import read_image_settings
+
+    return max(read_image_settings(actor or ACTOR).image_size, read_image_settings(critic or CRITIC).image_size)
+
+
+def _first_line(err: Exception) -> str:
+    """``Type: first line`` of an error (a Ray task error's own first line, not its traceback)."""
+    cause = getattr(err, "cause", None) or err
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -53,15 +53,20 @@ class InferenceWorker:
 
     def act(self, requests: list[dict]) -> list[dict]:
         """``requests``: {robot, obs_id, image, state, task, history}; returns, in order,
-        {robot, obs_id, sample (ActionSample.to_dict()), version, seconds}."""
+        {robot, obs_id, sample (ActionSample.to_dict()), version, seconds}, or {robot, obs_id,
+        error} for a request the model rejects (that request fails alone, never the batch)."""
         from vlac.actor.actor import ActorInput
 
         t0 = time.perf_counter()
-        inputs = [ActorInput(r["image"], r["state"], r["task"], r.get("history", [])) for r in requests]
-        samples = self.actor.act(inputs, temperature=self.temperature, top_k=self.top_k, generator=self.generator)
+
+        def decode(batch: list[dict]) -> list[dict]:
+            inputs = [ActorInput(r["image"], r["state"], r["task"], r.get("history", [])) for r in batch]
+            samples = self.actor.act(inputs, temperature=self.temperature, top_k=self.top_k, generator=self.generator)
+            return [{"sample": s.to_dict(), "version": self.version} for s in samples]
+
+        out = _each_alone_on_error(decode, requests)
         dt = time.perf_counter() - t0
-        return [{"robot": r["robot"], "obs_id": r["obs_id"], "sample": s.to_dict(), "version": self.version,
-                 "seconds": dt} for r, s in zip(requests, samples)]
+        return [{"robot": r["robot"], "obs_id": r["obs_id"], "seconds": dt, **o} for r, o in zip(requests, out)]
 
     def set_weights(self, state: dict, version: int) -> int:
         _apply_weights(self.actor, state)
@@ -83,17 +88,34 @@ class CriticWorker:
         self.decoding = decoding
 
     def score(self, items: list[dict]) -> list[dict]:
-        """``items``: {key, task, before, after}; returns {key, reward, p_done, seconds} in order."""
+        """``items``: {key, task, before, after}; returns {key, reward, p_done, seconds} in order,
+        or {key, error, seconds} for an item the model rejects (it fails alone)."""
         t0 = time.perf_counter()
-        rewards, done = np.zeros(len(items)), np.zeros(len(items))
+
+        def judge(group: list[dict]) -> list[dict]:
+            task = group[0]["task"]
+            rewards = self.critic.progress([(it["before"], it["after"]) for it in group], task, decoding=self.decoding)
+            done = self.critic.done([it["after"] for it in group], task)
+            return [{"reward": float(r), "p_done": float(d)} for r, d in zip(rewards, done)]
+
+        out: list[dict] = [{} for _ in items]
         for task in {it["task"] for it in items}:
             idx = [k for k, it in enumerate(items) if it["task"] == task]
-            rewards[idx] = self.critic.progress([(items[k]["before"], items[k]["after"]) for k in idx], task,
-                                                decoding=self.decoding)
-            done[idx] = self.critic.done([items[k]["after"] for k in idx], task)
+            for k, o in zip(idx, _each_alone_on_error(judge, [items[k] for k in idx])):
+                out[k] = o
         per_item = (time.perf_counter() - t0) / max(len(items), 1)
-        return [{"key": it["key"], "reward": float(rewards[k]), "p_done": float(done[k]), "seconds": per_item}
-                for k, it in enumerate(items)]
+        return [{"key": it["key"], "seconds": per_item, **o} for it, o in zip(items, out)]
+
+
+def _each_alone_on_error(fn, batch: list[dict]) -> list[dict]:
+    """``fn`` over the batch at once; if the model rejects it, over each item alone, so one bad
+    request gets ``{"error": ...}`` and the others their answers."""
+    try:
+        return fn(batch)
+    except Exception as e:  # noqa: BLE001 - any model error is one request's, not the run's
+        if len(batch) == 1:
+            return [{"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}]
+    return [_each_alone_on_error(fn, [item])[0] for item in batch]
 
 
 @dataclass
@@ -277,6 +299,7 @@ class DataService:
         feats = make_features(["main"], (image_size, image_size), SIM_STATE_NAMES, SIM_ACTION_NAMES)
         self.writer = DatasetWriter(self.root / "episodes", feats, fps=FPS, robot_type="rl")
         (self.root / "rl_steps").mkdir(parents=True, exist_ok=True)
+        self._quarantined: list[str] = []
 
     def count(self) -> int:
         return self.writer.num_episodes
@@ -284,22 +307,54 @@ class DataService:
     def untrained(self, start: int) -> list[EpisodeRecord]:
         """Episodes ``start``.. of the run folder rebuilt for the learner (frames and states from the
         dataset, decoded tokens, log-probabilities and rewards from ``rl_steps/``): on a resumed run,
-        those persisted before the stop but not yet trained on."""
+        those persisted before the stop but not yet trained on. An episode that cannot be read back
+        is quarantined (see ``quarantined``) instead of stopping the run."""
         from vlac.data.dataset import LeRobotDataset
+        from vlac.data.lerobot_format import DatasetError
 
         if start >= self.writer.num_episodes:
             return []
         ds = LeRobotDataset(self.root / "episodes")
         out = []
         for index in range(start, ds.num_episodes):
-            side = json.loads((self.root / "rl_steps" / f"episode_{index:06d}.json").read_text())
-            ep = ds.episode(index)
-            rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
-                                success=side["success"], done_step=side["done_step"])
-            rec.steps = [Step(d["obs_id"], d["t_obs"], ep.images["main"][k], ep.state[k], d["sample"], d["t_action"],
-                              d["reward"], d["p_done"], d.get("version")) for k, d in enumerate(side["steps_detail"])]
-            out.append(rec)
+            try:
+                out.append(self._rebuild(ds, index))
+            except (DatasetError, OSError, ValueError, KeyError, TypeError) as e:  # a damaged file, whatever its kind
+                self._quarantine(index, e)
         return out
+
+    def _rebuild(self, ds, index: int) -> EpisodeRecord:
+        from vlac.data.lerobot_format import DatasetError
+
+        path = self.root / "rl_steps" / f"episode_{index:06d}.json"
+        side = json.loads(path.read_text())
+        ep = ds.episode(index)
+        if len(side["steps_detail"]) != ep.length:
+            raise DatasetError(f"{path} records {len(side['steps_detail'])} steps, the dataset episode has "
+                               f"{ep.length} frames")
+        rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
+                            success=side["success"], done_step=side["done_step"])
+        rec.steps = [Step(d["obs_id"], d["t_obs"], ep.images["main"][k], ep.state[k], d["sample"], d["t_action"],
+                          d["reward"], d["p_done"], d.get("version")) for k, d in enumerate(side["steps_detail"])]
+        return rec
+
+    def _quarantine(self, index: int, error: Exception) -> None:
+        """One line naming the episode, the file and the fix; the episode stays on disk untouched
+        and is only left out of training (a damaged file must not end a long run)."""
+        import sys
+
+        from vlac.data.lerobot_format import DamagedEpisode
+
+        reason = error.reason if isinstance(error, DamagedEpisode) else f"{type(error).__name__}: {error}"
+        dataset = self.root / "episodes"
+        line = (f"quarantined episode {index} of {dataset}: {reason}. It is left out of training and the run goes "
+                f"on; `vlac data repair {dataset}` drops it from the dataset (its rl_steps record with it)")
+        self._quarantined.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    def quarantined(self) -> list[str]:
+        """The quarantine lines so far (a Ray actor's own output does not reach the console)."""
+        return list(self._quarantined)
 
     def add(self, rec: EpisodeRecord) -> int:
         from vlac.data.episode import Episode

@@ -53,6 +53,9 @@ class SimRobotConfig:
     """Lock-step mode: send the observation again if no action came within this many seconds."""
     welcome_timeout: float = 60.0
     """Give up if no gateway answers within this many seconds."""
+    parent_pid: int = 0
+    """Stop when this process ends (set by `vlac rl` for the robots it starts, so none outlives a
+    killed run); 0: live on its own."""
 
 
 def run_sim_robot(cfg: SimRobotConfig) -> dict:
@@ -61,6 +64,7 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     from vlac.envs.tasks import TASKS
     from vlac.transport.link import CurveKeys
 
+    stop = _Stop(cfg.parent_pid)
     env = SimRobotEnv(SimEnvConfig(task=cfg.task, image_size=cfg.image_size, variant=cfg.variant,
                                    max_steps=cfg.max_steps))
     robot_id = cfg.robot_id or f"sim-{cfg.task}-{os.getpid()}"
@@ -69,15 +73,14 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     task = TASKS[cfg.task].instruction
     client = RobotClient(cfg.connect, robot_id, embodiment="sim-arm", cameras=env.camera_keys, task=task,
                          state_dim=4, action_dim=4, server_key=server_key, keys=keys)
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    print(f"robot {robot_id}: waiting for a gateway at {cfg.connect} (up to {cfg.welcome_timeout:.0f} s)", flush=True)
     stats = {"episodes": 0, "steps": 0, "idle_steps": 0, "successes": 0, "wait_s": 0.0}
     try:
         end = time.monotonic() + cfg.welcome_timeout
-        while not stop["now"] and time.monotonic() < end and not client.wait_welcome(0.2):
+        while not stop.now and time.monotonic() < end and not client.wait_welcome(0.2):
             if client.refused:
                 raise SystemExit(f"error: the gateway at {cfg.connect} turned robot {robot_id} away: {client.refused}")
-        if stop["now"]:
+        if stop.now:
             return stats
         if client.session is None:
             raise SystemExit(f"error: no gateway answered at {cfg.connect} within {cfg.welcome_timeout:.0f} s; "
@@ -85,16 +88,16 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
         print(f"robot {robot_id}: connected to {cfg.connect} (session {client.session})", flush=True)
         episode = 0
         hold = np.array([0, 0, 0, 1], dtype=np.float32)
-        while not stop["now"] and (cfg.episodes == 0 or episode < cfg.episodes):
+        while not stop.now and (cfg.episodes == 0 or episode < cfg.episodes):
             obs = env.reset(episode_seed(cfg.seed, robot_id, episode))
             client.resets.clear()
             client.start_episode(episode, task)
             step, reason, last, executed = 0, "limit", hold, None
-            while not stop["now"]:
+            while not stop.now:
                 oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed)
                 t0 = sent = time.monotonic()
                 action = None
-                while not stop["now"] and action is None and not client.resets:
+                while not stop.now and action is None and not client.resets:
                     left = 0.2 if cfg.period <= 0 else min(0.2, cfg.period - (time.monotonic() - t0))
                     action = client.wait_action(oid, max(left, 0.0))
                     now = time.monotonic()
@@ -124,7 +127,7 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                 if env.done:
                     break
             success = env.reached  # at any step, as evaluation counts it (an arm may leave the goal)
-            client.end_episode(episode, "abort" if stop["now"] else reason, success=success)
+            client.end_episode(episode, "abort" if stop.now else reason, success=success)
             stats["episodes"] += 1
             stats["successes"] += int(success)
             episode += 1
@@ -136,6 +139,26 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     return stats
 
 
+class _Stop:
+    """Whether the robot should stop: SIGTERM, or the parent named by ``parent_pid`` is gone. On
+    Linux the kernel sends SIGTERM when the parent dies (even by SIGKILL); elsewhere the parent's
+    pid is watched, as it is on Linux too in case the parent died before the request was made."""
+
+    def __init__(self, parent_pid: int):
+        self.signalled = False
+        self.parent_pid = parent_pid
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "signalled", True))
+        if parent_pid and sys.platform.startswith("linux"):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    @property
+    def now(self) -> bool:
+        return self.signalled or bool(self.parent_pid and os.getppid() != self.parent_pid)
+
+
 def main(argv: list[str]) -> None:
     from vlac.utils.cli import parse_config
 
@@ -143,6 +166,12 @@ def main(argv: list[str]) -> None:
                        description="One simulated robot connecting to a gateway (the real-robot protocol).")
     from vlac.envs.tasks import resolve_tasks
 
+    from vlac.transport.link import is_loopback
+
     resolve_tasks(cfg.task)
+    if not cfg.server_key and not is_loopback(cfg.connect):
+        raise SystemExit(f"error: --connect {cfg.connect} is not loopback: a robot link off this machine needs CURVE "
+                         "encryption; pass --server-key FILE (the gateway's public key) and --keys FILE (this "
+                         "robot's key pair, from `vlac robot keys --name ID`)")
     run_sim_robot(cfg)
     sys.stdout.flush()

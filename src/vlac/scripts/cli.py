@@ -1,7 +1,8 @@
 """The ``vlac`` command: ``vlac <group> <command> [flags]``; ``--help`` at any level.
 
     vlac data collect --tasks reach-v3,push-v3 --episodes-per-task 2 --out runs/demo
-    vlac data info runs/demo
+    vlac data info runs/demo --check
+    vlac data repair runs/demo
     vlac data render runs/demo --episode 0 --out ep0.png
     vlac critic score --dataset runs/demo --episode 0 --out runs/score
     vlac actor eval --tasks reach-v3,push-v3 --episodes 10 --out runs/actor-eval
@@ -14,6 +15,7 @@ import sys
 from vlac.data.lerobot_format import DatasetError
 from vlac.actor.template import TemplateError
 from vlac.model import CheckpointError
+from vlac.utils.imports import MissingExtra
 
 
 def _groups() -> dict:
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(command, argv: list[str]) -> None:
     try:
         command(argv)
-    except (DatasetError, CheckpointError, TemplateError) as e:
+    except (DatasetError, CheckpointError, TemplateError, MissingExtra) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

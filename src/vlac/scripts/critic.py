@@ -61,14 +61,17 @@ def _video_frames(path: str):
 
 
 def score_main(argv: list[str]) -> None:
-    from vlac.critic.critic import Critic
-    from vlac.critic.report import plot_scores
     from vlac.data.dataset import LeRobotDataset
 
     cfg = parse_config(ScoreConfig, argv, prog="vlac critic score",
                        description="Score one trajectory: pairwise deltas, value curve, done probability.")
     if bool(cfg.dataset) == bool(cfg.video):
         raise SystemExit("error: give exactly one of --dataset DIR (with --episode N) or --video FILE")
+    # The model stack (the "model" extra) is imported after parsing, so --help always prints, and
+    # before any data is read, so a missing extra is reported at once.
+    from vlac.critic.critic import Critic
+    from vlac.critic.report import plot_scores
+
     reference = None
     if cfg.dataset:
         ds = LeRobotDataset(cfg.dataset)

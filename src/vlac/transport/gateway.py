@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from vlac.transport import protocol as proto
 from vlac.transport.link import CurveKeys, is_loopback
@@ -44,7 +46,7 @@ class Event:
 
 class Gateway:
     def __init__(self, address: str = "tcp://127.0.0.1:0", keys: CurveKeys | None = None,
-                 allowed_clients: list[bytes] | None = None, max_bytes: int = proto.MAX_MESSAGE_BYTES,
+                 allowed_clients: dict[bytes, str] | None = None, max_bytes: int = proto.MAX_MESSAGE_BYTES,
                  lost_after_s: float = 5.0, expect_dims: tuple[int, int] | None = None):
         if (keys is None or allowed_clients is None) and not is_loopback(address):
             raise ValueError(f"binding the gateway to {address} (not loopback) requires CURVE encryption and "
@@ -55,17 +57,19 @@ class Gateway:
         s = self._ctx.socket(zmq.ROUTER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished robot raises instead of vanishing
-        # Messages over max_bytes get an error reply; far beyond it (a flood) ZeroMQ drops the peer.
-        s.setsockopt(zmq.MAXMSGSIZE, 8 * max_bytes)
+        # Messages over max_bytes get an error reply; beyond twice that ZeroMQ drops the peer. At
+        # most RCVHWM messages wait per robot (a robot in lock-step has one in flight): a robot
+        # flooding large frames holds at most 8 x 2 x max_bytes of the gateway's memory.
+        s.setsockopt(zmq.MAXMSGSIZE, 2 * max_bytes)
+        s.setsockopt(zmq.RCVHWM, 8)
+        self.admitted = _Admitted(allowed_clients or {})
         if keys is not None:
-            from zmq.auth.thread import ThreadAuthenticator
-
-            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth = _RobotAuthenticator(self._ctx, self.admitted)
             self._auth.start()
             if allowed_clients is None:
                 self._auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
             else:
-                self._auth.configure_curve_callback(domain="*", credentials_provider=_Allow(allowed_clients))
+                self._auth.configure_curve_callback(domain="*", credentials_provider=self.admitted)
             s.curve_server = True
             s.curve_secretkey, s.curve_publickey = keys.secret, keys.public
         s.bind(address)
@@ -89,18 +93,19 @@ class Gateway:
         events: list[Event] = []
         while len(events) < max_messages and self._sock.poll(timeout_ms, zmq.POLLIN):
             timeout_ms = 0
-            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             self.received += 1
-            ident = frames[0]
+            ident = frames[0].bytes
             robot = ident.decode("utf-8", "replace")
             if len(frames) != 2:
                 self._reject(ident, proto.ProtocolError("framing", f"expected one frame per message, got {len(frames) - 1}"))
                 continue
             try:
-                msg = proto.validate(proto.decode(frames[1], self.max_bytes), sender="robot")
+                msg = proto.validate(proto.decode(frames[1].bytes, self.max_bytes), sender="robot")
                 if msg["robot"] != robot:
                     raise proto.ProtocolError("identity", f"message names robot {msg['robot']!r} but the connection "
                                                           f"is {robot!r}", msg["type"])
+                self._check_key(frames[1], robot, msg["type"])
             except proto.ProtocolError as e:
                 self._reject(ident, e)
                 continue
@@ -140,6 +145,17 @@ class Gateway:
                 events.append(Event("lost", robot, {"episode": info.episode}))
         return events
 
+    def _check_key(self, frame, robot: str, kind: str) -> None:
+        """With robot keys given, a key admits only the robot id it was issued to: the ZAP handler
+        names the key's robot as the connection's User-Id, and any other id is refused."""
+        if not self.admitted.keys:
+            return
+        owner = frame.get("User-Id")
+        if owner != robot:
+            raise proto.ProtocolError("identity", f"this connection's CURVE key was issued to robot {owner!r}, not "
+                                                  f"{robot!r}; connect with the key pair made for {robot!r} "
+                                                  f"(`vlac robot keys --name {robot}`)", kind)
+
     @staticmethod
     def _check_obs(info: RobotInfo, msg: dict) -> str:
         missing = [c for c in info.cameras if c not in msg["images"]]
@@ -170,6 +186,13 @@ class Gateway:
                                            "action": np.asarray(action, dtype=np.float32), "t_obs": float(t_obs),
                                            "t_sent": time.time()})
 
+    def send_error(self, robot: str, code: str, message: str, about: str = "") -> bool:
+        """Tell a robot that one of its messages failed after the gateway accepted it (e.g. the
+        model rejected its observation); counted like the gateway's own rejections."""
+        self.errors[code] += 1
+        return self._send(robot.encode(), {"type": "error", "robot": robot, "code": code, "message": message,
+                                           "about": about})
+
     def send_reset(self, robot: str, episode: int, reason: str) -> bool:
         return self._send(robot.encode(), {"type": "reset", "robot": robot, "episode": int(episode), "reason": reason})
 
@@ -180,11 +203,27 @@ class Gateway:
         self._ctx.term()
 
 
-class _Allow:
-    """CURVE credentials callback: admit only the listed robot public keys (Z85)."""
+class _Admitted:
+    """CURVE credentials: the robot public keys (Z85) admitted, each bound to its robot id; counts
+    refused handshakes (unknown keys) and refused identities (a key used under another id)."""
 
-    def __init__(self, keys: list[bytes]):
-        self.keys = {bytes(k) for k in keys}
+    def __init__(self, keys: dict[bytes, str]):
+        self.keys = {bytes(k): robot for k, robot in keys.items()}
+        self.refused = 0
 
     def callback(self, domain, z85_key: bytes) -> bool:
-        return bytes(z85_key) in self.keys
+        ok = bytes(z85_key) in self.keys
+        self.refused += not ok
+        return ok
+
+
+class _RobotAuthenticator(ThreadAuthenticator):
+    """ZeroMQ's authenticator thread, naming each admitted connection by its key's robot id (the
+    ZAP User-Id that every message of that connection then carries)."""
+
+    def __init__(self, ctx, admitted: _Admitted):
+        super().__init__(ctx)
+        self.admitted = admitted
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return self.admitted.keys.get(z85.encode(client_public_key), "")

@@ -41,8 +41,41 @@ class CurveKeys:
 
 
 def is_loopback(address: str) -> bool:
-    """Whether a tcp:// address binds or connects on this machine only."""
+    """Whether an address binds or connects on this machine only. ZeroMQ reads ``a;b`` as two
+    endpoints (a source and a destination address), so every one of them must be loopback; a host
+    name counts only if it is ``localhost`` (``127.0.0.1.example.com`` is a name, not 127.0.0.1)."""
     if address.startswith(("inproc://", "ipc://")):
         return True
-    host = urlparse(address).hostname or ""
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    if not address.startswith("tcp://"):
+        return False
+    return all(_loopback_host(part) for part in address[len("tcp://"):].split(";"))
+
+
+def _loopback_host(endpoint: str) -> bool:
+    import ipaddress
+
+    host = urlparse("tcp://" + endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, an interface or "*"
+        return False
+
+
+def load_robot_keys(specs: list[str]) -> dict[bytes, str]:
+    """The robots a gateway admits, as {Z85 public key: robot id}. Each spec is ``ID=FILE`` or a
+    ``FILE`` written by ``vlac robot keys --name ID`` (the id is the file's stem): a key admits
+    only the robot id it was issued to."""
+    admitted: dict[bytes, str] = {}
+    for spec in (s.strip() for s in specs):
+        if not spec:
+            continue
+        robot, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        robot = robot or Path(path).stem
+        key = CurveKeys.load(path).public
+        if key in admitted and admitted[key] != robot:
+            raise ValueError(f"robot key {path} is given for both {admitted[key]!r} and {robot!r}; issue each "
+                             "robot its own key pair with `vlac robot keys --name ID`")
+        admitted[key] = robot
+    return admitted

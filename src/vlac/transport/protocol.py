@@ -23,6 +23,12 @@ Gateway -> robot
     reset          episode (the one to end), reason, restore (optional: an opaque snapshot to return to)
     error          code, message, (the offending type if known)
 
+Bounds (``validate``): ``v`` is the integer 1; ids, episodes and steps are integers in
+0..2^63-1; times are finite; a task is 1..MAX_TASK_CHARS characters of prompt text; names are at
+most MAX_NAME_CHARS; at most MAX_CAMERAS cameras and MAX_DIM state or action values; frames are
+HxWx3 uint8 with sides MIN_IMAGE_SIDE..MAX_IMAGE_SIDE. What a model would reject never gets past
+the gateway, and nothing a robot sends can make one action cost seconds.
+
 A robot never blocks on the gateway: it sends observations as they are captured and executes the
 newest action that answers one of them. The lag between an observation and its action is in the
 action itself (``t_obs``, ``t_sent``), and the RL loop records each step's action with the
@@ -41,6 +47,16 @@ except ImportError as e:  # pragma: no cover - import guard for robot drivers
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Bounds on what reaches a model or the loop's memory: a task is prompt text (a 22 KB task once
+# made every action take seconds), names are labels, a frame smaller than the models' minimum
+# side cannot be scored.
+MAX_TASK_CHARS = 300
+MAX_NAME_CHARS = 64
+MAX_CAMERAS = 8
+MAX_DIM = 64
+MIN_IMAGE_SIDE = 8
+MAX_IMAGE_SIDE = 4096
+MAX_ID = 2**63 - 1
 _ND = 1
 
 ROBOT_TYPES = {
@@ -114,19 +130,30 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict:
     return msg
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_text(kind: str, name: str, value: str, limit: int) -> None:
+    if not value.strip() or len(value) > limit:
+        raise ProtocolError("bad-text", f"{kind} field {name!r} must be non-empty text of at most {limit} "
+                                        f"characters, got {len(value)} characters", kind)
+
+
 def validate(msg: dict, sender: str = "robot") -> dict:
-    """Check version, type and field types of a decoded message from ``sender`` ("robot" or
-    "gateway"); raises ProtocolError naming the problem."""
+    """Check version, type, field types and bounds of a decoded message from ``sender`` ("robot"
+    or "gateway"); raises ProtocolError naming the problem."""
     types = ROBOT_TYPES if sender == "robot" else GATEWAY_TYPES
-    if msg.get("v") != PROTOCOL_VERSION:
+    if not _is_int(msg.get("v")) or msg["v"] != PROTOCOL_VERSION:  # 1.0 and True are not 1
         raise ProtocolError("version", f"protocol version {msg.get('v')!r} is not supported (this side speaks "
                                        f"{PROTOCOL_VERSION}); update the robot client or the gateway")
     kind = msg.get("type")
     if kind not in types:
         raise ProtocolError("unknown-type", f"message type {kind!r} is not one a {sender} sends; "
                                             f"valid: {', '.join(types)}", kind if isinstance(kind, str) else None)
-    if not isinstance(msg.get("robot"), str) or not msg["robot"]:
-        raise ProtocolError("no-robot", "message has no robot id (field 'robot', a non-empty string)", kind)
+    if not isinstance(msg.get("robot"), str) or not msg["robot"] or len(msg["robot"]) > 255:
+        raise ProtocolError("no-robot", "message has no robot id (field 'robot', a non-empty string of at most "
+                                        "255 characters)", kind)
     for name, typ in types[kind].items():
         value = msg.get(name)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else \
@@ -134,26 +161,53 @@ def validate(msg: dict, sender: str = "robot") -> dict:
         if not ok:
             raise ProtocolError("bad-field", f"{kind} message field {name!r} must be {typ.__name__}, "
                                              f"got {type(value).__name__}", kind)
-    if kind == "hello" and (not msg["cameras"] or not all(isinstance(c, str) and c for c in msg["cameras"])):
-        raise ProtocolError("bad-field", f"hello field 'cameras' must be a non-empty list of camera names, "
-                                         f"got {msg['cameras']!r}", kind)
+        if typ is int and not 0 <= value <= MAX_ID:
+            raise ProtocolError("bad-field", f"{kind} message field {name!r} must be in 0..2^63-1, got {value}", kind)
+        if typ is float and not np.isfinite(value):
+            raise ProtocolError("bad-field", f"{kind} message field {name!r} must be a finite number, got {value}",
+                                kind)
+    if "task" in types[kind]:
+        _check_text(kind, "task", msg["task"], MAX_TASK_CHARS)
+    if kind == "hello":
+        _check_hello(msg)
     if kind == "obs":
-        if not msg["images"]:
-            raise ProtocolError("bad-image", "obs has no images; send at least one camera frame", kind)
-        for cam, img in msg["images"].items():
-            if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-                shape = getattr(img, "shape", None)
-                raise ProtocolError("bad-image", f"obs image {cam!r} must be an HxWx3 uint8 array, got "
-                                                 f"{type(img).__name__} {shape}", kind)
-        if msg["state"].ndim != 1 or not np.isfinite(msg["state"]).all():
-            raise ProtocolError("bad-state", "obs state must be a finite 1-d array", kind)
-        ex = msg.get("executed", -1)
-        if not isinstance(ex, int) or isinstance(ex, bool) or ex < -1:
-            raise ProtocolError("bad-field", f"obs field 'executed' must be an obs_id or -1 (held still), "
-                                             f"got {ex!r}", kind)
+        _check_obs(msg)
     if kind == "episode_end" and msg["reason"] not in END_REASONS:
         raise ProtocolError("bad-field", f"episode_end reason {msg['reason']!r} is not one of {END_REASONS}", kind)
     return msg
+
+
+def _check_hello(msg: dict) -> None:
+    cams = msg["cameras"]
+    if not cams or len(cams) > MAX_CAMERAS or not all(isinstance(c, str) and 0 < len(c) <= MAX_NAME_CHARS
+                                                      for c in cams):
+        raise ProtocolError("bad-field", f"hello field 'cameras' must be a list of 1 to {MAX_CAMERAS} camera names "
+                                         f"(at most {MAX_NAME_CHARS} characters each), got {cams!r:.200}", "hello")
+    _check_text("hello", "embodiment", msg["embodiment"], MAX_NAME_CHARS)
+    for name in ("state_dim", "action_dim"):
+        if not 1 <= msg[name] <= MAX_DIM:
+            raise ProtocolError("bad-field", f"hello field {name!r} must be in 1..{MAX_DIM}, got {msg[name]}", "hello")
+
+
+def _check_obs(msg: dict) -> None:
+    if not msg["images"] or len(msg["images"]) > MAX_CAMERAS:
+        raise ProtocolError("bad-image", f"obs must carry 1 to {MAX_CAMERAS} camera frames, got "
+                                         f"{len(msg['images'])}", "obs")
+    for cam, img in msg["images"].items():
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            shape = getattr(img, "shape", None)
+            raise ProtocolError("bad-image", f"obs image {cam!r} must be an HxWx3 uint8 array, got "
+                                             f"{type(img).__name__} {shape}", "obs")
+        if not MIN_IMAGE_SIDE <= min(img.shape[:2]) <= max(img.shape[:2]) <= MAX_IMAGE_SIDE:
+            raise ProtocolError("bad-image", f"obs image {cam!r} is {img.shape[1]}x{img.shape[0]} px; each side must "
+                                             f"be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} px", "obs")
+    state = msg["state"]
+    if state.ndim != 1 or state.size > MAX_DIM or not np.isfinite(state).all():
+        raise ProtocolError("bad-state", f"obs state must be a finite 1-d array of at most {MAX_DIM} values", "obs")
+    ex = msg.get("executed", -1)
+    if not _is_int(ex) or not -1 <= ex <= MAX_ID:
+        raise ProtocolError("bad-field", f"obs field 'executed' must be an obs_id or -1 (held still), "
+                                         f"got {ex!r}", "obs")
 
 
 def error_reply(robot: str, err: ProtocolError) -> bytes:

@@ -10,11 +10,16 @@ import importlib
 from types import ModuleType
 
 
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it. The
+    ``vlac`` command prints it as one line (it is a setup problem, not a bug)."""
+
+
 def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(
+        raise MissingExtra(
             f"{module} is needed here but is not installed ({e}); install it with "
             f"`pip install 'vlac[{extra}]'` (or `make setup`, which installs every extra)"
         ) from None
