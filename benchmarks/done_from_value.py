@@ -38,10 +38,11 @@ def main() -> None:
             rows.append([mode.replace("_", "-"), name, f"{s['f1']:.2f}", f"{s['precision']:.2f}",
                          f"{s['recall']:.2f}", s["n"]])
 
-        row(f"p_done > {args.done_threshold}", p > args.done_threshold)
+        row(f"p_done >= {args.done_threshold}", M.done_frames(p, args.done_threshold))
         for th in (float(x) for x in args.thresholds.split(",")):
             row(f"value >= {th}", value >= th)
-            row(f"value >= {th} and p_done > {args.done_threshold}", M.gate_done(p, value, th) > args.done_threshold)
+            row(f"value >= {th} and p_done >= {args.done_threshold}",
+                M.done_frames(M.gate_done(p, value, th), args.done_threshold))
     print(markdown_table(["reading", "done rule", "F1", "precision", "recall", "frames"], rows))
 
 

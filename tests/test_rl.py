@@ -277,7 +277,8 @@ def test_rl_config_files_with_nested_learner_settings(capsys):
     assert cfg.task_list == ["reach-v3", "push-v3"]
     with pytest.raises(SystemExit):
         parse_config(RLConfig, ["--learner.reward", "shaped"], prog="vlac rl")
-    assert "dense or sparse" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.replace("│", " ").split())  # tyro wraps it in a box
+    assert "must be one of dense, sparse, oracle-dense, oracle-sparse" in err
 
 
 def test_rl_config_demands_authentication_off_loopback(tmp_path):
@@ -388,17 +389,20 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         out = tmp_path / "run"
         cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--ray-address", f"127.0.0.1:{port}", "--out", str(out),
                "--tasks", "reach-v3,push-v3", "--robots", "2", "--episodes", "2", "--episodes-per-update", "2",
-               "--max-steps", "8", "--eval-episodes", "0"]
+               "--max-steps", "8", "--eval-episodes", "0", "--learner.reward", "oracle-sparse"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         stats = json.loads((out / "loop_stats.json").read_text())
         assert stats["episodes"] == 2 and stats["updates"] >= 1
+        assert "ORACLE sparse: simulator's success flag (reference arm)" in (out / "report.md").read_text()
         # without --ray-address the loop starts its own cluster, even with another one running here
-        # (with symmetric critic rewards and the critic's done off: every episode runs to the limit;
-        # and with the robot held for the learner: every update trains on the policy being trained)
+        # (the oracle-dense reference arm, with symmetric critic rewards logged and the critic's done
+        # off: every episode runs to the limit; and with the robot held for the learner: every update
+        # trains on the policy being trained)
         alone = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(tmp_path / "alone"), "--tasks", "reach-v3",
                  "--robots", "1", "--episodes", "3", "--episodes-per-update", "1", "--max-steps", "8",
-                 "--eval-episodes", "0", "--critic-symmetric", "--done-threshold", "1.5", "--wait-for-learner"]
+                 "--eval-episodes", "0", "--critic-symmetric", "--done-threshold", "1.5", "--wait-for-learner",
+                 "--learner.reward", "oracle-dense"]
         proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert json.loads((tmp_path / "alone" / "rl_config.json").read_text())["critic_symmetric"] is True
@@ -558,3 +562,116 @@ def test_robot_sim_off_loopback_without_keys_is_one_line():
                           "--task", "reach-v3"], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "Traceback" not in out.stderr + out.stdout
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "--server-key FILE" in out.stderr
+
+
+def test_reward_sources_by_hand():
+    rec = EpisodeRecord("r", "t", 0, reason="done")
+    rec.steps = [Step(k, 0, None, None, {"a": 1}, 0, 0.1 * k, 0.0, oracle_reward=float(k)) for k in range(3)]
+    rec.steps.append(Step(3, 0, None, None))
+    assert rec.rewards("oracle-dense").tolist() == pytest.approx([0.0, 0.1, 0.2])  # Meta-World's 0..10 scaled to 0..1
+    assert rec.rewards("oracle-sparse").tolist() == rec.rewards("sparse").tolist() == [0, 0, 1]
+    rec.steps[1].oracle_reward = None
+    with pytest.raises(ValueError, match="oracle-dense needs robots that report it"):
+        rec.rewards("oracle-dense")
+    with pytest.raises(ValueError, match="oracle-dense, oracle-sparse"):
+        rec.rewards("shaped")
+
+
+@pytest.mark.parametrize("reward", ["dense", "oracle-dense", "oracle-sparse"])
+def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward):
+    """A simulated robot reports Meta-World's reward and success flag with every observation (real
+    rollout, real gateway and client on 127.0.0.1, the loop's own event handling). The critic arm
+    drops them; oracle-dense keeps the simulator's own rewards; oracle-sparse ends the episode at
+    the flag. The learner never gets the episode's success flag."""
+    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
+    from vlac.envs.behaviours import make_behaviour
+    from vlac.rl.loop import RLConfig, RLLoop
+    from vlac.transport.client import RobotClient
+    from vlac.transport.gateway import Gateway
+
+    env = SimRobotEnv(SimEnvConfig(task="reach-v3", max_steps=60))
+    obs, expert = env.reset(seed=3), make_behaviour("expert")
+    expert.reset(env, np.random.default_rng(3))
+    frames, sims = [obs], [{"reward": env.reward, "success": env.success}]
+    while not env.success and env.steps < 60:
+        obs = env.step(expert.act(env))
+        frames.append(obs)
+        sims.append({"reward": env.reward, "success": env.success})
+    env.close()
+    assert sims[-1]["success"] and len(sims) > 3 and len({s["reward"] for s in sims}) > 2
+    loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0, learner=LearnerConfig(reward=reward)))
+    loop.gateway = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
+    try:
+        def pump(until):
+            end = time.monotonic() + 10
+            while not until():
+                assert time.monotonic() < end, "timed out"
+                robot.poll(10)
+                for ev in loop.gateway.poll(timeout_ms=10):
+                    loop._on_event(ev, time.monotonic())
+
+        pump(lambda: robot.session is not None)
+        robot.start_episode(0, "reach the red goal point with the gripper")
+        for k, (o, sim) in enumerate(zip(frames, sims)):
+            robot.send_obs(o["images"], o["state"], 0, k, sim=sim)
+            pump(lambda: loop.finishing or (loop.robots.get("r0") and loop.robots["r0"].rec
+                                            and len(loop.robots["r0"].rec.steps) == k + 1))
+            if loop.finishing:
+                break
+            loop.robots["r0"].rec.steps[-1].sample = {"action": [0.0, 0.0, 0.0, 1.0]}  # as if it acted
+        robot.end_episode(0, "limit", success=True)
+        pump(lambda: bool(loop.finishing))
+        rec = loop.finishing[0]
+        seen = loop._for_learner(rec)
+        assert rec.success is not None and seen.success is None  # the flag is measurement only
+        oracle = [s.oracle_reward for s in seen.steps[:-1]]
+        if reward == "dense":
+            assert all(r is None for r in oracle) and rec.reason == "limit"
+        elif reward == "oracle-dense":  # the simulator's own figure of each transition
+            assert oracle == pytest.approx([s["reward"] for s in sims[1:len(seen.steps)]])
+            assert rec.reason == "limit" and len(seen.steps) == len(frames)
+        else:  # ended at the flag with a reset to the robot
+            pump(lambda: bool(robot.resets))
+            assert rec.reason == "done" and rec.done_step == len(frames) - 2 and robot.resets[-1]["reason"] == "done"
+    finally:
+        robot.close()
+        loop.gateway.close()
+
+
+def test_history_reaches_serving_and_ppo_prompts_identically(tmp_path):
+    """The action history an actor trained with ``--history`` sees: the loop puts it in the request
+    and keeps it on the step; the learner re-scores the same prompt."""
+    from vlac.actor.actor import Actor, ActorInput
+    from vlac.rl.loop import RLConfig, RLLoop, _Robot
+
+    actor = Actor.load(ACTOR)
+    actor.history = 2
+    loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0))
+    loop.history_len = 2
+    rec = EpisodeRecord("r", "reach the red goal point with the gripper", 0)
+    loop.robots["r"] = _Robot(rec=rec)
+    rng = np.random.default_rng(0)
+    prompts = []
+    for k in range(4):
+        step = Step(k, 0.0, rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), np.array([0, 600, 200, 1.0], np.float32))
+        rec.steps.append(step)
+        req = loop._request("r", step, 0.0)
+        prompts.append(actor.prompt(ActorInput(req["image"], req["state"], req["task"], req["history"])).text)
+        step.sample, step.reward = {"action": [k + 1.0, -k, 0.0, 1.0]}, 0.0
+        if k == 1:
+            step.sample = None  # not executed (the robot held still): never part of the history
+    assert rec.steps[3].history == [[1.0, 0.0, 0.0, 1.0], [3.0, -2, 0.0, 1.0]] and rec.steps[0].history == []
+    learner_prompts = [actor.prompt(x).text for x in rec.actor_inputs()]
+    assert learner_prompts == [prompts[0], prompts[2], prompts[3]] and "3mm" in prompts[3]
+
+
+def test_one_done_rule_for_the_loop_eval_and_calibration():
+    """p(done) equal to the threshold is done everywhere (the loop used >=, eval >)."""
+    from vlac.critic import metrics as M
+    from vlac.critic.evaluate import done_scores
+
+    assert M.done_frames([0.4, 0.5, 0.6], 0.5).tolist() == [False, True, True]
+    assert M.first_done([0.2, 0.5, 0.5], 0.5, patience=2) == 2
+    recs = [{"split": "seen", "zero_shot": {"values": [0.0, 1.0]}, "done": {"p": [0.1, 0.5], "truth": [False, True]}}]
+    assert done_scores(recs, threshold=0.5)["seen"]["f1"] == 1.0

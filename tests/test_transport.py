@@ -34,6 +34,8 @@ def test_round_trip_keeps_arrays_exact():
     back = proto.validate(proto.decode(proto.encode(msg)))
     assert np.array_equal(back["images"]["main"], msg["images"]["main"]) and back["images"]["main"].dtype == np.uint8
     assert proto.validate(proto.decode(proto.encode(_obs(executed=-1))))["executed"] == -1  # held still
+    sim = {"reward": 3.25, "success": False}  # a simulator's ground truth, for the oracle arms
+    assert proto.validate(proto.decode(proto.encode(_obs(sim=sim))))["sim"] == sim
     assert np.array_equal(back["state"], msg["state"]) and back["v"] == proto.PROTOCOL_VERSION
 
 
@@ -76,6 +78,8 @@ def test_round_trip_keeps_arrays_exact():
     (proto.encode(_obs(executed=2**64 - 1)), "bad-field"),
     (proto.encode(_obs(state=np.zeros(10_000, np.float32))), "bad-state"),
     (proto.encode(_obs(robot="r" * 300)), "no-robot"),
+    (proto.encode(_obs(sim={"reward": float("nan"), "success": True})), "bad-field"),
+    (proto.encode(_obs(sim={"reward": 1.0, "success": 1})), "bad-field"),
 ])
 def test_bad_messages_are_named(data, code):
     with pytest.raises(proto.ProtocolError) as e:

@@ -124,6 +124,14 @@ class Actor:
                    int(cfg.get("history", 0)), head)
 
     @staticmethod
+    def history_length(path: str | Path | None = None) -> int:
+        """How many past actions an actor checkpoint's prompt shows, from its config alone."""
+        path = Path(path) if path else DEFAULT_CHECKPOINT
+        if not (path / VLAC_CONFIG).is_file():
+            return 0  # Actor.templates names the problem
+        return int(json.loads((path / VLAC_CONFIG).read_text()).get("extra", {}).get("actor", {}).get("history", 0))
+
+    @staticmethod
     def templates(path: str | Path | None = None) -> tuple[ActionTemplate, ActionTemplate]:
         """The action and state templates of an actor checkpoint, read from its config alone (no
         weights): what a robot must send and receive, checked before any model is loaded."""

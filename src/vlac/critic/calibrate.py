@@ -2,7 +2,7 @@
 
 The critic's done answer alone calls frames done a little before the simulator's success (and in
 some failed episodes). The paper's loop detects done from progress as well (section 7: "progress-based
-done detection"); here a frame counts as done where ``p(done) > threshold`` *and* the critic's own
+done detection"); here a frame counts as done where ``p(done) >= threshold`` *and* the critic's own
 zero-shot value curve has reached ``min_value``. This command re-reads the per-episode records that
 ``vlac critic eval`` wrote (no model is run), scores every pair of settings against the simulator's
 per-frame flag and reports the one with the best frame-level F1, so the same settings can then be

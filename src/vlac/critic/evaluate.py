@@ -140,7 +140,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             if ep.success is not None:
                 p = critic.done([frames[t] for t in idx], task)
                 gated = M.gate_done(p, rec["zero_shot"]["values"], cfg.done_min_value)
-                rec["done"] = {"pred": (gated > cfg.done_threshold).tolist(),
+                rec["done"] = {"pred": M.done_frames(gated, cfg.done_threshold).tolist(),
                                "truth": ep.success[idx].astype(bool).tolist(), "p": [round(float(x), 4) for x in p]}
                 if ref is not None:  # in-context done: the reference episode's last frame shown first
                     p = critic.done([frames[t] for t in idx], task, goal=ref[-1])
@@ -236,7 +236,7 @@ def _terminations(gated: list[np.ndarray], truths: list[list[bool]], threshold: 
 
 
 def done_scores(records: list[dict], threshold: float = 0.5, min_value: float = 0.0, key: str = "done") -> dict:
-    """Per split: frame-level accuracy / precision / recall / F1 of ``p(done) > threshold`` (gated
+    """Per split: frame-level accuracy / precision / recall / F1 of ``p(done) >= threshold`` (gated
     by the zero-shot value curve at ``min_value``) against the simulator's flag, and the
     episode-level terminations. ``key``: ``done`` (the done prompt) or ``done_goal`` (in-context
     done with the reference's goal image; episodes that had a reference)."""
@@ -247,7 +247,7 @@ def done_scores(records: list[dict], threshold: float = 0.5, min_value: float = 
             continue
         gated = [_gated_p(r, min_value, key) for r in rs]
         truths = [r[key]["truth"] for r in rs]
-        done[split] = M.binary_scores(np.concatenate(gated) > threshold, [t for ts in truths for t in ts])
+        done[split] = M.binary_scores(M.done_frames(np.concatenate(gated), threshold), [t for ts in truths for t in ts])
         done[split]["episodes"] = _terminations(gated, truths, threshold)
     return done
 
@@ -301,7 +301,7 @@ def _method_table(report: dict, methods: list[str]) -> str:
 
 
 def _done_rule(cfg: dict) -> str:
-    rule = f"A frame is done where p(done) > {cfg.get('done_threshold', 0.5)}"
+    rule = f"A frame is done where p(done) >= {cfg.get('done_threshold', 0.5)}"
     if cfg.get("done_min_value", 0.0) > 0:
         rule += f" and the critic's zero-shot value is at least {cfg['done_min_value']} (progress-gated)"
     return rule + "."

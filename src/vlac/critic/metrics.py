@@ -34,6 +34,12 @@ def value_step(v: float, delta: float, clamp: bool = True) -> float:
     return min(max(nxt, 0.0), 1.0) if clamp else nxt
 
 
+def done_frames(p_done, threshold: float) -> np.ndarray:
+    """The one done rule, shared by the RL loop, `vlac critic eval` and `calibrate-done`: a frame
+    is done where p(done) >= ``threshold`` (after the value gate, ``gate_done``, where one is set)."""
+    return np.asarray(p_done, dtype=np.float64) >= threshold
+
+
 def gate_done(p_done, values, min_value: float = 0.0) -> np.ndarray:
     """Progress-gated done: ``p_done`` where the critic's own value curve has reached
     ``min_value``, 0 elsewhere (a frame cannot be done while the critic rates the progress low).
@@ -113,8 +119,8 @@ def first_done(p_done, threshold: float = 0.5, patience: int = 1) -> int | None:
     if patience < 1:
         raise ValueError(f"patience must be >= 1, got {patience}")
     streak = 0
-    for k, p in enumerate(np.asarray(p_done, dtype=np.float64)):
-        streak = streak + 1 if p >= threshold else 0
+    for k, done in enumerate(done_frames(p_done, threshold)):
+        streak = streak + 1 if done else 0
         if streak >= patience:
             return k
     return None

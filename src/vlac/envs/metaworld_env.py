@@ -125,6 +125,7 @@ class SimRobotEnv:
         self._mujoco = mujoco
         self._raw_obs: np.ndarray | None = None
         self._success = False
+        self._reward = 0.0
         self._reached = False
         self.steps = 0
 
@@ -148,6 +149,7 @@ class SimRobotEnv:
         # Meta-World reports success only from step(); evaluating it at reset is wrong for some
         # tasks (window-close reads as solved), and no suite task starts solved.
         self._success = self._reached = False
+        self._reward = 0.0
         self.steps = 0
         return self.observe()
 
@@ -158,8 +160,9 @@ class SimRobotEnv:
             raise RuntimeError("step() before reset()")
         if self.steps >= self.config.max_steps:
             raise RuntimeError(f"episode limit of {self.config.max_steps} steps reached; call reset()")
-        obs, _, _, _, info = self._env.step(action_to_metaworld(action))
+        obs, reward, _, _, info = self._env.step(action_to_metaworld(action))
         self._raw_obs = obs
+        self._reward = float(reward)
         self._success = bool(info["success"])
         self._reached = self._reached or self._success
         self.steps += 1
@@ -169,6 +172,12 @@ class SimRobotEnv:
     def success(self) -> bool:
         """The simulator's success flag for the current state (measurement only)."""
         return self._success
+
+    @property
+    def reward(self) -> float:
+        """Meta-World's own shaped reward of the last step (0 after ``reset``): ground truth for the
+        oracle reference arms and measurement, never a model input."""
+        return self._reward
 
     @property
     def reached(self) -> bool:

@@ -19,6 +19,14 @@ import numpy as np
 from vlac.rl.ppo import gae
 
 
+REWARDS = ("dense", "sparse", "oracle-dense", "oracle-sparse")
+"""Reward sources of the learner. ``dense``/``sparse``: the critic's (the product). ``oracle-*``:
+the simulator's shaped reward / success flag, reference arms that measure the learner's ceiling
+and the baseline to beat; never a default, and only they let simulator fields reach the learner."""
+ORACLE_REWARDS = ("oracle-dense", "oracle-sparse")
+ORACLE_DENSE_MAX = 10.0  # Meta-World v3's largest shaped reward of one step
+
+
 @dataclass
 class Step:
     obs_id: int
@@ -30,6 +38,8 @@ class Step:
     reward: float | None = None  # critic progress delta of (this frame -> next frame), -1..1
     p_done: float | None = None  # critic done probability of the next frame
     version: int | None = None  # the policy update whose weights chose the action
+    history: list | None = None  # executed actions the actor's prompt showed (serving and PPO alike)
+    oracle_reward: float | None = None  # the simulator's shaped reward of this transition: oracle arms only
 
 
 @dataclass
@@ -43,6 +53,20 @@ class EpisodeRecord:
     done_step: int | None = None  # transition at which the critic declared done
     value: float = 0.0  # running value: Eq. 7 over the critic's rewards scored so far
     frame_bytes: int = 0  # memory its frames hold while open (the loop caps it)
+
+    def executed_actions(self, n: int) -> list:
+        """The last ``n`` actions the robot executed before the newest observation (the actor's
+        action history; actions it never executed are not part of it)."""
+        if n <= 0:
+            return []
+        return [s.sample["action"] for s in self.steps[:-1] if s.sample is not None][-n:]
+
+    def actor_inputs(self) -> list:
+        """What the actor saw at each acted step, as the inference worker built it (the PPO
+        learner re-scores exactly these prompts)."""
+        from vlac.actor.actor import ActorInput
+
+        return [ActorInput(s.image, s.state, self.task, s.history or []) for s in self.acted]
 
     @property
     def acted(self) -> list[Step]:
@@ -63,12 +87,18 @@ class EpisodeRecord:
             r = np.array([s.reward for s in steps], dtype=np.float64)
             if self.terminal and len(r):
                 r[-1] += done_bonus
-        elif mode == "sparse":
+        elif mode in ("sparse", "oracle-sparse"):  # 1 at the done: the critic's, or the simulator's flag
             r = np.zeros(len(steps))
             if self.terminal and len(r):
                 r[-1] = 1.0
+        elif mode == "oracle-dense":  # Meta-World's shaped reward is 0..10 a step: scaled to the critic's 0..1
+            r = np.array([np.nan if s.oracle_reward is None else s.oracle_reward for s in steps], dtype=np.float64)
+            r /= ORACLE_DENSE_MAX
+            if np.isnan(r).any():
+                raise ValueError(f"episode {self.episode} of robot {self.robot} has steps without the simulator's "
+                                 "reward: oracle-dense needs robots that report it (`vlac robot sim`)")
         else:
-            raise ValueError(f"reward mode {mode!r} is not dense or sparse")
+            raise ValueError(f"reward mode {mode!r} is not one of {', '.join(REWARDS)}")
         return r
 
     def advantages(self, values: np.ndarray, last_value: float, mode: str, gamma: float, lam: float,

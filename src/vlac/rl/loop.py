@@ -18,15 +18,15 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vlac.critic.metrics import value_step
+from vlac.critic.metrics import done_frames, gate_done, value_step
 from vlac.model.vlm import fit_frame
-from vlac.rl.episodes import EpisodeRecord, Step
+from vlac.rl.episodes import ORACLE_REWARDS, REWARDS, EpisodeRecord, Step
 from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, Learner, LearnerConfig, LogService
 from vlac.utils.imports import require
 
@@ -116,8 +116,9 @@ class RLConfig:
         if not 0.0 <= self.done_min_value <= 1.0:
             raise ValueError(f"done_min_value {self.done_min_value} must be in [0, 1] (a progress value; 0 turns "
                              "the gate off)")
-        if self.learner.reward not in ("dense", "sparse"):
-            raise ValueError(f"learner.reward {self.learner.reward!r} must be dense or sparse")
+        if self.learner.reward not in REWARDS:
+            raise ValueError(f"learner.reward {self.learner.reward!r} must be one of {', '.join(REWARDS)} "
+                             "(oracle-*: the simulator's reward, reference arms for simulated robots only)")
         from vlac.transport.link import CurveKeys, is_loopback, load_robot_keys
 
         if not is_loopback(self.bind) and not (self.keys and self.robot_keys):
@@ -179,7 +180,7 @@ class RLLoop:
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
                          "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0,
                          "episodes_capped": 0, "request_errors": 0, "scoring_errors": 0, "learner_errors": 0,
-                         "eval_errors": 0}
+                         "eval_errors": 0, "no_oracle_episodes": 0}
         self.robots: dict[str, _Robot] = {}
         self.waiting: deque = deque()  # (robot, Step, t_received)
         self.critic_queue: list[dict] = []
@@ -188,6 +189,11 @@ class RLLoop:
         self.procs: list[subprocess.Popen] = []
         self.hold_since: float | None = None  # wait_for_learner: when robots began to be held
         self.frame_side = _frame_side(cfg.actor, cfg.critic)  # frames are kept at what the models read
+        from vlac.actor.actor import Actor
+
+        self.history_len = Actor.history_length(cfg.actor or None)  # actions its prompt shows
+        # Reference arms only: the simulator's reward and flag reach the learner in no other arm.
+        self.oracle = cfg.learner.reward if cfg.learner.reward in ORACLE_REWARDS else ""
 
     # ------------------------------------------------------------------ set-up
     def _start_ray(self) -> None:
@@ -276,6 +282,8 @@ class RLLoop:
                 # its action reached the robot too late (it held still): never train on it
                 prev.sample = None
                 self.counters["unexecuted_actions"] += 1
+            if self.oracle and prev is not None:
+                self._oracle_step(ev.robot, rec, prev, msg.get("sim"))
             if prev is not None and prev.sample is not None:
                 self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
                                           "before": prev.image, "after": step.image, "t_queued": now})
@@ -296,6 +304,17 @@ class RLLoop:
         elif ev.kind == "lost":
             self._close(ev.robot, "lost")
             self.robots.pop(ev.robot, None)
+
+    def _oracle_step(self, robot: str, rec: EpisodeRecord, prev: Step, sim: dict | None) -> None:
+        """Oracle arms: the simulator's shaped reward of the transition into this observation;
+        with oracle-sparse, its success flag ends the episode there (the sparse baseline with a
+        perfect success detector)."""
+        if sim is None:
+            return  # a robot that reports no simulator: its episodes are not trained on (counted)
+        prev.oracle_reward = float(sim["reward"])
+        if self.oracle == "oracle-sparse" and sim["success"] and rec.done_step is None:
+            rec.done_step = len(rec.steps) - 1
+            self.gateway.send_reset(robot, rec.episode, "done")
 
     def _over_cap(self, rec: EpisodeRecord) -> bool:
         """An open episode past the loop's own limits (steps, frame memory), whatever the robot
@@ -347,14 +366,21 @@ class RLLoop:
             if self.inflight[k] is not None or not free:
                 continue
             batch = [free.popleft() for _ in range(min(self.cfg.max_batch, len(free)))]
-            reqs = [{"robot": rb, "obs_id": st.obs_id, "image": st.image, "state": st.state,
-                     "task": self.robots[rb].rec.task, "t_recv": t}
-                    for rb, st, t in batch if rb in self.robots and self.robots[rb].rec is not None]
+            reqs = [self._request(rb, st, t) for rb, st, t in batch
+                    if rb in self.robots and self.robots[rb].rec is not None]
             if not reqs:
                 continue
             self.stats["assign"] += [now - q["t_recv"] for q in reqs]
             self.inflight[k] = (w.act.remote(reqs), reqs, batch)
         self.waiting.extend(free)  # not yet assigned: every replica is busy
+
+    def _request(self, robot: str, step: Step, t_recv: float) -> dict:
+        """An inference request for a robot's newest observation; the action history its prompt
+        shows is kept on the step, so the learner re-scores the very prompt that acted."""
+        rec = self.robots[robot].rec
+        step.history = rec.executed_actions(self.history_len)
+        return {"robot": robot, "obs_id": step.obs_id, "image": step.image, "state": step.state, "task": rec.task,
+                "history": step.history, "t_recv": t_recv}
 
     def _collect_inference(self) -> None:
         ray = self.ray
@@ -427,8 +453,9 @@ class RLLoop:
                 rec.steps[idx].reward, rec.steps[idx].p_done = res["reward"], res["p_done"]
                 rec.value = value_step(rec.value, res["reward"])  # results of one episode come in step order
                 r = self.robots.get(robot)
-                if r is not None and r.rec is rec and rec.done_step is None:
-                    over = res["p_done"] >= self.cfg.done_threshold and rec.value >= self.cfg.done_min_value
+                if r is not None and r.rec is rec and rec.done_step is None and not self.oracle:
+                    gated = gate_done([res["p_done"]], [rec.value], self.cfg.done_min_value)
+                    over = bool(done_frames(gated, self.cfg.done_threshold)[0])  # the rule eval uses
                     r.done_streak = r.done_streak + 1 if over else 0
                     if r.done_streak >= self.cfg.done_patience:
                         rec.done_step = idx
@@ -463,6 +490,11 @@ class RLLoop:
             self.log.episode(summary, self.done_episodes)
             self.bar.update(1)
             self.bar.set_postfix(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
+            if self.oracle and any(s.oracle_reward is None for s in rec.acted):
+                self.counters["no_oracle_episodes"] += 1
+                print(f"episode {rec.episode} of robot {rec.robot}: no simulator reward reported, so the "
+                      f"{self.oracle} arm cannot train on it (kept on disk)", flush=True)
+                continue
             self.buffer.append(rec)
 
     def _keep_unsaved(self, rec: EpisodeRecord, err: Exception) -> None:
@@ -513,7 +545,13 @@ class RLLoop:
             # next update takes all of them (up to max_episodes_per_update), so none is left untrained.
             n = max(self.cfg.episodes_per_update, self.cfg.max_episodes_per_update)
             episodes, self.buffer = self.buffer[:n], self.buffer[n:]
-            self.update_inflight = (self.learner.update.remote(episodes), episodes)
+            self.update_inflight = (self.learner.update.remote([self._for_learner(e) for e in episodes]), episodes)
+
+    @staticmethod
+    def _for_learner(rec: EpisodeRecord) -> EpisodeRecord:
+        """What the learner gets of an episode: the simulator's success flag never (it is for
+        measurement); its rewards only in the oracle arms, the only ones that record them."""
+        return replace(rec, success=None)
 
     def _broadcast(self, weights_ref) -> None:
         state, version = self.ray.get(weights_ref)

@@ -16,7 +16,18 @@ SPEED_KEYS = ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", 
               "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair",
               "reward_latency_median", "reward_latency_p99", "update_seconds_median", "learner_hold_s")
 COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
-                "unexecuted_actions", "late_answers")
+                "unexecuted_actions", "late_answers", "episodes_capped", "request_errors", "scoring_errors",
+                "learner_errors", "eval_errors", "no_oracle_episodes")
+REWARD_LABELS = {"dense": "critic, dense", "sparse": "critic, sparse (critic's done)",
+                 "oracle-dense": "ORACLE dense: simulator's shaped reward (reference arm)",
+                 "oracle-sparse": "ORACLE sparse: simulator's success flag (reference arm)"}
+
+
+def reward_label(run: str | Path) -> str:
+    """How a run was rewarded, as every report and plot names it (oracle arms are marked)."""
+    path = Path(run) / "rl_config.json"
+    reward = json.loads(path.read_text()).get("learner", {}).get("reward", "dense") if path.is_file() else "dense"
+    return REWARD_LABELS.get(reward, reward)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -63,7 +74,9 @@ def write_report(run: str | Path) -> Path:
     episodes, evals, learner = _rows(run / "episodes.jsonl"), _rows(run / "eval.jsonl"), _rows(run / "learner.jsonl")
     stats = json.loads((run / "loop_stats.json").read_text()) if (run / "loop_stats.json").is_file() else {}
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
+    label = reward_label(run)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig.suptitle(f"{run.name}: rewards from {label}", fontsize=10)
     if evals:
         x = [e["episodes"] for e in evals]
         axes[0].plot(x, [e["success"] for e in evals], "o-", color="k", label="mean")
@@ -91,7 +104,7 @@ def write_report(run: str | Path) -> Path:
     fig.tight_layout()
     fig.savefig(run / "curves.png", dpi=120)
     plt.close(fig)
-    rows = [["episodes", len(episodes)], ["policy updates", len(learner)],
+    rows = [["reward source", label], ["episodes", len(episodes)], ["policy updates", len(learner)],
             ["evaluation success, first", fmt(evals[0]["success"]) if evals else "-"],
             ["evaluation success, last", fmt(evals[-1]["success"]) if evals else "-"],
             ["mean critic return, first 20 episodes", fmt(np.mean([e["return"] for e in episodes[:20]])) if episodes else "-"],
@@ -116,8 +129,11 @@ def write_report(run: str | Path) -> Path:
         if lags:  # how far the robots' policy trailed the learner: large means off-policy updates
             rows.append(["policy lag, mean over updates (updates)", fmt(float(np.mean(lags)), 2)])
     md = ("# RL run\n\n![curves](curves.png)\n\n" + markdown_table(["", "value"], rows) + "\n\n"
-          "Success is measured on separate evaluation episodes with the simulator's flag, which the learner never "
-          "sees; rewards and done come from the critic only.\n")
+          + ("Success is measured on separate evaluation episodes with the simulator's flag, which the learner never "
+             "sees; rewards and done come from the critic only.\n" if not label.startswith("ORACLE") else
+             "**A reference arm:** the learner was rewarded by the simulator itself (" + label + "), which no "
+             "real robot has; it measures what the learner can do with a perfect reward, the ceiling and baseline "
+             "for the critic's arms. Success is measured on separate evaluation episodes.\n"))
     if evals:
         tasks = _eval_tasks(evals)
         md += ("\n## Evaluation success per task\n\n"
@@ -138,14 +154,17 @@ def write_report(run: str | Path) -> Path:
     return run / "report.md"
 
 
-def compare(runs: list[str], names: list[str], out: str | Path) -> None:
+def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     """Evaluation success against training episodes for several runs on one plot (e.g. dense
-    critic rewards against the sparse baseline)."""
+    critic rewards against the oracle-sparse baseline); each run is labelled with its reward
+    source (oracle arms marked as references) after its name (default: the run folder's)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for run, name in zip(runs, names):
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for run, name in zip(runs, names or [Path(r).name for r in runs]):
         evals = _rows(Path(run) / "eval.jsonl")
-        ax.plot([e["episodes"] for e in evals], [e["success"] for e in evals], "o-", label=name)
+        oracle = reward_label(run).startswith("ORACLE")
+        ax.plot([e["episodes"] for e in evals], [e["success"] for e in evals], "s--" if oracle else "o-",
+                label=f"{name} ({reward_label(run)})")
     ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(0, 1))
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -158,7 +177,7 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description="Plot evaluation success of several `vlac rl` runs together.")
     ap.add_argument("--runs", required=True, help="comma-separated run folders")
-    ap.add_argument("--names", required=True, help="comma-separated labels")
+    ap.add_argument("--names", default="", help="comma-separated labels (default: the run folders' names)")
     ap.add_argument("--out", required=True, help="PNG file")
     a = ap.parse_args()
-    compare(a.runs.split(","), a.names.split(","), a.out)
+    compare(a.runs.split(","), a.names.split(",") if a.names else None, a.out)

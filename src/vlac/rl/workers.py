@@ -137,7 +137,10 @@ class LearnerConfig:
     gamma: float = 0.99
     lam: float = 0.95
     reward: str = "dense"
-    """dense (critic progress delta per step) or sparse (1 at the critic's done)."""
+    """dense (critic progress delta per step) or sparse (1 at the critic's done): the critic's
+    rewards. Reference arms, never a default: oracle-dense (Meta-World's own shaped reward per step)
+    and oracle-sparse (1 at the simulator's success flag, which ends the episode): they measure the
+    learner's ceiling and the baseline the critic must beat."""
     done_bonus: float = 0.0
     """Added to the last dense reward of an episode the critic declared done."""
     demo_data: str = ""
@@ -191,15 +194,15 @@ class Learner:
         return [idx[k:k + self.cfg.minibatch] for k in range(0, n, self.cfg.minibatch)]
 
     def update(self, episodes: list[EpisodeRecord]) -> dict:
-        from vlac.actor.actor import ActionSample, ActorInput
+        from vlac.actor.actor import ActionSample
         from vlac.rl.ppo import explained_variance, normalise, ppo_loss
 
         cfg = self.cfg
         t0 = time.perf_counter()
         inputs, samples, owner, versions = [], [], [], []
         for e, rec in enumerate(episodes):
+            inputs += rec.actor_inputs()  # the prompts the inference worker built (history included)
             for s in rec.acted:
-                inputs.append(ActorInput(s.image, s.state, rec.task))
                 samples.append(ActionSample.from_dict(s.sample))
                 owner.append(e)
                 if s.version is not None:
@@ -335,7 +338,8 @@ class DataService:
         rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
                             success=side["success"], done_step=side["done_step"])
         rec.steps = [Step(d["obs_id"], d["t_obs"], ep.images["main"][k], ep.state[k], d["sample"], d["t_action"],
-                          d["reward"], d["p_done"], d.get("version")) for k, d in enumerate(side["steps_detail"])]
+                          d["reward"], d["p_done"], d.get("version"), d.get("history"), d.get("oracle_reward"))
+                     for k, d in enumerate(side["steps_detail"])]
         return rec
 
     def _quarantine(self, index: int, error: Exception) -> None:
@@ -365,7 +369,8 @@ class DataService:
         index = self.writer.num_episodes
         side = {**rec.summary(), "dataset_index": index, "done_step": rec.done_step,
                 "steps_detail": [{"obs_id": s.obs_id, "t_obs": s.t_obs, "t_action": s.t_action, "reward": s.reward,
-                                  "p_done": s.p_done, "sample": s.sample, "version": s.version} for s in steps]}
+                                  "p_done": s.p_done, "sample": s.sample, "version": s.version, "history": s.history,
+                                  "oracle_reward": s.oracle_reward} for s in steps]}
         path = self.root / "rl_steps" / f"episode_{index:06d}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(side))

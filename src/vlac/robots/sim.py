@@ -94,7 +94,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
             client.start_episode(episode, task)
             step, reason, last, executed = 0, "limit", hold, None
             while not stop.now:
-                oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed)
+                sim = {"reward": env.reward, "success": env.success}  # measurement / oracle arms only
+                oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed, sim=sim)
                 t0 = sent = time.monotonic()
                 action = None
                 while not stop.now and action is None and not client.resets:
@@ -105,7 +106,7 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                         break  # a real robot cannot wait: hold still this period
                     if action is None and cfg.period <= 0 and now - sent >= cfg.resend_after:
                         # lock-step: the gateway may have restarted or dropped it; send a fresh one
-                        oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed)
+                        oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed, sim=sim)
                         sent = now
                 stats["wait_s"] += time.monotonic() - t0
                 mine = [r for r in client.resets if r["episode"] == episode]  # ignore stale ones

@@ -79,10 +79,11 @@ class RobotClient:
         return True
 
     def send_obs(self, images: dict, state, episode: int, step: int, t: float | None = None,
-                 executed: int | None = None) -> int:
+                 executed: int | None = None, sim: dict | None = None) -> int:
         """Send one observation; returns its id (the action answering it carries the same id).
         ``executed``: the obs_id whose action the robot executed since its previous observation,
-        or -1 if it held still (None: not reported; the gateway side then assumes lock-step)."""
+        or -1 if it held still (None: not reported; the gateway side then assumes lock-step).
+        ``sim``: simulators only, {reward, success} of the transition into this observation."""
         oid = self.next_obs_id
         self.next_obs_id += 1
         imgs = {k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in images.items()}
@@ -91,6 +92,8 @@ class RobotClient:
                "state": np.asarray(state, dtype=np.float32)}
         if executed is not None:
             msg["executed"] = int(executed)
+        if sim is not None:
+            msg["sim"] = {"reward": float(sim["reward"]), "success": bool(sim["success"])}
         self._send(msg)
         self.poll()
         return oid

@@ -11,7 +11,10 @@ Robot -> gateway
                    images {camera: HxWx3 uint8}, state (S,) float,
                    executed (optional int: obs_id of the action executed since the previous
                    observation, -1 if the robot held still; absent means the action answering the
-                   previous observation was executed, as in lock-step)
+                   previous observation was executed, as in lock-step),
+                   sim (optional, simulators only: {reward: the simulator's shaped reward of the
+                   transition into this observation, success: its flag}; ground truth for the
+                   labelled oracle reward arms, dropped by the loop in every other arm)
     episode_start  episode, task
     episode_end    episode, reason ("done" | "limit" | "reset" | "abort"), success (optional; simulators
                    only, for measurement, never used for learning; the simulator robot reports
@@ -134,6 +137,10 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def _check_text(kind: str, name: str, value: str, limit: int) -> None:
     if not value.strip() or len(value) > limit:
         raise ProtocolError("bad-text", f"{kind} field {name!r} must be non-empty text of at most {limit} "
@@ -204,6 +211,9 @@ def _check_obs(msg: dict) -> None:
     state = msg["state"]
     if state.ndim != 1 or state.size > MAX_DIM or not np.isfinite(state).all():
         raise ProtocolError("bad-state", f"obs state must be a finite 1-d array of at most {MAX_DIM} values", "obs")
+    sim = msg.get("sim", {"reward": 0.0, "success": False})
+    if not (isinstance(sim, dict) and isinstance(sim.get("success"), bool) and _is_finite(sim.get("reward"))):
+        raise ProtocolError("bad-field", "obs field 'sim' must be {reward: finite number, success: bool}", "obs")
     ex = msg.get("executed", -1)
     if not _is_int(ex) or not -1 <= ex <= MAX_ID:
         raise ProtocolError("bad-field", f"obs field 'executed' must be an obs_id or -1 (held still), "
