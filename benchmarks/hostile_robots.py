@@ -87,7 +87,8 @@ def attack(address: str, loop_pid: int, big_frames: int) -> list[tuple[str, str]
     rows.append(("protocol version 1.0", raw_reply(address, b"x4", msgpack.packb({**hello("x4"), "v": 1.0}))))
     rows.append(("protocol version true", raw_reply(address, b"x5", msgpack.packb({**hello("x5"), "v": True}))))
     rows.append(("hello with an empty task", raw_reply(address, b"x6", proto.encode(hello("x6", task="")))))
-    rows.append(("hello with a 22.5 KB task", raw_reply(address, b"x7", proto.encode(hello("x7", task="pick " * 4500)))))
+    long_task = proto.encode(hello("x7", task="pick " * 4500))
+    rows.append(("hello with a 22.5 KB task", raw_reply(address, b"x7", long_task)))
     c = RobotClient(address, "x8", "sim-arm", ["main"], "reach the goal", 4, 4)
     c.wait_welcome(10)
     for name, kw in [("1x1 frame", {"images": {"main": np.zeros((1, 1, 3), np.uint8)}}),

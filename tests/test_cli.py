@@ -81,3 +81,48 @@ def test_critic_score_without_the_model_extra(tmp_path):
     assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
     assert "transformers" in p.stderr and "pip install 'vlac[model]'" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_first_hour_errors_and_help_read_as_one_line(tmp_path, capsys, small_dataset):
+    """Each of these ended in a traceback (or listed commands twice) for a new user (issue 24)."""
+    import shutil
+
+    from vlac.critic.critic import DEFAULT_CHECKPOINT
+    from vlac.critic.train import TrainConfig
+    from vlac.model import CheckpointError
+    from vlac.model.vlm import VLM
+
+    main(["--help"])
+    usage = capsys.readouterr().out
+    assert usage.count("calibrate-done") == 1 and usage.count("repair") == 1  # each command once
+    with pytest.raises(SystemExit, match="unknown task\\(s\\) \\['reach-v9'\\]"):
+        main(["actor", "eval", "--tasks", "reach-v9", "--episodes", "1", "--out", str(tmp_path / "e")])
+    with pytest.raises(SystemExit, match="episode 99 is not in .*: it has 4 episodes \\(0 to 3\\)"):
+        main(["data", "render", str(small_dataset), "--episode", "99", "--out", str(tmp_path / "x.png")])
+    ck = tmp_path / "no-tokenizer"
+    shutil.copytree(DEFAULT_CHECKPOINT, ck)
+    (ck / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="has no tokenizer"):  # not transformers' sentencepiece advice
+        VLM.load(ck)
+    weights = "progress:0.5,one_shot:0.3,done:0.1,describe:0.1"
+    mix = TrainConfig(data=str(small_dataset), out=str(tmp_path / "m"), weights=weights).mixture()
+    assert mix == {"progress": 0.5, "one_shot": 0.3, "done": 0.1, "describe": 0.1}  # not 0.5000000000000001
+
+
+def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
+    import json
+
+    from vlac.rl.report import write_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"n": k + 1, "robot": "sim-0", "task": "t", "episode": k, "steps": 10, "reason": "limit",
+             "success": False, "return": 0.1 * k} for k in range(4)]
+    (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "loop_stats.json").write_text(json.dumps({"obs_to_action_median": 0.777, "episodes_per_hour": 67.19}))
+    (run / "rl_config.json").write_text(json.dumps({"learner": {"reward": "oracle-dense"}}))
+    md = write_report(run).read_text()
+    assert "obs to action median (s) | 0.777" in md and "episodes per hour (episodes/h) | 67.2" in md
+    assert "first 2 episodes" in md and "first 20" not in md  # a 4-episode run: its two halves
+    assert "| t | 4 | 0 | 0 | n/a | n/a |" in md  # no done, no success: undefined, not NaN
+    assert "ORACLE dense: simulator's shaped reward (reference arm)" in md and "A reference arm" in md

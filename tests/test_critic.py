@@ -238,3 +238,20 @@ def test_digit_tokenizers_are_read_digit_by_digit(digit_tokenizer):
     vlm.model.eval()
     assert critic.progress([(a, b)], "reach the goal", decoding="greedy")[0] == pytest.approx(-0.42)
     assert critic.progress([(a, b)], "reach the goal", decoding="rich")[0] == pytest.approx(-0.42, abs=0.02)
+
+
+def test_eval_skips_an_unreadable_episode_and_keeps_the_rest(small_dataset, tmp_path):
+    """`vlac critic eval` aborted on one damaged episode, losing those already scored (issue 24)."""
+    import shutil
+
+    from vlac.critic.evaluate import EvalConfig, evaluate
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    ds = LeRobotDataset(data)
+    video = ds.video_path(ds.episodes.iloc[1], "observation.images.main")
+    video.write_bytes(video.read_bytes()[:200])  # cut short, as a killed copy leaves it
+    report = evaluate(EvalConfig(dataset=str(data), out=str(tmp_path / "e"), one_shot=False, max_episodes=2))
+    assert len(report["config"]["skipped"]) == 1 and "episode 1" in report["config"]["skipped"][0]
+    assert len((tmp_path / "e" / "episodes.jsonl").read_text().splitlines()) == 1
+    assert "Skipped 1 unreadable episode(s)" in (tmp_path / "e" / "report.md").read_text()

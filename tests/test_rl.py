@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -149,6 +150,16 @@ def test_crashed_inference_worker_is_restarted(ray_local):
             assert time.monotonic() < deadline
             time.sleep(0.5)
     assert out[0]["obs_id"] == 0 and ray.get(w.pid.remote()) != pid
+
+
+def _pump(loop, robot, until, seconds=10.0):
+    """Pass messages between a robot client and the loop's gateway and events until ``until()``."""
+    end = time.monotonic() + seconds
+    while not until():
+        assert time.monotonic() < end, "timed out"
+        robot.poll(10)
+        for ev in loop.gateway.poll(timeout_ms=10):
+            loop._on_event(ev, time.monotonic())
 
 
 def _wait_for(path, seconds):
@@ -317,13 +328,7 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     rng = np.random.default_rng(0)
     task = "reach the red goal point with the gripper"
 
-    def pump(until, seconds=10.0):
-        end = time.monotonic() + seconds
-        while not until():
-            assert time.monotonic() < end, "timed out"
-            robot.poll(10)
-            for ev in loop.gateway.poll(timeout_ms=10):
-                loop._on_event(ev, time.monotonic())
+    pump = partial(_pump, loop, robot)
 
     def observe(step, executed):
         oid = robot.send_obs({"main": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)},
@@ -466,13 +471,7 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     rng = np.random.default_rng(0)
     task = "reach the red goal point with the gripper"
 
-    def pump(until, seconds=10.0):
-        end = time.monotonic() + seconds
-        while not until():
-            assert time.monotonic() < end, "timed out"
-            robot.poll(10)
-            for ev in loop.gateway.poll(timeout_ms=10):
-                loop._on_event(ev, time.monotonic())
+    pump = partial(_pump, loop, robot)
 
     def observe(episode, step, side=96):
         oid = robot.send_obs({"main": rng.integers(0, 255, (side, side, 3), dtype=np.uint8)},
@@ -603,13 +602,7 @@ def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward
     loop.gateway = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
     robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
     try:
-        def pump(until):
-            end = time.monotonic() + 10
-            while not until():
-                assert time.monotonic() < end, "timed out"
-                robot.poll(10)
-                for ev in loop.gateway.poll(timeout_ms=10):
-                    loop._on_event(ev, time.monotonic())
+        pump = partial(_pump, loop, robot)
 
         pump(lambda: robot.session is not None)
         robot.start_episode(0, "reach the red goal point with the gripper")

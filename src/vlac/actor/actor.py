@@ -192,7 +192,7 @@ class Actor:
         cache = DynamicCache()
         out = model(input_ids=batch["input_ids"], attention_mask=mask,
                     position_ids=(mask.cumsum(1) - 1).clamp(min=0), pixel_values=batch["pixel_values"],
-                    past_key_values=cache, use_cache=True)
+                    cache=cache, use_cache=True)
         logits = out.logits[torch.arange(B, device=dev), lengths - 1]  # (B, V)
         rows = [RowState(self.plan) for _ in range(B)]
         values = [0.0] * B
@@ -222,7 +222,7 @@ class Actor:
             mask = torch.cat([mask, torch.ones((B, n), dtype=mask.dtype, device=dev)], dim=1)
             pos = next_pos[:, None] + torch.arange(n, device=dev)[None]
             next_pos = next_pos + n
-            out = model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache,
+            out = model(input_ids=feed, attention_mask=mask, position_ids=pos, cache=cache,
                         use_cache=True, output_hidden_states=bool(finishing))
             logits = out.logits[:, -1]
             if finishing:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from vlac.critic import metrics as M
 from vlac.critic.report import fmt, markdown_table, plot_value_curves
+from vlac.data.lerobot_format import DatasetError
 from vlac.envs.tasks import TASKS
 
 BASELINES = {
@@ -102,7 +103,9 @@ def _references(datasets, cam: str | None, limit_per_task: int = 2) -> dict[str,
         for i in range(ds.num_episodes):
             m = ds.meta(i)
             if m.get("success") and len(refs.get(m["task"], [])) < limit_per_task:
-                refs.setdefault(m["task"], []).append((f"{ds.root}#{i}", ds.episode(i).images[key]))
+                ep = _readable(ds, i, [])
+                if ep is not None:
+                    refs.setdefault(m["task"], []).append((f"{ds.root}#{i}", ep.images[key]))
     return refs
 
 
@@ -120,11 +123,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     records = []
     total = sum(min(ds.num_episodes, cfg.max_episodes or ds.num_episodes) for ds in datasets)
     bar = tqdm(total=total, desc="eval", unit="ep")
+    skipped: list[str] = []
     for ds in datasets:
         key = cfg.camera or ds.camera_keys[0]
         for i in range(min(ds.num_episodes, cfg.max_episodes or ds.num_episodes)):
-            m = ds.meta(i)
-            ep = ds.episode(i)
+            m, ep = ds.meta(i), _readable(ds, i, skipped)
+            if ep is None:  # named, skipped; the episodes scored so far are kept
+                bar.update(1)
+                continue
             frames, task = ep.images[key], ep.task
             rec = {"dataset": str(ds.root), "episode": i, "task": task, "env_task": m.get("env_task", ""),
                    "split": _split_of(m), "variant": m.get("scene_variant", "default"),
@@ -155,10 +161,23 @@ def evaluate(cfg: EvalConfig) -> dict:
     with open(out / "episodes.jsonl", "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    return _write_report(records, asdict(cfg), out)
+    return _write_report(records, {**asdict(cfg), "skipped": skipped}, out)
+
+
+def _readable(ds, index: int, skipped: list[str]):
+    """Episode ``index``, or None after one line naming why it cannot be read (added to ``skipped``)."""
+    try:
+        return ds.episode(index)
+    except DatasetError as e:
+        skipped.append(f"{ds.root} episode {index}: {str(e).splitlines()[0]}")
+        tqdm.write(f"skipping {skipped[-1]}")
+        return None
 
 
 def _write_report(records: list[dict], cfg: dict, out: Path) -> dict:
+    if not records:
+        raise DatasetError(f"no episode could be scored ({len(cfg.get('skipped', []))} unreadable); see "
+                           f"`vlac data info DATASET --check`")
     report = summarise(records, cfg.get("done_threshold", 0.5), cfg.get("done_min_value", 0.0))
     report["config"] = cfg
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -341,6 +360,9 @@ def render_markdown(report: dict) -> str:
     parts += ["", "## Task description from the first and last frame (successful episodes)", ""]
     parts.append(markdown_table(["split", "episodes", "exact match"],
                                 [[k, d["n"], d["exact_match"]] for k, d in report.get("describe", {}).items()]))
+    skipped = report.get("config", {}).get("skipped", [])
+    if skipped:
+        parts += ["", f"Skipped {len(skipped)} unreadable episode(s): " + "; ".join(skipped)]
     return "\n".join(parts) + "\n"
 
 

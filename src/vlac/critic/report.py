@@ -68,8 +68,9 @@ def plot_value_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray, bool]
 
 
 def fmt(x, digits: int = 2) -> str:
+    """A figure for a report; "n/a" where it is undefined (e.g. precision with nothing predicted)."""
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "NaN"
+        return "n/a"
     return f"{x:.{digits}f}"
 
 

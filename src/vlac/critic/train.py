@@ -121,7 +121,8 @@ class TrainConfig:
                 raise ValueError(f"weight of {name!r} in {self.weights!r} is not a number") from None
         if sum(out.values()) <= 0 or min(out.values()) < 0:
             raise ValueError(f"weights {self.weights!r} must be >= 0 with a positive sum")
-        return {k: v / sum(out.values()) for k, v in out.items() if v > 0}
+        total = sum(out.values())
+        return {k: round(v / total, 6) for k, v in out.items() if v > 0}  # 0.5, not 0.5000000000000001
 
 
 def _rng_state(rng: np.random.Generator) -> dict:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from vlac.data.episode import Episode
 from vlac.data.lerobot_format import (
     ACTION_KEY, CODEBASE_VERSION, EPISODE_META_COLUMNS, STATE_KEY, SUCCESS_KEY, DamagedEpisode, DatasetError,
+    EpisodeOutOfRange,
     camera_keys, check_episode_indices, check_no_pending_repair, episodes_files, feature_key, read_json,
 )
 from vlac.data.video import VideoError, decode_frame, decode_video
@@ -216,7 +217,8 @@ class LeRobotDataset:
 
     def episode(self, index: int, images: bool = True) -> Episode:
         if not 0 <= index < self.num_episodes:
-            raise IndexError(f"episode {index} out of range: the dataset has {self.num_episodes} episodes")
+            raise EpisodeOutOfRange(f"episode {index} is not in {self.root}: it has {self.num_episodes} episodes "
+                                    f"(0 to {self.num_episodes - 1}); see `vlac data info {self.root}`")
         frames = self._episode_frames(index)
         meta = self.meta(index)
         state = np.stack(frames[STATE_KEY].to_numpy()).astype(np.float32)

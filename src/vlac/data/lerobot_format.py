@@ -62,6 +62,10 @@ class DatasetError(RuntimeError):
     """A dataset that cannot be used as asked; the message names the path and the fix."""
 
 
+class EpisodeOutOfRange(DatasetError, IndexError):
+    """An episode index the dataset does not have; the message gives the valid range."""
+
+
 class DamagedEpisode(DatasetError):
     """An episode whose data or video cannot be read back in full. ``reason`` names the file and
     what is wrong with it; the message adds the fix (``vlac data repair``)."""

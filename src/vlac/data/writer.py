@@ -125,7 +125,8 @@ class DatasetWriter:
         if diffs:
             raise DatasetError(
                 f"{self.root} holds a dataset with a different schema, so these episodes cannot be added to it:\n  "
-                + "\n  ".join(diffs) + "\nUse another --out directory, or collect with the settings of the existing one."
+                + "\n  ".join(diffs)
+                + "\nUse another --out directory, or collect with the settings of the existing one."
             )
         self.info = info
         self.features = info["features"]  # keeps the probed video info

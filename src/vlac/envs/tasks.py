@@ -127,6 +127,10 @@ TASKS: dict[str, TaskSpec] = {
 SPLITS = ("train", "heldout", "all")
 
 
+class UnknownTask(ValueError):
+    """A task name that is not in the suite; the message lists the valid ones."""
+
+
 def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> list[TaskSpec]:
     """Parse ``"reach-v3,push-v3"``, a split name (``train``, ``heldout``, ``all``) or a list.
 
@@ -146,7 +150,7 @@ def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> list[TaskSpec]:
         else:
             unknown.append(item)
     if unknown:
-        raise ValueError(
+        raise UnknownTask(
             f"unknown task(s) {unknown}. Valid tasks: {', '.join(TASKS)}; or a split: {', '.join(SPLITS)}"
         )
     seen: set[str] = set()

@@ -182,15 +182,26 @@ class VLM:
         if missing or not has_weights:
             what = missing + ([] if has_weights else ["model.safetensors"])
             raise CheckpointError(f"checkpoint folder {path} is missing {', '.join(what)}; it must be a folder "
-                                  "written by `vlac critic train` or a transformers InternVL checkpoint")
+                                  "written by `vlac critic train` or `vlac actor train`, or a transformers InternVL "
+                                  "checkpoint")
         settings = read_image_settings(path)
+        tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json")
+        if not any((path / f).is_file() for f in tokenizer_files):  # transformers would advise sentencepiece
+            raise CheckpointError(f"checkpoint folder {path} has no tokenizer ({', '.join(tokenizer_files)}); "
+                                  "copy tokenizer.json from the folder it was trained from")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
             raise CheckpointError(f"checkpoint folder {path} has no usable tokenizer ({e}); "
                                   "it needs tokenizer.json (vlac checkpoints) or the model's tokenizer files") from None
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        model = transformers.InternVLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype)
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()  # one "Loading weights" bar per model is noise
+        try:
+            model = transformers.InternVLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype)
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         model.to(device).eval()
         return cls(model, tokenizer, settings)
 

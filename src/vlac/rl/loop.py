@@ -489,13 +489,18 @@ class RLLoop:
             summary = rec.summary()
             self.log.episode(summary, self.done_episodes)
             self.bar.update(1)
-            self.bar.set_postfix(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
+            self._show(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
             if self.oracle and any(s.oracle_reward is None for s in rec.acted):
                 self.counters["no_oracle_episodes"] += 1
                 print(f"episode {rec.episode} of robot {rec.robot}: no simulator reward reported, so the "
                       f"{self.oracle} arm cannot train on it (kept on disk)", flush=True)
                 continue
             self.buffer.append(rec)
+
+    def _show(self, **fields) -> None:
+        """The progress bar's fields, kept between calls (an update changes only ``updates``)."""
+        self.postfix.update(fields)
+        self.bar.set_postfix(self.postfix)
 
     def _keep_unsaved(self, rec: EpisodeRecord, err: Exception) -> None:
         """An episode the data service could not write is kept raw in OUT/unsaved/ (frames, states,
@@ -530,6 +535,7 @@ class RLLoop:
                       f"{self.out / 'episodes'} and are not trained on", flush=True)
                 return
             self.version = stats["update"]
+            self._show(updates=self.version)
             self.stats["update_seconds"].append(stats["seconds"])
             self.log.scalars("learner", stats, self.version)
             self.weights_inflight = self.learner.weights.remote()
@@ -635,6 +641,7 @@ class RLLoop:
         self.next_eval = self.done_episodes
         self.procs = [self._start_robot(k) for k in range(cfg.robots)]
         self.bar = tqdm(total=cfg.episodes, initial=self.done_episodes, desc="rl", unit="ep")
+        self.postfix: dict = {}
         t_start = time.monotonic()
         start_episodes = self.done_episodes
         failed = True
@@ -713,7 +720,8 @@ class RLLoop:
                 "reward_latency_p99": pct(s["reward_latency"], 99), "updates": len(s["update_seconds"]),
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
                 "learner_hold_s": float(np.sum(s["learner_hold"])),
-                "gateway_errors": dict(self.gateway.errors), **self.counters}
+                "gateway_errors": dict(self.gateway.errors), "refused_handshakes": self.gateway.admitted.refused,
+                **self.counters}
 
 
 def sim_robot_command(address: str, task: str, robot_id: str, max_steps: int, period: float, seed: int) -> list[str]:

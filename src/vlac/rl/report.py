@@ -17,7 +17,7 @@ SPEED_KEYS = ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", 
               "reward_latency_median", "reward_latency_p99", "update_seconds_median", "learner_hold_s")
 COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
                 "unexecuted_actions", "late_answers", "episodes_capped", "request_errors", "scoring_errors",
-                "learner_errors", "eval_errors", "no_oracle_episodes")
+                "learner_errors", "eval_errors", "no_oracle_episodes", "refused_handshakes")
 REWARD_LABELS = {"dense": "critic, dense", "sparse": "critic, sparse (critic's done)",
                  "oracle-dense": "ORACLE dense: simulator's shaped reward (reference arm)",
                  "oracle-sparse": "ORACLE sparse: simulator's success flag (reference arm)"}
@@ -69,6 +69,17 @@ def reward_fidelity(episodes: list[dict]) -> list[dict]:
     return out
 
 
+def _return_rows(episodes: list[dict]) -> list[list]:
+    """Mean critic return of the first and last episodes: 20 each, fewer for a short run (the two
+    halves), none for a run of one episode."""
+    n = min(20, len(episodes) // 2)
+    if n < 1:
+        return []
+    ret = [e["return"] for e in episodes]
+    return [[f"mean critic return, first {n} episodes", fmt(np.mean(ret[:n]))],
+            [f"mean critic return, last {n} episodes", fmt(np.mean(ret[-n:]))]]
+
+
 def write_report(run: str | Path) -> Path:
     run = Path(run)
     episodes, evals, learner = _rows(run / "episodes.jsonl"), _rows(run / "eval.jsonl"), _rows(run / "learner.jsonl")
@@ -107,13 +118,13 @@ def write_report(run: str | Path) -> Path:
     rows = [["reward source", label], ["episodes", len(episodes)], ["policy updates", len(learner)],
             ["evaluation success, first", fmt(evals[0]["success"]) if evals else "-"],
             ["evaluation success, last", fmt(evals[-1]["success"]) if evals else "-"],
-            ["mean critic return, first 20 episodes", fmt(np.mean([e["return"] for e in episodes[:20]])) if episodes else "-"],
-            ["mean critic return, last 20 episodes", fmt(np.mean([e["return"] for e in episodes[-20:]])) if episodes else "-"],
+            *_return_rows(episodes),
             ["episodes ended by the critic's done", sum(e["reason"] == "done" for e in episodes)],
             ["simulator success among training episodes", fmt(np.mean([bool(e["success"]) for e in episodes])) if episodes else "-"]]
     for k in SPEED_KEYS:
         if k in stats:
-            rows.append([k.replace("_", " "), fmt(stats[k], 3)])
+            unit = "episodes/h" if k == "episodes_per_hour" else "s"
+            rows.append([f"{k.replace('_', ' ')} ({unit})", fmt(stats[k], 1 if unit == "episodes/h" else 3)])
     for k in COUNTER_KEYS:
         if k in stats:
             rows.append([k.replace("_", " "), stats[k]])

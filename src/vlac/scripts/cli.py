@@ -15,6 +15,7 @@ import sys
 from vlac.data.lerobot_format import DatasetError
 from vlac.actor.template import TemplateError
 from vlac.model import CheckpointError
+from vlac.envs.tasks import UnknownTask
 from vlac.utils.imports import MissingExtra
 
 
@@ -22,9 +23,9 @@ def _groups() -> dict:
     from vlac.scripts import actor, critic, data, rl
 
     return {"data": (data.COMMANDS, "simulated data collection and LeRobot datasets"),
-            "critic": (critic.COMMANDS, "the progress critic: train, score, eval, filter, calibrate-done, report"),
-            "actor": (actor.COMMANDS, "the actor: train (behaviour cloning), eval (rollouts)"),
-            "robot": (rl.ROBOT_COMMANDS, "robots: sim (a simulated robot process), keys (CURVE keys)"),
+            "critic": (critic.COMMANDS, "the progress critic"),
+            "actor": (actor.COMMANDS, "the actor (train: behaviour cloning, eval: rollouts)"),
+            "robot": (rl.ROBOT_COMMANDS, "robots (sim: a simulated robot process, keys: CURVE keys)"),
             "rl": (rl.rl_main, "the RL loop: vlac rl --config FILE --episodes N --out DIR")}
 
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(command, argv: list[str]) -> None:
     try:
         command(argv)
-    except (DatasetError, CheckpointError, TemplateError, MissingExtra) as e:
+    except (DatasetError, CheckpointError, TemplateError, MissingExtra, UnknownTask) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
