@@ -6,14 +6,29 @@ export MUJOCO_GL ?= egl
 
 .PHONY: setup demo test bench
 
+# torch: the CPU build (from TORCH_CPU_INDEX) on a machine where `nvidia-smi` sees no GPU, the
+# default CUDA build where it sees one; override with `make setup TORCH=cpu` or `TORCH=cuda`
+# (after `rm -rf .venv` to change an existing set-up).
+TORCH ?= auto
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# CPU torch first and pinned: any other torch spec pulls GBs of CUDA packages.
-	$(BIN)/pip install -q torch==2.13.0
+	@build=$(TORCH); if [ "$$build" = auto ]; then \
+	  if nvidia-smi -L >/dev/null 2>&1; then build=cuda; else build=cpu; fi; fi; \
+	echo "set-up: torch 2.13.0, $$build build (TORCH=$(TORCH); override with TORCH=cpu or TORCH=cuda)"; \
+	case $$build in \
+	  cpu) $(BIN)/pip install -q torch==2.13.0 --extra-index-url $(TORCH_CPU_INDEX) ;; \
+	  cuda) $(BIN)/pip install -q torch==2.13.0 ;; \
+	  *) echo "TORCH must be auto, cpu or cuda, not $$build" >&2; exit 2 ;; \
+	esac; \
+	echo $$build > $(VENV)/torch-build
+	# torch pinned, so nothing below replaces the build chosen above
 	echo "torch==2.13.0" > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[all,test]"
-	@if $(BIN)/pip list 2>/dev/null | grep -qi '^nvidia'; then echo "CUDA packages were pulled in; check the torch pin" >&2; exit 1; fi
+	@if [ "$$(cat $(VENV)/torch-build)" = cpu ] && $(BIN)/pip list 2>/dev/null | grep -qi '^nvidia'; then \
+	  echo "CUDA packages were pulled into a CPU set-up; check that $(TORCH_CPU_INDEX) is reachable" >&2; exit 1; fi
 	touch $@
 
 setup: $(VENV)/.installed

@@ -668,3 +668,29 @@ def test_one_done_rule_for_the_loop_eval_and_calibration():
     assert M.first_done([0.2, 0.5, 0.5], 0.5, patience=2) == 2
     recs = [{"split": "seen", "zero_shot": {"values": [0.0, 1.0]}, "done": {"p": [0.1, 0.5], "truth": [False, True]}}]
     assert done_scores(recs, threshold=0.5)["seen"]["f1"] == 1.0
+
+
+def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
+    """`kill PID` (SIGTERM, what schedulers send) ended `vlac rl` at once, without loop_stats.json;
+    now it stops as Ctrl-C does: open episodes persisted, figures written, its robot stopped."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3", "--robots", "1",
+           "--episodes", "1000", "--episodes-per-update", "1000", "--max-steps", "6", "--eval-episodes", "0"]
+    loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+    try:
+        end = time.monotonic() + 180
+        while not ((out / "episodes.jsonl").exists() and (out / "episodes.jsonl").read_text().count("\n") >= 2):
+            assert time.monotonic() < end and loop.poll() is None, "no episodes"
+            time.sleep(0.2)
+        robot = _descendants(loop.pid, "robot-id sim-0")
+        loop.send_signal(signal.SIGTERM)
+        text, _ = loop.communicate(timeout=120)
+    finally:
+        loop.kill()
+    assert loop.returncode == 128 + signal.SIGTERM, text[-2000:]
+    stats = json.loads((out / "loop_stats.json").read_text())
+    from vlac.data.dataset import LeRobotDataset
+
+    assert stats["episodes"] >= 2 and LeRobotDataset(out / "episodes").num_episodes >= 2
+    assert robot and not any(_alive(p) for p in robot)

@@ -645,6 +645,8 @@ class RLLoop:
         t_start = time.monotonic()
         start_episodes = self.done_episodes
         failed = True
+        # SIGTERM (a scheduler, `kill`, systemd) stops the run as Ctrl-C does: open episodes saved
+        on_term = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         try:
             while self.done_episodes < cfg.episodes:
                 self._wait()
@@ -669,6 +671,7 @@ class RLLoop:
             self._evaluate(final=True)
             failed = False
         finally:
+            signal.signal(signal.SIGTERM, on_term)
             self.bar.close()
             for p in self.procs:
                 p.send_signal(signal.SIGTERM)
@@ -722,6 +725,10 @@ class RLLoop:
                 "learner_hold_s": float(np.sum(s["learner_hold"])),
                 "gateway_errors": dict(self.gateway.errors), "refused_handshakes": self.gateway.admitted.refused,
                 **self.counters}
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def sim_robot_command(address: str, task: str, robot_id: str, max_steps: int, period: float, seed: int) -> list[str]:
