@@ -218,7 +218,8 @@ def _summarise(records: list[dict], names, tasks, variants) -> dict:
 def _markdown(report: dict, names, tasks, variants) -> str:
     scored = any(np.isfinite(c["progress"]) for c in report["cells"].values())
     metrics = ("success", "progress") if scored else ("success",)
-    header = ["task / variant"] + [f"{n} {m}" for n in names for m in metrics]
+    label = {"success": "success", "progress": "critic's progress estimate"}
+    header = ["task / variant"] + [f"{n} {label[m]}" for n in names for m in metrics]
 
     def cells(c: dict) -> list:
         return [fmt(c[m]) for m in metrics]
@@ -232,7 +233,8 @@ def _markdown(report: dict, names, tasks, variants) -> str:
     n_ep = report["cells"][f"{names[0]}|{variants[0]}|{tasks[0]}"]["episodes"]
     speed = ", ".join(f"{n} {1000 * report['overall'][n]['seconds_per_action']:.0f} ms" for n in names)
     what = ("Success rate (the simulator's success flag at any step)" +
-            (" and task progress (the critic's final value, 0..1)" if scored else "") +
+            (" and the critic's progress estimate (its final value, 0..1: how far the critic judges the "
+             "episode got, not a success rate; a failed episode can read high)" if scored else "") +
             " per task and scene variant; the paper's Table 2 layout. ")
     return ("# Actor evaluation\n\n" + what + f"{n_ep} episodes per cell.\n\n" + markdown_table(header, rows) +
             f"\n\nMean decoding time per batched action call (all live episodes of a task at once): {speed}.\n")
@@ -246,7 +248,8 @@ def _plot(report: dict, names, tasks, variants, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.5))
     for k, n in enumerate(names):
         vals = [report["cells"][f"{n}|{v}|{t}"]["success"] for v in variants for t in tasks]
-        ax.bar(x + (k - (len(names) - 1) / 2) * w, vals, w, label=n)
+        bars = ax.bar(x + (k - (len(names) - 1) / 2) * w, vals, w, label=n)
+        ax.bar_label(bars, labels=[fmt(v) for v in vals], fontsize=7)  # a 0.00 bar is visible as a number
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("success rate")

@@ -326,8 +326,19 @@ def _done_rule(cfg: dict) -> str:
     return rule + "."
 
 
+def _how_made(cfg: dict) -> str:
+    """The settings behind a report, so a number can be traced to the run that made it."""
+    if not cfg:
+        return ""
+    refs = ("off" if not cfg.get("one_shot", True) else
+            f"another successful episode of the task from {cfg.get('reference_dataset') or 'the evaluated data'}")
+    return (f"Made by `vlac critic eval` on {cfg.get('dataset', '?')}: critic {cfg.get('checkpoint') or 'built-in'}, "
+            f"{'symmetric' if cfg.get('symmetric') else 'plain'} reading, frame skip {cfg.get('skip', '?')}, "
+            f"{cfg.get('decoding', 'rich')} decoding, one-shot reference: {refs}.")
+
+
 def render_markdown(report: dict) -> str:
-    parts = ["# Critic evaluation", "", "Progress understanding (paper Table 1 layout; means over episodes, "
+    parts = ["# Critic evaluation", "", _how_made(report.get("config", {})), "", "Progress understanding (paper Table 1 layout; means over episodes, "
              "VOC-F1 from the row's VOC and VROC):", "", _method_table(report, ["zero-shot", "one-shot"]), "",
              "Baselines on the same episodes and frames:", "", _method_table(report, list(BASELINES)), "",
              "; ".join(f"**{k}**: {v}" for k, v in report["baselines"].items()), "",

@@ -17,15 +17,16 @@ def _plt():
     return plt
 
 
-def plot_scores(score, task: str, path: str | Path) -> None:
-    """Value curve, pairwise deltas and done probability of one scored trajectory."""
+def plot_scores(score, title: str, path: str | Path) -> None:
+    """Value curve, pairwise deltas and done probability of one scored trajectory; ``title``
+    says what was scored and how (task, episode or video, outcome, reading)."""
     plt = _plt()
-    fig, axes = plt.subplots(3, 1, figsize=(7, 6.5), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
     idx = np.asarray(score.indices)
     axes[0].plot(idx, score.values, "o-", ms=3)
     axes[0].set_ylabel("value")
     axes[0].set_ylim(-0.05, 1.05)
-    axes[0].set_title(task, fontsize=10)
+    axes[0].set_title(title, fontsize=8)
     axes[1].bar(idx[1:], score.deltas, width=max(1, (idx[1] - idx[0]) * 0.8),
                 color=np.where(score.deltas >= 0, "tab:green", "tab:red"))
     axes[1].axhline(0, color="k", lw=0.5)

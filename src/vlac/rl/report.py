@@ -69,6 +69,15 @@ def reward_fidelity(episodes: list[dict]) -> list[dict]:
     return out
 
 
+def _robot_label(robot: str, episodes: list[dict]) -> str:
+    """A robot and the task(s) it ran, by their Meta-World names where known."""
+    from vlac.envs.tasks import TASKS
+
+    names = {t.instruction: name for name, t in TASKS.items()}
+    tasks = sorted({names.get(e["task"], e["task"][:30]) for e in episodes})
+    return f"{robot}: {', '.join(tasks)}"
+
+
 def _return_rows(episodes: list[dict]) -> list[list]:
     """Mean critic return of the first and last episodes: 20 each, fewer for a short run (the two
     halves), none for a run of one episode."""
@@ -94,20 +103,25 @@ def write_report(run: str | Path) -> Path:
         for task in _eval_tasks(evals):
             axes[0].plot(x, [e.get(task, float("nan")) for e in evals], ".--", alpha=0.7, label=task)
         axes[0].legend(fontsize=8)
-    axes[0].set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(0, 1),
+    axes[0].set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.03, 1.03),
                 title="success (simulator flag)")
     for robot in sorted({e["robot"] for e in episodes}):
         mine = [e for e in episodes if e["robot"] == robot]
         x, raw = [e["n"] for e in mine], np.array([e["return"] for e in mine])
         line = axes[1].plot(x, raw, ".", alpha=0.35)[0]
         y = _smooth(raw, max(1, len(raw) // 4))
-        axes[1].plot(x[len(x) - len(y):], y, "-", color=line.get_color(), label=robot)
+        axes[1].plot(x[len(x) - len(y):], y, "-", color=line.get_color(), label=_robot_label(robot, mine))
+    axes[1].axhline(0, color="k", lw=0.6)
     axes[1].set(xlabel="training episodes", ylabel="critic return (smoothed)", title="reward per robot")
     for robot in sorted({e["robot"] for e in episodes if e.get("success") is not None}):
         mine = [e for e in episodes if e["robot"] == robot and e.get("success") is not None]
         y = _smooth(np.array([float(e["success"]) for e in mine]), max(1, len(mine) // 4))
-        axes[2].plot([e["n"] for e in mine][len(mine) - len(y):], y, "-", label=robot)
-    axes[2].set(xlabel="training episodes", ylabel="success (rolling mean)", ylim=(0, 1),
+        axes[2].plot([e["n"] for e in mine][len(mine) - len(y):], y, "-", label=_robot_label(robot, mine))
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # episodes are whole
+    axes[2].set(xlabel="training episodes", ylabel="success (rolling mean)", ylim=(-0.03, 1.03),
                 title="training episodes per robot (simulator flag)")
     if episodes:
         axes[1].legend(fontsize=8)
@@ -124,7 +138,8 @@ def write_report(run: str | Path) -> Path:
     for k in SPEED_KEYS:
         if k in stats:
             unit = "episodes/h" if k == "episodes_per_hour" else "s"
-            rows.append([f"{k.replace('_', ' ')} ({unit})", fmt(stats[k], 1 if unit == "episodes/h" else 3)])
+            name = k.replace("_", " ").removesuffix(" s")  # learner_hold_s: "learner hold (s)"
+            rows.append([f"{name} ({unit})", fmt(stats[k], 1 if unit == "episodes/h" else 3)])
     for k in COUNTER_KEYS:
         if k in stats:
             rows.append([k.replace("_", " "), stats[k]])
@@ -174,10 +189,17 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     for run, name in zip(runs, names or [Path(r).name for r in runs]):
         evals = _rows(Path(run) / "eval.jsonl")
         oracle = reward_label(run).startswith("ORACLE")
-        ax.plot([e["episodes"] for e in evals], [e["success"] for e in evals], "s--" if oracle else "o-",
-                label=f"{name} ({reward_label(run)})")
-    ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(0, 1))
-    ax.legend(fontsize=8)
+        x, y = [e["episodes"] for e in evals], [e["success"] for e in evals]
+        final = len(x) > 1 and x[-1] == x[-2]  # evaluated again after the updates that drain the last episodes
+        line = ax.plot(x[:-1] if final else x, y[:-1] if final else y, "s--" if oracle else "o-",
+                       label=f"{name} ({reward_label(run)})")[0]
+        if final:
+            ax.plot(x[-1], y[-1], "*", ms=11, color=line.get_color())
+    evals_of = [_rows(Path(r) / "eval.jsonl") for r in runs]
+    if any(len(e) > 1 and e[-1]["episodes"] == e[-2]["episodes"] for e in evals_of):
+        ax.plot([], [], "*", color="gray", label="after the last updates (same episodes, more training)")
+    ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -81,10 +81,14 @@ def score_main(argv: list[str]) -> None:
                              f"{ds.num_episodes} episodes (0..{ds.num_episodes - 1})")
         ep = ds.episode(cfg.episode)
         frames, task = ep.images[cam], cfg.task or ep.task
+        m = ds.meta(cfg.episode)
+        outcome = "" if "success" not in m else ", successful" if m["success"] else ", failed"
+        source = f"{cfg.dataset} episode {cfg.episode} ({m.get('behaviour') or 'no behaviour'}{outcome})"
         if cfg.reference_episode >= 0:
             reference = ds.episode(cfg.reference_episode).images[cam]
     else:
         frames, task = _video_frames(cfg.video), cfg.task
+        source = cfg.video
         if not task.strip():
             raise SystemExit("error: --task is required with --video (the task in words, e.g. 'open the drawer')")
     if cfg.reference:
@@ -95,10 +99,12 @@ def score_main(argv: list[str]) -> None:
     s = critic.score_trajectory(frames, task, skip=cfg.skip, reference=reference, decoding=cfg.decoding)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"task": task, "one_shot": reference is not None, "skip": cfg.skip, "symmetric": cfg.symmetric,
-              **s.to_dict()}
+    how = (f"{'symmetric' if cfg.symmetric else 'plain'} reading, skip {cfg.skip}, "
+           f"{'one-shot' if reference is not None else 'zero-shot'}, critic {cfg.checkpoint or 'built-in'}")
+    result = {"task": task, "source": source, "checkpoint": cfg.checkpoint or "built-in",
+              "one_shot": reference is not None, "skip": cfg.skip, "symmetric": cfg.symmetric, **s.to_dict()}
     (out / "scores.json").write_text(json.dumps(result, indent=1))
-    plot_scores(s, task, out / "scores.png")
+    plot_scores(s, f"{task}\n{source}\n{how}", out / "scores.png")
     print(f"{len(s.deltas)} pairs scored; final value {s.values[-1]:.2f}; "
           f"done probability at the end {s.done[-1]:.2f}; wrote {out / 'scores.json'} and {out / 'scores.png'}")
 
