@@ -155,7 +155,7 @@ def test_behaviour_cloning_improves_action_loss(word_actor):
     assert np.isfinite(losses).all() and losses[-1] < 0.6 * losses[0]
 
 
-def test_actor_train_and_eval_commands(expert_dataset, tmp_path):
+def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     from vlac.scripts.cli import main
 
     run = tmp_path / "run"
@@ -170,7 +170,9 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path):
     frames = np.zeros((2, 96, 96, 3), np.uint8)
     assert np.isfinite(critic.progress([(frames[0], frames[1])], "reach the goal")).all()
     hist = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
-    assert hist[-1]["step"] == 3  # (3 episodes: none held back for validation)
+    assert hist[-1]["step"] == 3  # (3 episodes: none held back for validation, and it says so)
+    said = capsys.readouterr()
+    assert "3 episodes are too few to hold any back for validation" in said.out + said.err
     out = tmp_path / "eval"
     main(["actor", "eval", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "6", "--checkpoint", str(model),
           "--names", "bc", "--critic", "none", "--out", str(out), "--record", str(tmp_path / "rec")])

@@ -189,6 +189,9 @@ def train(cfg: TrainConfig) -> dict:
     val_ids = set(range(0, len(trajs), stride)[:n_val]) if n_val else set()
     train_trajs = [t for k, t in enumerate(trajs) if k not in val_ids]
     val_trajs = [t for k, t in enumerate(trajs) if k in val_ids]
+    if not val_trajs and cfg.val_episodes > 0:
+        print(f"note: {len(trajs)} episodes are too few to hold any back for validation (one in five at most), "
+              "so this training has no validation score; collect at least 5 episodes for one", flush=True)
     kw = dict(fine_step=cfg.fine_step, mismatch_prob=cfg.mismatch_prob, diff_threshold=cfg.diff_threshold,
               reference_frames=cfg.reference_frames, done_labels=cfg.done_labels, done_near=cfg.done_near)
     failed = []
@@ -253,7 +256,7 @@ def train(cfg: TrainConfig) -> dict:
         print("warning: no task has two successful episodes, so there are no one-shot references; "
               "training without the one_shot and done_goal objectives")
         mix = {k: v for k, v in mix.items() if k not in ("one_shot", "done_goal")}
-        mix = {k: v / sum(mix.values()) for k, v in mix.items()}
+        mix = {k: round(v / sum(mix.values()), 6) for k, v in mix.items()}
     names, probs = list(mix), np.array(list(mix.values()))
     writer = SummaryWriter(str(out / "tb"))
     n_tasks = len({t.task for t in train_trajs})
@@ -313,7 +316,8 @@ def train(cfg: TrainConfig) -> dict:
             history.append(row)
             with open(out / "history.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-            bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+                      + ("" if len(row) > 1 else " (no validation data)"))
             _save_checkpoint(ckpt, net, opt, sched, step + 1, rng, cfg)
         if cfg.stop_after and step + 1 >= cfg.stop_after and step + 1 < cfg.steps:
             _save_checkpoint(ckpt, net, opt, sched, step + 1, rng, cfg)
