@@ -126,3 +126,26 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     assert "first 2 episodes" in md and "first 20" not in md  # a 4-episode run: its two halves
     assert "| t | 4 | 0 | 0 | n/a | n/a |" in md  # no done, no success: undefined, not NaN
     assert "ORACLE dense: simulator's shaped reward (reference arm)" in md and "A reference arm" in md
+
+
+def test_readme_flag_tables_match_the_cli():
+    """Every `--flag` [default] in the README's flag tables is the command's own default (the README
+    and the CLI drifted apart before)."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from vlac.data.collect import CollectConfig
+    from vlac.scripts.data import RepairConfig
+
+    configs = {"vlac data collect": CollectConfig, "vlac data repair": RepairConfig}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    checked = 0
+    for command, body in re.findall(r"`(vlac [a-z]+ [a-z-]+)` flags \(defaults in brackets\):\n\n((?:\|.*\n)+)", readme):
+        fields = {f.name: f.default for f in dataclasses.fields(configs[command])}
+        for flag, default in re.findall(r"`--([a-z-]+)`(?: / `--no-[a-z-]+`)? \[`?([^`\]]*)`?\]", body):
+            value = fields[flag.replace("-", "_")]
+            expected = {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+            assert default == expected, f"README says {command} --{flag} [{default}], the CLI's default is {value!r}"
+            checked += 1
+    assert checked >= 10, checked
