@@ -86,7 +86,7 @@ def test_rewards_terminals_and_truncation():
     assert rec.rewards("sparse").sum() == 0 and not rec.terminal
     adv, _ = rec.advantages(np.zeros(4), last_value=5.0, mode="dense", gamma=1.0, lam=1.0)
     assert adv[-1] == pytest.approx(5.3)  # truncated: bootstrapped from the value
-    with pytest.raises(ValueError, match="dense or sparse"):
+    with pytest.raises(ValueError, match="not one of dense, sparse, oracle-dense, oracle-sparse"):
         rec.rewards("shaped")
 
 
