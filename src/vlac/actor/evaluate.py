@@ -114,9 +114,11 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
         for env in envs:
             env.close()
     per_action = act_time / max(n_actions, 1)
-    return [Rollout(task, variant, s, bool(np.any(log["flags"])), len(log["actions"]), np.stack(log["frames"]),
+    # steps: actions executed (the last frame's action is recorded for the dataset but never run,
+    # so --max-steps 60 reports 60, not 61)
+    return [Rollout(task, variant, s, bool(np.any(log["flags"])), env.steps, np.stack(log["frames"]),
                     np.stack(log["states"]), np.stack(log["actions"]), np.asarray(log["flags"]), per_action)
-            for s, log in zip(seeds, logs)]
+            for s, log, env in zip(seeds, logs, envs)]
 
 
 def evaluate(cfg: ActorEvalConfig) -> dict:
