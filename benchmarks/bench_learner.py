@@ -3,6 +3,9 @@
 forward and backward in minibatches) on episodes decoded by a real inference worker.
 
     python benchmarks/bench_learner.py [--episodes 2] [--steps 32] [--epochs 2] [--minibatch 32] [--threads 1]
+                                       [--train-vision]
+
+Every epoch runs to the end (no KL early stop), so the figure is the cost of a fixed amount of work.
 """
 
 from __future__ import annotations
@@ -40,17 +43,19 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--minibatch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-vision", action="store_true", help="train the vision tower too (RL default: frozen)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     worker = InferenceWorker(str(DEFAULT_CHECKPOINT), threads=args.threads)
     episodes = [episode(worker, args.steps, seed) for seed in range(args.episodes)]
     learner = Learner(LearnerConfig(checkpoint=str(DEFAULT_CHECKPOINT), out=tempfile.mkdtemp(), epochs=args.epochs,
-                                    minibatch=args.minibatch, threads=args.threads))
+                                    minibatch=args.minibatch, threads=args.threads, target_kl=0.0,
+                                    freeze_vision=not args.train_vision))
     t0 = time.perf_counter()
     stats = learner.update(episodes)
     dt = time.perf_counter() - t0
     print(f"{stats['steps']} samples, {args.epochs} epochs, minibatch {args.minibatch}, {args.threads} thread(s): "
-          f"{dt:.1f} s, {dt / stats['steps']:.3f} s per sample")
+          f"vision {'trained' if args.train_vision else 'frozen'}: {dt:.1f} s, {dt / stats['steps']:.3f} s per sample")
 
 
 if __name__ == "__main__":

@@ -136,16 +136,23 @@ def test_readme_flag_tables_match_the_cli():
     from pathlib import Path
 
     from vlac.data.collect import CollectConfig
+    from vlac.rl.workers import LearnerConfig
     from vlac.scripts.data import RepairConfig
 
     configs = {"vlac data collect": CollectConfig, "vlac data repair": RepairConfig}
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     checked = 0
+
+    def defaults(command: str) -> dict:
+        if command == "vlac rl learner":  # the nested learner settings: --learner.NAME
+            return {f"learner.{f.name}": f.default for f in dataclasses.fields(LearnerConfig)}
+        return {f.name: f.default for f in dataclasses.fields(configs[command])}
+
     for command, body in re.findall(r"`(vlac [a-z]+ [a-z-]+)` flags \(defaults in brackets\):\n\n((?:\|.*\n)+)", readme):
-        fields = {f.name: f.default for f in dataclasses.fields(configs[command])}
-        for flag, default in re.findall(r"`--([a-z-]+)`(?: / `--no-[a-z-]+`)? \[`?([^`\]]*)`?\]", body):
+        fields = defaults(command)
+        for flag, default in re.findall(r"`--([a-z.-]+)`(?: / `--(?:learner\.)?no-[a-z.-]+`)? \[`?([^`\]]*)`?\]", body):
             value = fields[flag.replace("-", "_")]
             expected = {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
             assert default == expected, f"README says {command} --{flag} [{default}], the CLI's default is {value!r}"
             checked += 1
-    assert checked >= 10, checked
+    assert checked >= 16, checked

@@ -221,6 +221,33 @@ def test_score_bad_input(small_dataset, tmp_path):
               "--out", str(tmp_path)])
 
 
+def test_score_a_folder_of_frames_in_numeric_order(small_dataset, tmp_path, capsys):
+    from PIL import Image
+
+    ds = LeRobotDataset(small_dataset)
+    ep = ds.episode(0)
+    frames = ep.images["main"][:12]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in np.random.default_rng(0).permutation(len(frames)):  # written out of order; names frame_2 < frame_10
+        Image.fromarray(frames[k]).save(folder / f"frame_{k}.png")
+    (folder / "notes.txt").write_text("not a frame")
+    main(["critic", "score", "--video", str(folder), "--task", ep.task, "--out", str(tmp_path / "f")])
+    got = json.loads((tmp_path / "f" / "scores.json").read_text())
+    from vlac.critic.critic import Critic
+
+    want = Critic.load().score_trajectory(frames, ep.task, skip=3)  # the same frames in their true order
+    np.testing.assert_allclose(got["deltas"], want.deltas, atol=1e-4)  # scores.json keeps 4 decimals
+    capsys.readouterr()
+    main(["critic", "score", "--video", str(folder), "--task", "scoop the rice into the rice cooker", "--skip", "6",
+          "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err
+    assert "only 2 pair(s)" in err and "lacks" in err and "rice" in err and "cooker" in err
+    Image.fromarray(frames[0][:50]).save(folder / "frame_99.png")
+    with pytest.raises(SystemExit, match="frame_99.png is 96x50 but frame_0.png is 96x96"):
+        main(["critic", "score", "--video", str(folder), "--task", ep.task, "--out", str(tmp_path / "h")])
+
+
 def test_digit_tokenizers_are_read_digit_by_digit(digit_tokenizer):
     vlm = VLM.tiny(digit_tokenizer, seed=0)
     critic = Critic(vlm)

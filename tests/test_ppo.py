@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlac.rl.ppo import explained_variance, gae, normalise, ppo_loss
+from vlac.rl.ppo import RunningMoments, discounted_returns, explained_variance, fit_linear, gae, normalise, ppo_loss
 
 
 def _naive_gae(r, v, d, last, gamma, lam):
@@ -83,3 +83,38 @@ def test_helpers():
     assert explained_variance([2, 2, 2], [1, 2, 3]) == pytest.approx(0.0)
     x = normalise(torch.tensor([1.0, 2.0, 3.0]))
     assert x.mean().abs() < 1e-6 and x.std(unbiased=False) == pytest.approx(1, abs=1e-6)
+
+
+def test_running_moments_merged_in_chunks_equal_the_whole():
+    rng = np.random.default_rng(3)
+    x = rng.normal(4.0, 2.5, 1000)
+    m = RunningMoments()
+    for chunk in np.split(x, [7, 8, 300, 301, 650]):
+        m.update(chunk)
+    m.update([])  # an empty batch changes nothing
+    assert m.count == 1000
+    assert m.mean == pytest.approx(x.mean()) and m.std == pytest.approx(x.std())
+    again = RunningMoments(**m.state())  # what a resumed learner restores
+    assert (again.count, again.mean, again.var) == (m.count, m.mean, m.var)
+
+
+def test_discounted_returns_are_gae_with_zero_values_and_lambda_one():
+    rng = np.random.default_rng(4)
+    r = rng.normal(size=30)
+    d = np.zeros(30, bool)
+    d[[9, 29]] = True
+    g = discounted_returns(r, d, gamma=0.9)
+    np.testing.assert_allclose(g, gae(r, np.zeros(30), d, 0.0, gamma=0.9, lam=1.0)[1])
+    assert g[9] == pytest.approx(r[9]) and g[8] == pytest.approx(r[8] + 0.9 * r[9])
+
+
+def test_fit_linear_recovers_a_linear_map():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 12)) * rng.uniform(0.1, 10, 12)  # features of very different scales
+    w_true = rng.normal(size=12)
+    y = x @ w_true + 3.0 + rng.normal(0, 0.01, 400)
+    w, b = fit_linear(x, y, ridge=1e-6)
+    np.testing.assert_allclose(w, w_true, rtol=1e-2, atol=1e-3)
+    assert b == pytest.approx(3.0, abs=0.05)
+    with pytest.raises(ValueError, match="must be"):
+        fit_linear(x, y[:-1])

@@ -99,6 +99,36 @@ def test_learner_mixes_in_demonstration_replay(tmp_path, expert_dataset):
     assert stats["steps"] == 5 and np.isfinite(stats["demo_nll"]) and stats["demo_nll"] > 0
 
 
+def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):
+    from vlac.rl.ppo import discounted_returns
+
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    episodes = [_episode(worker, 6, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
+    for rec in episodes:  # returns far from the value head's 0..1 (as the simulator's shaped reward)
+        for s in rec.acted:
+            s.reward *= 40.0
+    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1)
+    learner = Learner(cfg)
+    stats = learner.update(episodes)
+    pooled = np.concatenate([discounted_returns(r.rewards(), r.terminals(), cfg.gamma) for r in episodes])
+    assert stats["return_scale"] == pytest.approx(pooled.std())
+    # the head, fitted to this batch's targets before the first policy step, explains them
+    assert stats["value_warmup_ev_before"] < 0.2 < stats["value_warmup_ev_after"]
+    again = Learner(cfg)  # the scale's statistics survive a restart
+    assert again.return_moments.count == len(pooled) and again.return_moments.std == pytest.approx(pooled.std())
+    assert "value_warmup_ev_after" not in again.update(episodes[:1])  # only before the run's first update
+
+
+def test_learner_stops_an_update_when_the_policy_moved_too_far(tmp_path):
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    episodes = [_episode(worker, 6, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
+    common = dict(checkpoint=str(ACTOR), lr=5e-3, minibatch=4, epochs=3)
+    free = Learner(LearnerConfig(out=str(tmp_path / "free"), target_kl=0.0, **common)).update(episodes)
+    assert free["gradient_steps"] == 9 and free["kl_stop"] == 0  # 3 epochs x 3 minibatches of 11 steps
+    held = Learner(LearnerConfig(out=str(tmp_path / "held"), target_kl=1e-4, **common)).update(episodes)
+    assert held["kl_stop"] == 1 and 1 <= held["gradient_steps"] < 9
+
+
 def test_learner_updates_and_resumes_at_the_same_step(tmp_path):
     worker = InferenceWorker(str(ACTOR), seed=0)
     episodes = [_episode(worker, 6, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
@@ -250,6 +280,9 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert stats["obs_to_action_median"] > 0 and stats["assign_median"] < 1.0
     assert stats["capture_to_action_median"] >= stats["obs_to_action_median"] * 0.5
     assert stats["reward_latency_median"] >= stats["critic_seconds_per_pair"] > 0
+    per_ep = stats["seconds_per_episode"]  # each stage's busy time per episode, set against the wall clock
+    assert per_ep["actor"] > 0 and per_ep["critic"] > 0 and per_ep["learner"] > 0 and per_ep["wall"] > 0
+    assert "seconds per episode: actor (busy)" in (out / "report.md").read_text()
     assert stats["robot_restarts"] == 1 and "sim-0 was killed" in loop_out
     assert stats["gateway_errors"]["bad-text"] >= 1 and stats["gateway_errors"]["bad-image"] >= 1
     assert not any(r["robot"] in ("no-task", "tiny-frames") for r in rows)
@@ -284,12 +317,16 @@ def test_rl_config_files_with_nested_learner_settings(capsys):
     from vlac.utils.cli import parse_config
 
     cfg = parse_config(RLConfig, ["--config", "configs/rl/reach-push-sparse.yaml", "--episodes", "7"], prog="vlac rl")
-    assert cfg.learner.reward == "sparse" and cfg.learner.lr == 2e-5 and cfg.episodes == 7
+    assert cfg.learner.reward == "sparse" and cfg.learner.lr == 1e-5 and cfg.learner.epochs == 4 and cfg.episodes == 7
     assert cfg.task_list == ["reach-v3", "push-v3"]
     with pytest.raises(SystemExit):
         parse_config(RLConfig, ["--learner.reward", "shaped"], prog="vlac rl")
     err = " ".join(capsys.readouterr().err.replace("│", " ").split())  # tyro wraps it in a box
     assert "must be one of dense, sparse, oracle-dense, oracle-sparse" in err
+    with pytest.raises(SystemExit):  # the critic's arms cannot run without the critic
+        parse_config(RLConfig, ["--critic", "none"], prog="vlac rl")
+    err = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert "--critic none leaves learner.reward 'dense' without its source" in err
 
 
 def test_rl_config_demands_authentication_off_loopback(tmp_path):
@@ -394,12 +431,17 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         out = tmp_path / "run"
         cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--ray-address", f"127.0.0.1:{port}", "--out", str(out),
                "--tasks", "reach-v3,push-v3", "--robots", "2", "--episodes", "2", "--episodes-per-update", "2",
-               "--max-steps", "8", "--eval-episodes", "0", "--learner.reward", "oracle-sparse"]
+               "--max-steps", "8", "--eval-episodes", "0", "--learner.reward", "oracle-sparse", "--critic", "none"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         stats = json.loads((out / "loop_stats.json").read_text())
         assert stats["episodes"] == 2 and stats["updates"] >= 1
-        assert "ORACLE sparse: simulator's success flag (reference arm)" in (out / "report.md").read_text()
+        assert stats["seconds_per_episode"]["critic"] == 0  # a reference arm run without any critic
+        rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
+        assert all(np.isnan(r["return"]) and np.isfinite(r["oracle_return"]) for r in rows), rows
+        report = (out / "report.md").read_text()
+        assert "ORACLE sparse: simulator's success flag (reference arm)" in report
+        assert "The critic against the simulator's flag" not in report
         # without --ray-address the loop starts its own cluster, even with another one running here
         # (the oracle-dense reference arm, with symmetric critic rewards logged and the critic's done
         # off: every episode runs to the limit; and with the robot held for the learner: every update

@@ -239,15 +239,19 @@ class Actor:
 
     # ------------------------------------------------------------------------ training
     def evaluate(self, inputs: list[ActorInput], samples: list[ActionSample], temperature: float = 1.0,
-                 top_k: int = 0) -> dict:
+                 top_k: int = 0, image_features: "torch.Tensor | None" = None) -> dict:
         """Teacher-forced re-scoring of decoded actions with the current weights (with grad):
         ``log_prob`` (B,), ``token_log_probs`` (list of (n_choices,)), ``entropy`` (B,) mean
-        over choices of the constrained distribution, ``value`` (B,)."""
+        over choices of the constrained distribution, ``value`` (B,) and ``features`` (B, hidden), the
+        hidden state the value head reads, and ``image_features``, which a later call may pass back
+        in place of the pixels while the vision tower is frozen."""
         batch = self.vlm.encode([self.prompt(x) for x in inputs], answers=[s.tokens for s in samples],
                                 end_token=False)
-        out = self.vlm.forward(batch, hidden=True)
-        logits, hidden, last = out.logits, out.hidden_states[-1], batch["last"]
-        dev = logits.device
+        if image_features is None:
+            image_features = self.vlm.image_features(batch["pixel_values"])
+        out = self.vlm.forward(batch, hidden=True, image_features=image_features, logits_to_keep=1)
+        hidden, last = out.hidden_states[-1], batch["last"]
+        dev = hidden.device
         # Every choice of every sample in one pass (a loop of small ops per choice made the
         # backward pass several times slower than the model's own): the logits at each choice's
         # position, restricted to its allowed tokens (padded), softmax at the sampling temperature.
@@ -258,7 +262,9 @@ class Actor:
         width = max(len(a) for a in allowed)
         ids = torch.tensor([a + [a[0]] * (width - len(a)) for a in allowed], device=dev)
         valid = torch.tensor([[k < len(a) for k in range(width)] for a in allowed], device=dev)
-        z = logits[torch.tensor(owner, device=dev), torch.tensor(pos, device=dev)].float().gather(1, ids)
+        # the language model's head at the choice positions only, not over the whole sequence
+        logits = self.vlm.model.lm_head(hidden[torch.tensor(owner, device=dev), torch.tensor(pos, device=dev)])
+        z = logits.float().gather(1, ids)
         z = (z / max(temperature, 1e-6)).masked_fill(~valid, float("-inf"))
         if top_k > 0:  # as constrained_log_probs: only where more than top_k tokens are allowed
             kth = torch.topk(z, min(top_k, width), dim=-1).values[:, -1:]
@@ -275,8 +281,9 @@ class Actor:
         starts = np.cumsum([0] + [len(s.choice_index) for s in samples])
         tok_lps = [chosen[starts[r]:starts[r + 1]] for r in range(len(samples))]
         ends = torch.stack([last[r] + len(s.tokens) for r, s in enumerate(samples)])
-        value = self._value(hidden[torch.arange(len(samples), device=dev), ends])
-        return {"log_prob": total, "token_log_probs": tok_lps, "entropy": entropy, "value": value}
+        features = hidden[torch.arange(len(samples), device=dev), ends]
+        return {"log_prob": total, "token_log_probs": tok_lps, "entropy": entropy, "value": self._value(features),
+                "features": features, "image_features": image_features.detach()}
 
     def bc_loss(self, inputs: list[ActorInput], actions: list, returns=None, value_weight: float = 0.0):
         """Behaviour cloning: cross-entropy on the action's tokens as decoding writes them (plus

@@ -64,6 +64,22 @@ def number_token_ids(tokenizer, lo: int, hi: int) -> list[int] | None:
     return ids
 
 
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """The words of ``text`` a word-level tokenizer reads as unknown (in order, once each); none
+    for tokenizers that spell any word."""
+    tokenizers = require("tokenizers", extra="model")
+    backend = tokenizer.backend_tokenizer
+    if not isinstance(backend.model, tokenizers.models.WordLevel):
+        return []
+    vocab = backend.get_vocab(with_added_tokens=True)
+    norm = backend.normalizer.normalize_str(text) if backend.normalizer else text
+    out: list[str] = []
+    for word, _ in backend.pre_tokenizer.pre_tokenize_str(norm):
+        if word not in vocab and word not in out:
+            out.append(word)
+    return out
+
+
 def extend_vocabulary(tokenizer, texts: list[str]) -> list[str]:
     """Add the words of ``texts`` that a word-level tokenizer would read as unknown (e.g. a
     critic checkpoint's tokenizer meeting the actor prompt); existing ids are unchanged. Returns

@@ -313,11 +313,31 @@ class VLM:
         return batch
 
     # ----------------------------------------------------------------------------- computing
-    def forward(self, batch: dict, hidden: bool = False):
-        """One forward pass over an encoded batch (``hidden``: also every layer's hidden states)."""
+    def forward(self, batch: dict, hidden: bool = False, image_features: "torch.Tensor | None" = None,
+                logits_to_keep: int = 0):
+        """One forward pass over an encoded batch (``hidden``: also every layer's hidden states).
+        ``image_features`` (from ``image_features``) stand in for the batch's pixels, so a frozen
+        vision tower runs once per image however often the text is re-scored; ``logits_to_keep``
+        > 0 computes logits at the last that many positions only (0: all)."""
+        images = {}
+        if image_features is not None:
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            images["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=image_features)}
+        elif batch["pixel_values"].numel():
+            images["pixel_values"] = batch["pixel_values"]
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          pixel_values=batch["pixel_values"] if batch["pixel_values"].numel() else None,
-                          output_hidden_states=hidden)
+                          output_hidden_states=hidden, logits_to_keep=logits_to_keep, **images)
+
+    def image_features(self, pixel_values: "torch.Tensor") -> "torch.Tensor":
+        """(N, image tokens, hidden): what the vision tower and projector make of the images, as
+        the language model reads them."""
+        return self.model.model.get_image_features(pixel_values=pixel_values).pooler_output
+
+    def vision_parameters(self) -> list:
+        """The vision tower's and projector's parameters (frozen during RL by default)."""
+        m = self.model.model
+        return [*m.vision_tower.parameters(), *m.multi_modal_projector.parameters()]
 
     @staticmethod
     def answer_loss(logits: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":

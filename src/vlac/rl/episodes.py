@@ -101,16 +101,28 @@ class EpisodeRecord:
             raise ValueError(f"reward mode {mode!r} is not one of {', '.join(REWARDS)}")
         return r
 
-    def advantages(self, values: np.ndarray, last_value: float, mode: str, gamma: float, lam: float,
-                   done_bonus: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        r = self.rewards(mode, done_bonus)
-        dones = np.zeros(len(r), dtype=bool)
-        if self.terminal and len(r):
+    def terminals(self) -> np.ndarray:
+        """Per acted step: whether the episode ended there for the learner (only the last, and
+        only at a done)."""
+        dones = np.zeros(len(self.acted), dtype=bool)
+        if self.terminal and len(dones):
             dones[-1] = True
-        return gae(r, values, dones, last_value=0.0 if self.terminal else last_value, gamma=gamma, lam=lam)
+        return dones
+
+    def advantages(self, values: np.ndarray, last_value: float, mode: str, gamma: float, lam: float,
+                   done_bonus: float = 0.0, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """GAE advantages and value targets of the acted steps, rewards divided by ``scale``."""
+        r = self.rewards(mode, done_bonus) / scale
+        return gae(r, values, self.terminals(), last_value=0.0 if self.terminal else last_value, gamma=gamma, lam=lam)
 
     def summary(self) -> dict:
-        r = [s.reward for s in self.acted]
-        return {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(self.acted),
-                "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
-                "final_p_done": self.acted[-1].p_done if self.acted else None}
+        """One line of episodes.jsonl: ``return`` is the critic's (NaN in an oracle arm run without
+        a critic), ``oracle_return`` the simulator's scaled reward sum (oracle arms only)."""
+        acted = self.acted
+        r = [s.reward for s in acted]
+        out = {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(acted),
+               "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
+               "final_p_done": acted[-1].p_done if acted else None}
+        if acted and all(s.oracle_reward is not None for s in acted):
+            out["oracle_return"] = float(self.rewards("oracle-dense").sum())
+        return out

@@ -61,7 +61,8 @@ class RLConfig:
     actor: str = ""
     """Actor checkpoint (default: the built-in behaviour-cloned tiny actor)."""
     critic: str = ""
-    """Critic checkpoint for rewards and done (default: the built-in tiny critic)."""
+    """Critic checkpoint for rewards and done (default: the built-in tiny critic). ``none`` only
+    with an oracle reward (a reference arm): no critic runs, its CPU goes to the rest."""
     critic_symmetric: bool = False
     """Score each step pair both ways and average the readings (less noisy rewards, two forward
     passes per step; see `vlac critic eval --symmetric`)."""
@@ -116,6 +117,10 @@ class RLConfig:
         if not 0.0 <= self.done_min_value <= 1.0:
             raise ValueError(f"done_min_value {self.done_min_value} must be in [0, 1] (a progress value; 0 turns "
                              "the gate off)")
+        if self.critic == "none" and self.learner.reward not in ORACLE_REWARDS:
+            raise ValueError(f"--critic none leaves learner.reward {self.learner.reward!r} without its source: the "
+                             "critic gives the dense and sparse rewards; only the reference arms (--learner.reward "
+                             "oracle-dense | oracle-sparse) run without one")
         if self.learner.reward not in REWARDS:
             raise ValueError(f"learner.reward {self.learner.reward!r} must be one of {', '.join(REWARDS)} "
                              "(oracle-*: the simulator's reward, reference arms for simulated robots only)")
@@ -176,7 +181,7 @@ class RLLoop:
         cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic",
-                                      "inference_batch", "update_seconds", "learner_hold")}
+                                      "inference_batch", "update_seconds", "learner_hold", "eval_seconds")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
                          "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0,
                          "episodes_capped": 0, "request_errors": 0, "scoring_errors": 0, "learner_errors": 0,
@@ -194,6 +199,7 @@ class RLLoop:
         self.history_len = Actor.history_length(cfg.actor or None)  # actions its prompt shows
         # Reference arms only: the simulator's reward and flag reach the learner in no other arm.
         self.oracle = cfg.learner.reward if cfg.learner.reward in ORACLE_REWARDS else ""
+        self.scored = cfg.critic != "none"  # a reference arm may run without a critic
 
     # ------------------------------------------------------------------ set-up
     def _start_ray(self) -> None:
@@ -218,7 +224,8 @@ class RLLoop:
         lc = self.cfg.learner
         self.workers = [remote(InferenceWorker).remote(self.cfg.actor, lc.temperature, 0, 1, self.cfg.seed + k)
                         for k in range(self.cfg.inference_workers)]
-        self.critic = remote(CriticWorker).remote(self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
+        self.critic = None if self.cfg.critic == "none" else remote(CriticWorker).remote(
+            self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
         self.learner = remote(Learner).remote(lc)
         self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out))
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
@@ -284,7 +291,9 @@ class RLLoop:
                 self.counters["unexecuted_actions"] += 1
             if self.oracle and prev is not None:
                 self._oracle_step(ev.robot, rec, prev, msg.get("sim"))
-            if prev is not None and prev.sample is not None:
+            if prev is not None and prev.sample is not None and not self.scored:
+                prev.reward = prev.p_done = float("nan")  # an oracle arm without a critic: nothing to score
+            elif prev is not None and prev.sample is not None:
                 self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
                                           "before": prev.image, "after": step.image, "t_queued": now})
             rec.steps.append(step)
@@ -428,6 +437,8 @@ class RLLoop:
 
     def _score(self) -> None:
         ray = self.ray
+        if not self.scored:
+            return
         if self.critic_inflight is not None and self.critic_inflight[0] in self.ready:
             ref, items = self.critic_inflight
             self.critic_inflight = None
@@ -596,6 +607,7 @@ class RLLoop:
             print(f"evaluation at episode {episodes} failed ({_first_line(e)})", flush=True)
             return
         res["episodes"] = episodes
+        self.stats["eval_seconds"].append(res.get("seconds", 0.0))
         res["success"] = float(np.mean([res[t] for t in self.cfg.task_list]))
         self.log.evaluation(res)
 
@@ -723,6 +735,12 @@ class RLLoop:
                 "reward_latency_p99": pct(s["reward_latency"], 99), "updates": len(s["update_seconds"]),
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
                 "learner_hold_s": float(np.sum(s["learner_hold"])),
+                # busy seconds of each stage per finished episode (its workers' own clocks): set
+                # against what each costs alone (benchmarks/bench_stages.py) and the wall clock
+                "seconds_per_episode": {k: float(np.sum(s[src])) / max(episodes, 1) for k, src in
+                                        (("actor", "inference_batch"), ("critic", "critic"),
+                                         ("learner", "update_seconds"), ("evaluation", "eval_seconds"))}
+                | {"wall": wall / max(episodes, 1)},
                 "gateway_errors": dict(self.gateway.errors), "refused_handshakes": self.gateway.admitted.refused,
                 **self.counters}
 
@@ -745,7 +763,10 @@ def _frame_side(actor: str, critic: str) -> int:
     from vlac.critic.critic import DEFAULT_CHECKPOINT as CRITIC
     from vlac.model.vlm import read_image_settings
 
-    return max(read_image_settings(actor or ACTOR).image_size, read_image_settings(critic or CRITIC).image_size)
+    sides = [read_image_settings(actor or ACTOR).image_size]
+    if critic != "none":
+        sides.append(read_image_settings(critic or CRITIC).image_size)
+    return max(sides)
 
 
 def _first_line(err: Exception) -> str:

@@ -77,3 +77,55 @@ def ppo_loss(new_log_prob: "torch.Tensor", old_log_prob: "torch.Tensor", advanta
 def normalise(x: "torch.Tensor", eps: float = 1e-8) -> "torch.Tensor":
     """Zero mean, unit variance (advantages within one update)."""
     return (x - x.mean()) / (x.std(unbiased=False) + eps) if x.numel() > 1 else x - x.mean()
+
+
+def discounted_returns(rewards, dones, gamma: float = 0.99) -> np.ndarray:
+    """Reward-to-go ``sum_k gamma^k r[t+k]`` up to the next terminal (no bootstrap): the
+    Monte-Carlo returns whose spread sets the reward scale."""
+    r, d = np.asarray(rewards, np.float64), np.asarray(dones, bool)
+    out, running = np.zeros_like(r), 0.0
+    for t in range(len(r) - 1, -1, -1):
+        running = r[t] + gamma * running * (0.0 if d[t] else 1.0)
+        out[t] = running
+    return out
+
+
+class RunningMoments:
+    """Mean and variance of a stream of numbers, merged batch by batch (Chan et al.), so that a
+    learner can scale rewards by the spread of returns seen over the whole run."""
+
+    def __init__(self, count: float = 0.0, mean: float = 0.0, var: float = 0.0):
+        self.count, self.mean, self.var = float(count), float(mean), float(var)
+
+    def update(self, x) -> None:
+        x = np.asarray(x, np.float64).reshape(-1)
+        if not x.size:
+            return
+        n, m, v = float(x.size), float(x.mean()), float(x.var())
+        total = self.count + n
+        delta = m - self.mean
+        self.var = (self.count * self.var + n * v + delta ** 2 * self.count * n / total) / total
+        self.mean += delta * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.var))
+
+    def state(self) -> dict:
+        return {"count": self.count, "mean": self.mean, "var": self.var}
+
+
+def fit_linear(features, targets, ridge: float = 1e-2) -> tuple[np.ndarray, float]:
+    """Ridge regression ``targets ~ features @ w + b`` (features standardised inside, ``ridge`` is
+    relative to the sample count): the value warm-up's closed-form fit of a linear value head."""
+    x, y = np.asarray(features, np.float64), np.asarray(targets, np.float64)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"features {x.shape} must be (N, D) and targets {y.shape} (N,)")
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = (x - mu) / sd
+    y0 = y.mean()
+    a = z.T @ z + ridge * len(y) * np.eye(z.shape[1])
+    wz = np.linalg.solve(a, z.T @ (y - y0))
+    w = wz / sd
+    return w, float(y0 - mu @ w)

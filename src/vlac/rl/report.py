@@ -42,7 +42,7 @@ def _smooth(y: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def _eval_tasks(evals: list[dict]) -> list[str]:
-    return [t for t in evals[0] if t not in ("episodes", "version", "success") and isinstance(evals[0][t], float)]
+    return [t for t in evals[0] if t not in ("episodes", "version", "success", "seconds") and isinstance(evals[0][t], float)]
 
 
 def reward_fidelity(episodes: list[dict]) -> list[dict]:
@@ -78,15 +78,23 @@ def _robot_label(robot: str, episodes: list[dict]) -> str:
     return f"{robot}: {', '.join(tasks)}"
 
 
-def _return_rows(episodes: list[dict]) -> list[list]:
-    """Mean critic return of the first and last episodes: 20 each, fewer for a short run (the two
+def _trained_return(run: Path) -> tuple[str, str]:
+    """The episodes.jsonl field holding the return the learner was trained on, and its name: the
+    simulator's (scaled) in the oracle-dense arm, else the critic's."""
+    path = run / "rl_config.json"
+    reward = json.loads(path.read_text()).get("learner", {}).get("reward", "dense") if path.is_file() else "dense"
+    return ("oracle_return", "simulator's return") if reward == "oracle-dense" else ("return", "critic return")
+
+
+def _return_rows(episodes: list[dict], key: str = "return", name: str = "critic return") -> list[list]:
+    """Mean return of the first and last episodes: 20 each, fewer for a short run (the two
     halves), none for a run of one episode."""
     n = min(20, len(episodes) // 2)
     if n < 1:
         return []
-    ret = [e["return"] for e in episodes]
-    return [[f"mean critic return, first {n} episodes", fmt(np.mean(ret[:n]))],
-            [f"mean critic return, last {n} episodes", fmt(np.mean(ret[-n:]))]]
+    ret = [e.get(key, float("nan")) for e in episodes]
+    return [[f"mean {name}, first {n} episodes", fmt(np.mean(ret[:n]))],
+            [f"mean {name}, last {n} episodes", fmt(np.mean(ret[-n:]))]]
 
 
 def write_report(run: str | Path) -> Path:
@@ -95,6 +103,7 @@ def write_report(run: str | Path) -> Path:
     stats = json.loads((run / "loop_stats.json").read_text()) if (run / "loop_stats.json").is_file() else {}
     plt = _plt()
     label = reward_label(run)
+    key, name = _trained_return(run)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     fig.suptitle(f"{run.name}: rewards from {label}", fontsize=10)
     if evals:
@@ -107,12 +116,12 @@ def write_report(run: str | Path) -> Path:
                 title="success (simulator flag)")
     for robot in sorted({e["robot"] for e in episodes}):
         mine = [e for e in episodes if e["robot"] == robot]
-        x, raw = [e["n"] for e in mine], np.array([e["return"] for e in mine])
+        x, raw = [e["n"] for e in mine], np.array([e.get(key, np.nan) for e in mine])
         line = axes[1].plot(x, raw, ".", alpha=0.35)[0]
         y = _smooth(raw, max(1, len(raw) // 4))
         axes[1].plot(x[len(x) - len(y):], y, "-", color=line.get_color(), label=_robot_label(robot, mine))
     axes[1].axhline(0, color="k", lw=0.6)
-    axes[1].set(xlabel="training episodes", ylabel="critic return (smoothed)", title="reward per robot")
+    axes[1].set(xlabel="training episodes", ylabel=f"{name} (smoothed)", title="reward per robot")
     for robot in sorted({e["robot"] for e in episodes if e.get("success") is not None}):
         mine = [e for e in episodes if e["robot"] == robot and e.get("success") is not None]
         y = _smooth(np.array([float(e["success"]) for e in mine]), max(1, len(mine) // 4))
@@ -132,7 +141,7 @@ def write_report(run: str | Path) -> Path:
     rows = [["reward source", label], ["episodes", len(episodes)], ["policy updates", len(learner)],
             ["evaluation success, first", fmt(evals[0]["success"]) if evals else "-"],
             ["evaluation success, last", fmt(evals[-1]["success"]) if evals else "-"],
-            *_return_rows(episodes),
+            *_return_rows(episodes, key, name),
             ["episodes ended by the critic's done", sum(e["reason"] == "done" for e in episodes)],
             ["simulator success among training episodes", fmt(np.mean([bool(e["success"]) for e in episodes])) if episodes else "-"]]
     for k in SPEED_KEYS:
@@ -140,6 +149,8 @@ def write_report(run: str | Path) -> Path:
             unit = "episodes/h" if k == "episodes_per_hour" else "s"
             name = k.replace("_", " ").removesuffix(" s")  # learner_hold_s: "learner hold (s)"
             rows.append([f"{name} ({unit})", fmt(stats[k], 1 if unit == "episodes/h" else 3)])
+    for stage, sec in stats.get("seconds_per_episode", {}).items():  # each stage's busy time per episode
+        rows.append([f"seconds per episode: {stage}" + (" (busy)" if stage != "wall" else ""), fmt(sec, 2)])
     for k in COUNTER_KEYS:
         if k in stats:
             rows.append([k.replace("_", " "), stats[k]])
@@ -147,8 +158,8 @@ def write_report(run: str | Path) -> Path:
         rows.append(["gateway errors", ", ".join(f"{c}: {n}" for c, n in sorted(stats["gateway_errors"].items()))])
     if learner:
         last = learner[-1]
-        for k in ("clip_fraction", "approx_kl", "entropy", "explained_variance", "inference_ratio_drift",
-                  "policy_lag"):
+        for k in ("clip_fraction", "approx_kl", "gradient_steps", "entropy", "explained_variance", "return_scale",
+                  "inference_ratio_drift", "policy_lag"):
             if k in last:
                 rows.append([f"last update: {k.replace('_', ' ')}", fmt(last[k], 3)])
         lags = [u["policy_lag"] for u in learner if np.isfinite(u.get("policy_lag", float("nan")))]
@@ -166,7 +177,7 @@ def write_report(run: str | Path) -> Path:
                + markdown_table(["training episodes", "policy update", *tasks, "mean"],
                                 [[e["episodes"], e.get("version", "-"), *[fmt(e.get(t, float("nan"))) for t in tasks],
                                   fmt(e["success"])] for e in evals]) + "\n")
-    fid = reward_fidelity(episodes)
+    fid = reward_fidelity([e for e in episodes if np.isfinite(e["return"])])  # none without a critic
     if fid:
         md += ("\n## The critic against the simulator's flag on training episodes\n\n"
                + markdown_table(["task", "episodes", "successes", "ended by done", "done precision", "done recall",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vlac.rl.episodes import EpisodeRecord, Step
+from vlac.rl.ppo import RunningMoments
 from vlac.utils.files import replace_dir
 from vlac.utils.imports import require
 
@@ -148,6 +149,22 @@ class LearnerConfig:
     demo_weight: float = 0.1
     demo_batch: int = 16
     grad_clip: float = 1.0
+    normalise_returns: bool = True
+    """Divide rewards by the running standard deviation of the discounted returns seen so far in
+    the run (kept across updates and resumes), so the value head's targets stay near unit scale
+    whatever the reward source (the simulator's shaped reward sums to 25-65 over 100 steps, the
+    critic's to about 1)."""
+    value_warmup: bool = True
+    """Before the first policy step of a run, fit the value head to the first batch's returns by
+    ridge regression on the model's own features (the prior's rollouts), so the first advantages
+    are not the raw returns of a head that never saw this reward."""
+    target_kl: float = 0.02
+    """Stop an update's epochs once the approximate KL between the acting policy and the one
+    being trained passes 1.5x this (0: off): each update moves the policy a bounded amount."""
+    freeze_vision: bool = True
+    """Keep the vision tower and projector as the prior left them; PPO trains the language model
+    and the value head. The image features are then computed once per step sample in the no-grad
+    pass and reused by every epoch (about a third less compute per update)."""
     temperature: float = 1.0
     """Sampling temperature of the inference workers (log-probabilities are under it)."""
     threads: int = 1
@@ -165,14 +182,19 @@ class Learner:
         self.dir = Path(cfg.out) / "learner"
         self.resumed = (self.dir / "trainer.pt").is_file()
         self.actor = Actor.load(self.dir / "model") if self.resumed else _load_actor(cfg.checkpoint)
+        if cfg.freeze_vision:
+            for p in self.actor.vlm.vision_parameters():
+                p.requires_grad_(False)
         self.opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.lr)
         self.step, self.episodes_seen = 0, 0
         self.rng = np.random.default_rng(cfg.seed)
+        self.return_moments = RunningMoments()
         if self.resumed:
             state = torch.load(self.dir / "trainer.pt", weights_only=False)
             self.opt.load_state_dict(state["optimizer"])
             self.step, self.episodes_seen = state["step"], state["episodes_seen"]
             self.rng.bit_generator.state = state["rng"]
+            self.return_moments = RunningMoments(**state.get("return_moments", {}))
         self.demos = None
         if cfg.demo_data:
             from vlac.actor.samples import ActionSource, load_demos
@@ -195,7 +217,7 @@ class Learner:
 
     def update(self, episodes: list[EpisodeRecord]) -> dict:
         from vlac.actor.actor import ActionSample
-        from vlac.rl.ppo import explained_variance, normalise, ppo_loss
+        from vlac.rl.ppo import discounted_returns, explained_variance, normalise, ppo_loss
 
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -211,27 +233,51 @@ class Learner:
         if n == 0:
             return {"steps": 0}
         owner = np.array(owner)
-        # Old log-probabilities and values from the training model itself (paper 3.2.1), not the
-        # inference worker's numbers.
+        sel = [np.flatnonzero(owner == e) for e in range(len(episodes))]
+        # Old log-probabilities, values and the value head's features from the training model
+        # itself (paper 3.2.1), not the inference worker's numbers.
         self.actor.train(False)
         old_lp, values = np.zeros(n), np.zeros(n)
+        features = np.zeros((n, self.actor.value_head.in_features))
+        images = None  # with a frozen vision tower: its output for every sample, reused by each epoch
         with torch.no_grad():
             for mb in self._batches(n):
                 out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature)
                 old_lp[mb], values[mb] = out["log_prob"].numpy(), out["value"].numpy()
+                features[mb] = out["features"].float().numpy()
+                if cfg.freeze_vision:
+                    if images is None:
+                        images = torch.zeros((n, *out["image_features"].shape[1:]), dtype=out["image_features"].dtype)
+                    images[mb] = out["image_features"]
         infer_lp = np.array([s.log_prob for s in samples])
-        adv, ret = np.zeros(n), np.zeros(n)
-        for e, rec in enumerate(episodes):
-            sel = np.flatnonzero(owner == e)
-            if len(sel):
-                a, r = rec.advantages(values[sel], values[sel[-1]], cfg.reward, cfg.gamma, cfg.lam, cfg.done_bonus)
-                adv[sel], ret[sel] = a, r
+        extra = {}
+        if cfg.normalise_returns:
+            for rec in episodes:
+                self.return_moments.update(discounted_returns(rec.rewards(cfg.reward, cfg.done_bonus), rec.terminals(),
+                                                              cfg.gamma))
+        scale = max(self.return_moments.std, 1e-3) if cfg.normalise_returns and self.return_moments.count > 1 else 1.0
+
+        def targets(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            adv, ret = np.zeros(n), np.zeros(n)
+            for e, rec in enumerate(episodes):
+                if len(sel[e]):
+                    adv[sel[e]], ret[sel[e]] = rec.advantages(v[sel[e]], v[sel[e][-1]], cfg.reward, cfg.gamma, cfg.lam,
+                                                              cfg.done_bonus, scale)
+            return adv, ret
+
+        if cfg.value_warmup and self.step == 0:
+            extra["value_warmup_ev_before"] = explained_variance(values, targets(values)[1])
+            values = self._warm_up_value_head(features, targets)
+            extra["value_warmup_ev_after"] = explained_variance(values, targets(values)[1])
+        adv, ret = targets(values)
         adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
         self.actor.train(True)
         agg: dict[str, list] = {}
+        stopped = False
         for _ in range(cfg.epochs):
             for mb in self._batches(n):
-                out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature)
+                out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature,
+                                          image_features=None if images is None else images[mb])
                 loss, st = ppo_loss(out["log_prob"], torch.tensor(old_lp[mb], dtype=torch.float32), adv_t[mb],
                                     out["value"], torch.tensor(ret[mb], dtype=torch.float32), out["entropy"],
                                     clip=cfg.clip, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
@@ -241,16 +287,25 @@ class Learner:
                     d_loss, _ = self.actor.bc_loss(d_in, d_act)
                     loss = loss + cfg.demo_weight * d_loss
                     st["demo_nll"] = float(d_loss.detach())
+                for k, v in st.items():
+                    agg.setdefault(k, []).append(v)
+                if cfg.target_kl > 0 and st["approx_kl"] > 1.5 * cfg.target_kl:
+                    stopped = True  # this minibatch already left the trust region: no step on it
+                    break
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
                 self.opt.step()
-                for k, v in st.items():
-                    agg.setdefault(k, []).append(v)
+                agg.setdefault("gradient_steps", []).append(1)
+            if stopped:
+                break
         self.step += 1
         self.episodes_seen += len(episodes)
-        stats = {k: float(np.mean(v)) for k, v in agg.items()}
+        stats = {k: float(np.mean(v)) for k, v in agg.items() if k != "gradient_steps"}
+        stats.update(extra)
         stats.update({"steps": n, "update": self.step, "explained_variance": explained_variance(values, ret),
+                      "gradient_steps": len(agg.get("gradient_steps", [])), "kl_stop": int(stopped),
+                      "return_scale": scale,
                       "mean_return": float(np.mean([r.rewards(cfg.reward, cfg.done_bonus).sum() for r in episodes])),
                       "inference_ratio_drift": float(np.mean(np.abs(np.exp(old_lp - infer_lp) - 1.0))),
                       # updates between the weights that acted and those being trained (0: on-policy)
@@ -259,13 +314,30 @@ class Learner:
         self.save()
         return stats
 
+    def _warm_up_value_head(self, features: np.ndarray, targets) -> np.ndarray:
+        """Fit the linear value head to this batch's value targets (ridge regression on the
+        features the head reads), a few rounds since GAE targets depend on the values; returns
+        the new values."""
+        from vlac.rl.ppo import fit_linear
+
+        head = self.actor.value_head
+        values = head(torch.tensor(features, dtype=torch.float32)).squeeze(-1).detach().numpy().astype(np.float64)
+        for _ in range(3):
+            w, b = fit_linear(features, targets(values)[1], ridge=0.05)
+            values = features @ w + b
+        with torch.no_grad():
+            head.weight.copy_(torch.tensor(w, dtype=torch.float32)[None])
+            head.bias.fill_(b)
+        return values
+
     def save(self) -> None:
         """Atomic: write beside, then rename, so a kill mid-save keeps the previous checkpoint."""
         tmp = self.dir.with_name("learner.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.actor.save(tmp / "model")
         torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
-                    "rng": self.rng.bit_generator.state, "config": asdict(self.cfg)}, tmp / "trainer.pt")
+                    "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
+                    "return_moments": self.return_moments.state()}, tmp / "trainer.pt")
         replace_dir(tmp, self.dir)
 
     def pid(self) -> int:
@@ -404,11 +476,13 @@ class Evaluator:
 
         if state is not None:
             _apply_weights(self.actor, state)
+        t0 = time.perf_counter()
         cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none")
         out = {"version": version}
         for task in tasks:
             rolls = run_batch(self.actor, task, "default", [episode_seed(seed, task, i) for i in range(episodes)], cfg)
             out[task] = float(np.mean([r.success for r in rolls]))
+        out["seconds"] = time.perf_counter() - t0
         return out
 
 

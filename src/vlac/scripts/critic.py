@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,8 @@ class ScoreConfig:
     episode: int = 0
     """Episode index in --dataset."""
     video: str = ""
-    """A video file (mp4, ...) to score instead of a dataset episode."""
+    """A video file (mp4, ...) or a folder of frame images (png/jpg, scored in the numeric order of
+    their names: frame_2 before frame_10) to score instead of a dataset episode."""
     task: str = ""
     """Task in words (default for --dataset: the episode's task)."""
     reference: str = ""
@@ -45,10 +48,42 @@ class ScoreConfig:
     """Critic checkpoint folder (default: the built-in tiny critic)."""
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def _natural_key(name: str) -> list:
+    """``frame_10.png`` after ``frame_2.png``: digit runs compare as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name)]
+
+
+def _folder_frames(p: Path):
+    """The image files of a folder as one trajectory, in natural (numeric) order of their names."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted((f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES), key=lambda f: _natural_key(f.name))
+    if len(files) < 2:
+        raise SystemExit(f"error: folder {p} has {len(files)} frame image(s) ({', '.join(IMAGE_SUFFIXES)}); "
+                         "scoring needs at least 2")
+    frames = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                frames.append(np.asarray(im.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as e:
+            raise SystemExit(f"error: frame {f} cannot be read ({e}); remove or replace it") from None
+        if frames[-1].shape != frames[0].shape:
+            raise SystemExit(f"error: frame {f} is {frames[-1].shape[1]}x{frames[-1].shape[0]} but {files[0].name} is "
+                             f"{frames[0].shape[1]}x{frames[0].shape[0]}; one trajectory's frames must share a size")
+    return np.stack(frames)
+
+
 def _video_frames(path: str):
     from vlac.data.video import VideoError, decode_video
 
     p = Path(path)
+    if p.is_dir():
+        return _folder_frames(p)
     if not p.is_file():
         raise SystemExit(f"error: video {p} does not exist")
     try:
@@ -95,7 +130,20 @@ def score_main(argv: list[str]) -> None:
         reference = _video_frames(cfg.reference)
     if len(frames) < 2:
         raise SystemExit(f"error: the trajectory has {len(frames)} frame(s); scoring needs at least 2")
+    from vlac.critic.metrics import pair_indices
+
+    pairs = len(pair_indices(len(frames), cfg.skip)) - 1 if cfg.skip >= 1 else 0
+    if 0 < pairs < 3:
+        print(f"warning: {len(frames)} frames with --skip {cfg.skip} give only {pairs} pair(s) to score; the value "
+              f"curve says little (use a smaller --skip)", file=sys.stderr)
     critic = Critic.load(cfg.checkpoint or None, symmetric=cfg.symmetric)
+    from vlac.model.tokenizer import unknown_words
+
+    unknown = unknown_words(critic.vlm.tokenizer, task)
+    if unknown:
+        print(f"warning: the critic's vocabulary lacks {len(unknown)} word(s) of the task ({', '.join(unknown)}); it "
+              "reads them as unknown, so the score cannot depend on them (word the task as the critic's training "
+              "tasks do, or train the critic on it)", file=sys.stderr)
     s = critic.score_trajectory(frames, task, skip=cfg.skip, reference=reference, decoding=cfg.decoding)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
