@@ -232,7 +232,12 @@ def test_score_a_folder_of_frames_in_numeric_order(small_dataset, tmp_path, caps
     for k in np.random.default_rng(0).permutation(len(frames)):  # written out of order; names frame_2 < frame_10
         Image.fromarray(frames[k]).save(folder / f"frame_{k}.png")
     (folder / "notes.txt").write_text("not a frame")
-    main(["critic", "score", "--video", str(folder), "--task", ep.task, "--out", str(tmp_path / "f")])
+    before = torch.get_num_threads()
+    try:  # every command that runs a model sizes torch's threads when told to
+        main(["critic", "score", "--video", str(folder), "--task", ep.task, "--threads", "1", "--out", str(tmp_path / "f")])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     got = json.loads((tmp_path / "f" / "scores.json").read_text())
     from vlac.critic.critic import Critic
 

@@ -23,6 +23,7 @@ from vlac.critic import metrics as M
 from vlac.critic.report import fmt, markdown_table, plot_value_curves
 from vlac.data.lerobot_format import DatasetError
 from vlac.envs.tasks import TASKS
+from vlac.utils.imports import set_threads
 
 BASELINES = {
     "frame-index": "value = time (t / T); knows nothing about the task",
@@ -59,6 +60,9 @@ class EvalConfig:
     collection."""
     symmetric: bool = False
     """Score each pair both ways and average (forward minus reverse reading, halved)."""
+    threads: int = 0
+    """torch threads (0: torch's default; set it to the cores this command may use, e.g. 1 beside a
+    running `vlac rl`, or the model runs many times slower)."""
 
 
 def _split_of(meta: dict) -> str:
@@ -117,6 +121,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     ref_sets = ([LeRobotDataset(p.strip()) for p in cfg.reference_dataset.split(",") if p.strip()]
                 if cfg.reference_dataset else datasets)
     refs = _references(ref_sets, cfg.camera or None) if cfg.one_shot else {}
+    set_threads(cfg.threads)
     critic = Critic.load(cfg.checkpoint or None, symmetric=cfg.symmetric)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -405,6 +410,9 @@ class FilterConfig:
     """Flag episodes whose VOC is below this."""
     max_negative_rate: float = 0.3
     """Flag episodes whose negative rate is above this."""
+    threads: int = 0
+    """torch threads (0: torch's default; set it to the cores this command may use, e.g. 1 beside a
+    running `vlac rl`, or the model runs many times slower)."""
 
 
 def filter_dataset(cfg: FilterConfig) -> dict:
@@ -415,6 +423,7 @@ def filter_dataset(cfg: FilterConfig) -> dict:
 
     ds = LeRobotDataset(cfg.dataset)
     key = cfg.camera or ds.camera_keys[0]
+    set_threads(cfg.threads)
     critic = Critic.load(cfg.checkpoint or None)
     rows = []
     for i in tqdm(range(ds.num_episodes), desc="filter", unit="ep"):

@@ -46,6 +46,9 @@ class ScoreConfig:
     """Score each pair both ways and average the readings (two forward passes per pair)."""
     checkpoint: str = ""
     """Critic checkpoint folder (default: the built-in tiny critic)."""
+    threads: int = 0
+    """torch threads (0: torch's default; set it to the cores this command may use, e.g. 1 beside a
+    running `vlac rl`, or the model runs many times slower)."""
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -136,6 +139,9 @@ def score_main(argv: list[str]) -> None:
     if 0 < pairs < 3:
         print(f"warning: {len(frames)} frames with --skip {cfg.skip} give only {pairs} pair(s) to score; the value "
               f"curve says little (use a smaller --skip)", file=sys.stderr)
+    from vlac.utils.imports import set_threads
+
+    set_threads(cfg.threads)
     critic = Critic.load(cfg.checkpoint or None, symmetric=cfg.symmetric)
     from vlac.model.tokenizer import unknown_words
 

@@ -23,3 +23,11 @@ def require(module: str, extra: str) -> ModuleType:
             f"{module} is needed here but is not installed ({e}); install it with "
             f"`pip install 'vlac[{extra}]'` (or `make setup`, which installs every extra)"
         ) from None
+
+
+def set_threads(n: int) -> None:
+    """Size torch's CPU thread pool (0: leave torch's default). A model with the default pool
+    beside another busy process runs many times slower, so every command that runs a model takes
+    a threads setting."""
+    if n:
+        require("torch", extra="model").set_num_threads(int(n))
