@@ -19,6 +19,7 @@ from tqdm import tqdm
 from vlac.critic.report import _plt, fmt, markdown_table
 from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
 from vlac.envs.rollout import episode_seed
+from vlac.utils.imports import set_threads
 from vlac.envs.tasks import TASKS, resolve_tasks
 
 
@@ -128,8 +129,7 @@ def evaluate(cfg: ActorEvalConfig) -> dict:
 
     if cfg.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {cfg.episodes}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
     variants = [v.strip() for v in cfg.variants.split(",") if v.strip()]
     for v in variants:

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vlac.utils.files import replace_dir
-from vlac.utils.imports import require
+from vlac.utils.imports import require, set_threads
 
 
 @dataclass
@@ -170,8 +170,7 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.model.tokenizer import train_tokenizer
     from vlac.model.vlm import VLM
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     datasets = [LeRobotDataset(p.strip()) for p in cfg.data.split(",") if p.strip()]

@@ -64,6 +64,16 @@ def number_token_ids(tokenizer, lo: int, hi: int) -> list[int] | None:
     return ids
 
 
+def _unknown(backend, text: str, known) -> list[str]:
+    """Words of ``text`` (as the backend normalises and splits it) not in ``known``, once each."""
+    norm = backend.normalizer.normalize_str(text) if backend.normalizer else text
+    out: list[str] = []
+    for word, _ in backend.pre_tokenizer.pre_tokenize_str(norm):
+        if word not in known and word not in out:
+            out.append(word)
+    return out
+
+
 def unknown_words(tokenizer, text: str) -> list[str]:
     """The words of ``text`` a word-level tokenizer reads as unknown (in order, once each); none
     for tokenizers that spell any word."""
@@ -71,13 +81,7 @@ def unknown_words(tokenizer, text: str) -> list[str]:
     backend = tokenizer.backend_tokenizer
     if not isinstance(backend.model, tokenizers.models.WordLevel):
         return []
-    vocab = backend.get_vocab(with_added_tokens=True)
-    norm = backend.normalizer.normalize_str(text) if backend.normalizer else text
-    out: list[str] = []
-    for word, _ in backend.pre_tokenizer.pre_tokenize_str(norm):
-        if word not in vocab and word not in out:
-            out.append(word)
-    return out
+    return _unknown(backend, text, backend.get_vocab(with_added_tokens=True))
 
 
 def extend_vocabulary(tokenizer, texts: list[str]) -> list[str]:
@@ -92,10 +96,7 @@ def extend_vocabulary(tokenizer, texts: list[str]) -> list[str]:
     vocab = backend.get_vocab(with_added_tokens=False)
     new: list[str] = []
     for text in texts:
-        norm = backend.normalizer.normalize_str(text) if backend.normalizer else text
-        for word, _ in backend.pre_tokenizer.pre_tokenize_str(norm):
-            if word not in vocab and word not in new:
-                new.append(word)
+        new += [w for w in _unknown(backend, text, vocab) if w not in new]
     if new:
         size = backend.get_vocab_size(with_added_tokens=True)
         vocab.update({w: size + k for k, w in enumerate(new)})

@@ -18,14 +18,9 @@ import numpy as np
 from vlac.rl.episodes import EpisodeRecord, Step
 from vlac.rl.ppo import RunningMoments
 from vlac.utils.files import replace_dir
-from vlac.utils.imports import require
+from vlac.utils.imports import require, set_threads
 
 torch = require("torch", extra="model")
-
-
-def _threads(n: int) -> None:
-    if n:
-        torch.set_num_threads(n)
 
 
 def _load_actor(checkpoint: str):
@@ -46,7 +41,7 @@ class InferenceWorker:
 
     def __init__(self, checkpoint: str = "", temperature: float = 1.0, top_k: int = 0, threads: int = 1,
                  seed: int = 0):
-        _threads(threads)
+        set_threads(threads)
         self.actor = _load_actor(checkpoint)
         self.temperature, self.top_k = temperature, top_k
         self.generator = torch.Generator().manual_seed(seed)
@@ -84,7 +79,7 @@ class CriticWorker:
     def __init__(self, checkpoint: str = "", threads: int = 1, decoding: str = "rich", symmetric: bool = False):
         from vlac.critic.critic import Critic
 
-        _threads(threads)
+        set_threads(threads)
         self.critic = Critic.load(checkpoint or None, symmetric=symmetric)
         self.decoding = decoding
 
@@ -177,7 +172,7 @@ class Learner:
     def __init__(self, cfg: LearnerConfig):
         from vlac.actor.actor import Actor
 
-        _threads(cfg.threads)
+        set_threads(cfg.threads)
         self.cfg = cfg
         self.dir = Path(cfg.out) / "learner"
         self.resumed = (self.dir / "trainer.pt").is_file()
@@ -466,7 +461,7 @@ class Evaluator:
     """Success rate of given weights on fixed evaluation episodes (simulator flag; measurement)."""
 
     def __init__(self, checkpoint: str = "", threads: int = 1):
-        _threads(threads)
+        set_threads(threads)
         self.actor = _load_actor(checkpoint)
 
     def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
