@@ -99,6 +99,27 @@ def test_learner_mixes_in_demonstration_replay(tmp_path, expert_dataset):
     assert stats["steps"] == 5 and np.isfinite(stats["demo_nll"]) and stats["demo_nll"] > 0
 
 
+def test_learner_imitates_its_own_episodes_that_ended_at_a_done(tmp_path):
+    """Self-imitation: steps of episodes that ended at a done join a replay buffer with an NLL
+    loss; truncated episodes do not; the buffer is capped and survives a restart."""
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    done, cut = _episode(worker, 5, "done", seed=3), _episode(worker, 4, "limit", seed=4)
+    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1, demo_batch=4,
+                        self_imitation=0.5, self_imitation_steps=8, target_kl=0.0)
+    learner = Learner(cfg)
+    stats = learner.update([done, cut])
+    assert stats["imitated_episodes"] == 1 and stats["imitation_buffer"] == 5
+    assert np.isfinite(stats["self_imitation_nll"]) and stats["self_imitation_nll"] > 0
+    kept = [a.tolist() for _, a in learner.imitate]
+    assert kept == [s.sample["action"] for s in done.acted]  # the executed actions, not the truncated episode's
+    again = Learner(cfg)
+    assert [a.tolist() for _, a in again.imitate] == kept
+    again.update([done])
+    assert len(again.imitate) == 8  # the newest 8 steps
+    off = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "off"), minibatch=4, epochs=1))
+    assert off.update([done])["imitated_episodes"] == 0 and not off.imitate
+
+
 def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):
     from vlac.rl.ppo import discounted_returns
 

@@ -69,6 +69,7 @@ class Rollout:
     actions: np.ndarray
     flags: np.ndarray
     seconds_per_action: float
+    remaining: np.ndarray | None = None  # per frame: the task's distance from done (measurement only)
 
 
 def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalConfig) -> list[Rollout]:
@@ -82,7 +83,7 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
     instruction = TASKS[task].instruction
     try:
         obs = [env.reset(s) for env, s in zip(envs, seeds)]
-        logs = [{"frames": [], "states": [], "actions": [], "flags": []} for _ in envs]
+        logs = [{"frames": [], "states": [], "actions": [], "flags": [], "remaining": []} for _ in envs]
         after = [None] * len(envs)
         live = list(range(len(envs)))
         gen = torch.Generator().manual_seed(seeds[0])
@@ -102,6 +103,7 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
                 log["states"].append(obs[k]["state"])
                 log["actions"].append(s.action)
                 log["flags"].append(obs[k]["success"])
+                log["remaining"].append(envs[k].remaining())
                 if obs[k]["success"] and after[k] is None:
                     after[k] = 0
                 if after[k] is not None:
@@ -118,7 +120,8 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
     # steps: actions executed (the last frame's action is recorded for the dataset but never run,
     # so --max-steps 60 reports 60, not 61)
     return [Rollout(task, variant, s, bool(np.any(log["flags"])), env.steps, np.stack(log["frames"]),
-                    np.stack(log["states"]), np.stack(log["actions"]), np.asarray(log["flags"]), per_action)
+                    np.stack(log["states"]), np.stack(log["actions"]), np.asarray(log["flags"]), per_action,
+                    np.asarray(log["remaining"]))
             for s, log, env in zip(seeds, logs, envs)]
 
 

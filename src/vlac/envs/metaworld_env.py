@@ -185,6 +185,18 @@ class SimRobotEnv:
         success; measurement only)."""
         return self._reached
 
+    def remaining(self) -> float:
+        """How far the task is from done, from the simulator's state (measurement only, never a
+        model input): the lever's angle from upright (radians) for lever-pull, else Meta-World's
+        own ``obj_to_target`` distance (metres; hand to goal for reach, object to goal for push,
+        pick-place, sweep-into, ...). True progress of a frame is 1 - remaining / remaining at reset."""
+        assert self._raw_obs is not None, "call reset() first"
+        env = self._env
+        if self.config.task == "lever-pull-v3":  # its obj_to_target is the hand's distance to the lever
+            return float(abs(-env.data.joint("LeverAxis").qpos[0] - np.pi / 2))
+        _, info = env.evaluate_state(self._raw_obs, np.zeros(4, dtype=np.float32))
+        return float(info["obj_to_target"])
+
     @property
     def done(self) -> bool:
         return self.steps >= self.config.max_steps

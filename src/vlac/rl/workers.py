@@ -143,6 +143,13 @@ class LearnerConfig:
     """LeRobot dataset of demonstrations replayed with an NLL loss (paper Eq. 6); empty: none."""
     demo_weight: float = 0.1
     demo_batch: int = 16
+    self_imitation: float = 0.0
+    """Weight of an NLL loss on the run's own episodes that ended at a done (self-imitation; 0:
+    off): their steps join a replay buffer drawn like the demonstrations (``demo_batch`` a
+    minibatch). The done is the critic's in the product arms and the simulator's flag in
+    oracle-sparse, so the critic arm imitates what its critic calls success."""
+    self_imitation_steps: int = 2000
+    """Steps the self-imitation buffer keeps (the newest; about 28 kB each at 96 px)."""
     grad_clip: float = 1.0
     normalise_returns: bool = True
     """Divide rewards by the running standard deviation of the discounted returns seen so far in
@@ -197,6 +204,10 @@ class Learner:
 
             demos = load_demos([LeRobotDataset(p) for p in cfg.demo_data.split(",")], progress=False)
             self.demos = ActionSource(demos, self.actor.action_template, self.actor.state_template, self.actor.history)
+        # Self-imitation: (input, executed action) of the steps of episodes that ended at a done.
+        self.imitate: list[tuple] = []
+        if self.resumed and (self.dir / "imitate.pt").is_file():
+            self.imitate = torch.load(self.dir / "imitate.pt", weights_only=False)
 
     def status(self) -> dict:
         return {"step": self.step, "episodes_seen": self.episodes_seen, "resumed": self.resumed, "pid": os.getpid()}
@@ -227,6 +238,7 @@ class Learner:
         n = len(samples)
         if n == 0:
             return {"steps": 0}
+        imitated = self._remember_successes(episodes)
         owner = np.array(owner)
         sel = [np.flatnonzero(owner == e) for e in range(len(episodes))]
         # Old log-probabilities, values and the value head's features from the training model
@@ -282,6 +294,11 @@ class Learner:
                     d_loss, _ = self.actor.bc_loss(d_in, d_act)
                     loss = loss + cfg.demo_weight * d_loss
                     st["demo_nll"] = float(d_loss.detach())
+                if self.imitate and cfg.self_imitation > 0:
+                    pick = self.rng.integers(0, len(self.imitate), size=cfg.demo_batch)
+                    s_loss, _ = self.actor.bc_loss([self.imitate[k][0] for k in pick], [self.imitate[k][1] for k in pick])
+                    loss = loss + cfg.self_imitation * s_loss
+                    st["self_imitation_nll"] = float(s_loss.detach())
                 for k, v in st.items():
                     agg.setdefault(k, []).append(v)
                 if cfg.target_kl > 0 and st["approx_kl"] > 1.5 * cfg.target_kl:
@@ -300,7 +317,7 @@ class Learner:
         stats.update(extra)
         stats.update({"steps": n, "update": self.step, "explained_variance": explained_variance(values, ret),
                       "gradient_steps": len(agg.get("gradient_steps", [])), "kl_stop": int(stopped),
-                      "return_scale": scale,
+                      "return_scale": scale, "imitated_episodes": imitated, "imitation_buffer": len(self.imitate),
                       "mean_return": float(np.mean([r.rewards(cfg.reward, cfg.done_bonus).sum() for r in episodes])),
                       "inference_ratio_drift": float(np.mean(np.abs(np.exp(old_lp - infer_lp) - 1.0))),
                       # updates between the weights that acted and those being trained (0: on-policy)
@@ -308,6 +325,17 @@ class Learner:
                       "seconds": time.perf_counter() - t0})
         self.save()
         return stats
+
+    def _remember_successes(self, episodes: list[EpisodeRecord]) -> int:
+        """Add the steps of the episodes that ended at a done to the self-imitation buffer (the
+        newest ``self_imitation_steps`` are kept); returns how many episodes joined."""
+        if self.cfg.self_imitation <= 0:
+            return 0
+        joined = [rec for rec in episodes if rec.terminal]
+        for rec in joined:
+            self.imitate += [(x, np.asarray(s.sample["action"], np.float32)) for x, s in zip(rec.actor_inputs(), rec.acted)]
+        del self.imitate[:max(0, len(self.imitate) - self.cfg.self_imitation_steps)]
+        return len(joined)
 
     def _warm_up_value_head(self, features: np.ndarray, targets) -> np.ndarray:
         """Fit the linear value head to this batch's value targets (ridge regression on the
@@ -333,6 +361,8 @@ class Learner:
         torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
                     "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
                     "return_moments": self.return_moments.state()}, tmp / "trainer.pt")
+        if self.imitate:
+            torch.save(self.imitate, tmp / "imitate.pt")
         replace_dir(tmp, self.dir)
 
     def pid(self) -> int:

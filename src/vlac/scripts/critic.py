@@ -1,4 +1,4 @@
-"""``vlac critic train | score | eval | filter | calibrate-done | report``: the progress critic."""
+"""``vlac critic train | score | eval | filter | calibrate-done | report | fidelity``: the progress critic."""
 
 from __future__ import annotations
 
@@ -191,6 +191,18 @@ def calibrate_done_main(argv: list[str]) -> None:
         raise SystemExit(f"error: {e}") from None
 
 
+def fidelity_main(argv: list[str]) -> None:
+    from vlac.critic.fidelity import FidelityConfig, fidelity
+
+    cfg = parse_config(FidelityConfig, argv, prog="vlac critic fidelity",
+                       description="Reward fidelity on an actor's own rollouts, as the RL loop runs and scores "
+                                   "them: value vs true progress, return AUC, done precision/recall, policy ranking.")
+    try:
+        fidelity(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 @dataclass
 class ReportConfig:
     eval: str
@@ -210,4 +222,4 @@ def report_main(argv: list[str]) -> None:
 
 
 COMMANDS = {"train": train_main, "score": score_main, "eval": eval_main, "filter": filter_main,
-            "calibrate-done": calibrate_done_main, "report": report_main}
+            "calibrate-done": calibrate_done_main, "report": report_main, "fidelity": fidelity_main}

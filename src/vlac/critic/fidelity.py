@@ -1,0 +1,410 @@
+"""``vlac critic fidelity``: is the critic's reward right on the policy's own episodes?
+
+RL trains on the actor's rollouts, not on experts', so this rolls a given actor out as the RL loop
+does (sampling temperature, full episodes to the step limit, no cut at success), scores every
+step pair with a given critic as the loop's critic worker does (frame t -> t+1, the same reading),
+and measures the reward against the task's true progress and outcome, which come from the
+simulator and are used only to measure:
+
+- mean per-episode Spearman of the value curve (Eq. 7) against true progress, and against time
+  alone (a critic that only follows the clock scores as high on the second);
+- AUC of the return and of the final value, successful vs failed episodes (0.5: no signal);
+- per-step correlation of the reward with true progress made and with the hand's speed;
+- the reward given to two identical frames (should be 0);
+- the done rule of the loop (threshold, patience, value gate): precision (fires only once the task
+  is done) and on-time recall (fires, at or after the first successful frame, in successful episodes);
+- reward latency at batch 1 (progress + done of one transition, as the loop asks);
+- policy ranking (RBM-EVAL): over policies of known success rate (scripted behaviours, noisy
+  experts at several sigma, the actor at several temperatures), Kendall tau between the mean
+  critic return and the true success rate.
+
+    vlac critic fidelity --tasks reach-v3,push-v3,lever-pull-v3 --episodes 30 --out runs/fidelity
+    vlac critic fidelity --critic runs/critic-b/model --reuse runs/fidelity --out runs/fidelity-b   # same rollouts
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vlac.critic.report import _plt, fmt, markdown_table
+
+POLICIES = "expert,noisy@1,noisy@2,random-bursts,stall,actor@0,actor@1,actor@2"
+
+
+@dataclass
+class FidelityConfig:
+    out: str
+    """Report folder: report.md, fidelity.json, episodes.jsonl, fidelity.png, ranking.png, rollouts/."""
+    tasks: str = "reach-v3,push-v3,lever-pull-v3"
+    """Comma-separated simulated tasks."""
+    episodes: int = 30
+    """Actor rollouts per task for the fidelity measures."""
+    actor: str = ""
+    """Actor checkpoint whose rollouts are scored (default: the built-in tiny actor)."""
+    critic: str = ""
+    """Critic checkpoint (default: the built-in critic)."""
+    temperature: float = 1.0
+    """The actor's sampling temperature (the RL loop's inference workers use 1)."""
+    max_steps: int = 100
+    """Episode length; every episode runs to it, as in the RL loop with the critic's done off."""
+    seed: int = 30_000
+    """Base seed of the rollouts (training data 0-5000, actor evaluation 10000-11999)."""
+    symmetric: bool = False
+    """Read progress symmetrically, (f(a,b) - f(b,a)) / 2, as `vlac rl --critic-symmetric`."""
+    done_threshold: float = 0.9
+    """The loop's done rule: p(done) at least this ..."""
+    done_patience: int = 4
+    """... on this many consecutive transitions ..."""
+    done_min_value: float = 0.0
+    """... where the value curve has reached this (0: no gate); defaults as `vlac rl`."""
+    ranking_episodes: int = 10
+    """Episodes per policy and task for the policy ranking (0: skip it)."""
+    policies: str = POLICIES
+    """Policies of the ranking: scripted behaviours (noisy@SIGMA: the expert plus Gaussian noise of
+    SIGMA in normalised action units) and actor@TEMPERATURE (0: greedy)."""
+    reuse: str = ""
+    """An earlier fidelity folder whose saved rollouts are scored again instead of new ones (to
+    compare critics on the same episodes)."""
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+
+
+@dataclass
+class Episode:
+    """One rollout with the simulator's measurements (frames t = 0..T, T actions executed)."""
+
+    policy: str
+    task: str
+    seed: int
+    frames: np.ndarray  # (T+1, H, W, 3)
+    hand: np.ndarray  # (T+1, 3) mm
+    remaining: np.ndarray  # (T+1,) the task's distance from done
+    flags: np.ndarray  # (T+1,) success flag per frame
+
+    @property
+    def success(self) -> bool:
+        return bool(self.flags.any())
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, frames=self.frames, hand=self.hand, remaining=self.remaining, flags=self.flags)
+
+    @classmethod
+    def load(cls, path: Path, policy: str, task: str, seed: int) -> "Episode":
+        with np.load(path) as z:
+            return cls(policy, task, seed, z["frames"], z["hand"], z["remaining"], z["flags"])
+
+
+def parse_policy(spec: str) -> tuple[str, float | None]:
+    """``"noisy@1"`` -> ("noisy", 1.0); ``"expert"`` -> ("expert", None); actor@T: T the temperature."""
+    from vlac.envs.behaviours import BEHAVIOURS
+
+    name, _, arg = spec.strip().partition("@")
+    if name != "actor" and name not in BEHAVIOURS:
+        raise ValueError(f"unknown policy {spec!r}; use actor@TEMPERATURE or a behaviour ({', '.join(BEHAVIOURS)}), "
+                         "noisy@SIGMA for a noisy expert")
+    try:
+        value = float(arg) if arg else None
+    except ValueError:
+        raise ValueError(f"policy {spec!r}: {arg!r} after @ is not a number") from None
+    if name == "actor" and value is None:
+        raise ValueError(f"policy {spec!r}: write actor@TEMPERATURE, e.g. actor@1")
+    return name, value
+
+
+def _seeds(cfg: FidelityConfig, task: str, n: int, offset: int) -> list[int]:
+    from vlac.envs.rollout import episode_seed
+
+    return [episode_seed(cfg.seed + offset, task, k) for k in range(n)]
+
+
+def _actor_rollouts(actor, task: str, seeds: list[int], temperature: float, cfg: FidelityConfig,
+                    policy: str) -> list[Episode]:
+    from vlac.actor.evaluate import ActorEvalConfig, run_batch
+
+    ecfg = ActorEvalConfig(out="", max_steps=cfg.max_steps, post_success_steps=10**9, temperature=temperature)
+    out = []
+    for r in run_batch(actor, task, "default", seeds, ecfg):
+        out.append(Episode(policy, task, r.seed, r.frames, r.states[:, :3], r.remaining, r.flags))
+    return out
+
+
+def _scripted_rollout(name: str, sigma: float | None, task: str, seed: int, cfg: FidelityConfig,
+                      policy: str) -> Episode:
+    from vlac.envs.behaviours import make_behaviour
+    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
+
+    behaviour = make_behaviour(name, **({"sigma": sigma} if sigma is not None else {}))
+    with SimRobotEnv(SimEnvConfig(task=task, max_steps=cfg.max_steps)) as env:
+        obs = env.reset(seed)
+        behaviour.reset(env, np.random.default_rng(seed))
+        frames, hand, rem, flags = [], [], [], []
+        while True:
+            frames.append(obs["images"]["main"])
+            hand.append(obs["state"][:3])
+            rem.append(env.remaining())
+            flags.append(obs["success"])
+            if env.done:
+                break
+            obs = env.step(behaviour.act(env))
+    return Episode(policy, task, seed, np.stack(frames), np.stack(hand), np.asarray(rem), np.asarray(flags))
+
+
+def collect(cfg: FidelityConfig, actor, plan: list[tuple[str, str, int, int]]) -> list[Episode]:
+    """``plan``: (policy, task, n, seed offset) -> episodes, loaded from ``--reuse`` where saved."""
+    episodes = []
+    bar = tqdm(total=sum(n for _, _, n, _ in plan), desc="rollouts", unit="ep")
+    for policy, task, n, offset in plan:
+        seeds = _seeds(cfg, task, n, offset)
+        paths = [Path(cfg.reuse) / "rollouts" / policy / task / f"{s}.npz" for s in seeds] if cfg.reuse else []
+        if paths and all(p.is_file() for p in paths):
+            episodes += [Episode.load(p, policy, task, s) for p, s in zip(paths, seeds)]
+        else:
+            name, arg = parse_policy(policy)
+            if name == "actor":
+                new = _actor_rollouts(actor, task, seeds, arg, cfg, policy)
+            else:
+                new = [_scripted_rollout(name, arg, task, s, cfg, policy) for s in seeds]
+            for e in new:
+                e.save(Path(cfg.out) / "rollouts" / policy / task / f"{e.seed}.npz")
+            episodes += new
+        bar.update(n)
+    bar.close()
+    return episodes
+
+
+def score(critic, episodes: list[Episode], cfg: FidelityConfig) -> list[dict]:
+    """Every transition of every episode as the loop's critic worker scores it."""
+    from vlac.critic.metrics import first_done, gate_done, value_curve
+    from vlac.envs.tasks import TASKS
+
+    rows = []
+    for e in tqdm(episodes, desc="score", unit="ep"):
+        text = TASKS[e.task].instruction
+        deltas = critic.progress(list(zip(e.frames[:-1], e.frames[1:])), text, decoding="rich")
+        p_done = critic.done(list(e.frames[1:]), text)
+        values = value_curve(deltas)  # frames 0..T, v_0 = 0
+        fire = first_done(gate_done(p_done, values[1:], cfg.done_min_value), cfg.done_threshold, cfg.done_patience)
+        rows.append({"policy": e.policy, "task": e.task, "seed": e.seed, "success": e.success,
+                     "first_success": int(np.argmax(e.flags)) if e.success else None,
+                     "deltas": deltas, "p_done": p_done, "values": values,
+                     "done_at": None if fire is None else fire + 1,  # the frame after the transition
+                     "progress": 1.0 - e.remaining / max(float(e.remaining[0]), 1e-9),
+                     "speed": np.linalg.norm(np.diff(e.hand, axis=0), axis=1)})
+    return rows
+
+
+def _spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def _pearson(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def auc(pos, neg) -> float:
+    """P(a positive's figure beats a negative's), ties half; NaN when either side is empty."""
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    p, n = np.asarray(pos, np.float64)[:, None], np.asarray(neg, np.float64)[None, :]
+    return float(((p > n) + 0.5 * (p == n)).mean())
+
+
+def _nanmean(xs) -> float:
+    xs = [x for x in xs if x is not None and np.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def task_measures(rows: list[dict]) -> dict:
+    """The fidelity measures of one task's scored episodes."""
+    good = [r for r in rows if r["success"]]
+    bad = [r for r in rows if not r["success"]]
+    ret = lambda rs: [float(np.sum(r["deltas"])) for r in rs]  # noqa: E731
+    final = lambda rs: [float(r["values"][-1]) for r in rs]  # noqa: E731
+    fired = [r for r in rows if r["done_at"] is not None]
+    on_time = [r for r in fired if r["success"] and r["done_at"] >= r["first_success"]]
+    delays = [r["done_at"] - r["first_success"] for r in on_time]
+    step_progress = np.concatenate([np.diff(r["progress"]) for r in rows])
+    return {
+        "episodes": len(rows), "successes": len(good),
+        "spearman_progress": _nanmean([_spearman(r["values"], r["progress"]) for r in rows]),
+        "spearman_time": _nanmean([_spearman(r["values"], np.arange(len(r["values"]))) for r in rows]),
+        "time_vs_progress": _nanmean([_spearman(np.arange(len(r["progress"])), r["progress"]) for r in rows]),
+        "auc_return": auc(ret(good), ret(bad)), "auc_final_value": auc(final(good), final(bad)),
+        "mean_return_success": _nanmean(ret(good)), "mean_return_failure": _nanmean(ret(bad)),
+        "step_corr_progress": _pearson(np.concatenate([r["deltas"] for r in rows]), step_progress),
+        "step_corr_speed": _pearson(np.concatenate([r["deltas"] for r in rows]),
+                                    np.concatenate([r["speed"] for r in rows])),
+        "done_fired": len(fired), "done_precision": len(on_time) / len(fired) if fired else float("nan"),
+        "done_recall": len(on_time) / len(good) if good else float("nan"),
+        "done_median_delay": float(np.median(delays)) if delays else float("nan"),
+    }
+
+
+def ranking(rows: list[dict], policies: list[str]) -> dict:
+    """Per task: each policy's true success rate and mean critic return, and Kendall tau between them."""
+    from scipy.stats import kendalltau
+
+    out = {}
+    for task in sorted({r["task"] for r in rows}):
+        per = {}
+        for p in policies:
+            rs = [r for r in rows if r["task"] == task and r["policy"] == p]
+            if rs:
+                per[p] = {"success_rate": float(np.mean([r["success"] for r in rs])),
+                          "mean_return": float(np.mean([np.sum(r["deltas"]) for r in rs])), "episodes": len(rs)}
+        s = [v["success_rate"] for v in per.values()]
+        m = [v["mean_return"] for v in per.values()]
+        tau = float(kendalltau(m, s).statistic) if len(per) > 2 and np.ptp(s) > 0 else float("nan")
+        out[task] = {"policies": per, "kendall_tau": tau}
+    return out
+
+
+def identical_frames(critic, episodes: list[Episode]) -> float:
+    """Mean reward of (frame, the same frame), over the first and middle frame of each episode."""
+    from vlac.envs.tasks import TASKS
+
+    values = []
+    for e in episodes:
+        for f in (e.frames[0], e.frames[len(e.frames) // 2]):
+            values.append(float(critic.progress([(f, f)], TASKS[e.task].instruction, decoding="rich")[0]))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def latency(critic, episode: Episode, n: int = 20) -> float:
+    """Median seconds to score one transition at batch 1 (progress + done, as the loop asks)."""
+    from vlac.envs.tasks import TASKS
+
+    text, times = TASKS[episode.task].instruction, []
+    for k in range(min(n, len(episode.frames) - 1)):
+        t0 = time.perf_counter()
+        critic.progress([(episode.frames[k], episode.frames[k + 1])], text, decoding="rich")
+        critic.done([episode.frames[k + 1]], text)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def fidelity(cfg: FidelityConfig) -> dict:
+    from vlac.actor.actor import Actor
+    from vlac.critic.critic import Critic
+    from vlac.envs.tasks import resolve_tasks
+    from vlac.utils.imports import set_threads
+
+    if cfg.episodes < 2:
+        raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed")
+    tasks = [t.name for t in resolve_tasks(cfg.tasks)]
+    policies = [p.strip() for p in cfg.policies.split(",") if p.strip()] if cfg.ranking_episodes > 0 else []
+    for p in policies:
+        parse_policy(p)
+    if cfg.reuse and not (Path(cfg.reuse) / "rollouts").is_dir():
+        raise FileNotFoundError(f"--reuse {cfg.reuse}: no rollouts/ folder there; give a folder written by "
+                                "`vlac critic fidelity --out`")
+    set_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    actor = Actor.load(cfg.actor or None)
+    critic = Critic.load(cfg.critic or None, symmetric=cfg.symmetric)
+    main_policy = f"actor@{cfg.temperature:g}"
+    plan = [(main_policy, t, cfg.episodes, 0) for t in tasks]
+    # ranking episodes use their own seeds (offset 1), so no policy shares a start with the main rollouts
+    plan += [(p, t, cfg.ranking_episodes, 1) for t in tasks for p in policies]
+    episodes = collect(cfg, actor, plan)
+    n_main = len(tasks) * cfg.episodes  # collect() keeps the plan's order: the actor's rollouts first
+    main_eps = episodes[:n_main]
+    rows = score(critic, episodes, cfg)
+    main_rows = rows[:n_main]
+    report = {"config": asdict(cfg), "tasks": {t: task_measures([r for r in main_rows if r["task"] == t]) for t in tasks},
+              "identical_frames": identical_frames(critic, main_eps),
+              "latency_batch1_s": latency(critic, main_eps[0])}
+    if policies:
+        report["ranking"] = ranking(rows[n_main:], policies)
+        report["ranking_mean_tau"] = _nanmean([v["kendall_tau"] for v in report["ranking"].values()])
+    with open(out / "episodes.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}) + "\n")
+    (out / "fidelity.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown(report))
+    plot_curves(main_rows, out / "fidelity.png")
+    if policies:
+        plot_ranking(report["ranking"], out / "ranking.png")
+    print(markdown(report))
+    print(f"wrote {out / 'report.md'}, fidelity.json, episodes.jsonl, fidelity.png")
+    return report
+
+
+def markdown(report: dict) -> str:
+    c = report["config"]
+    lines = [f"# Reward fidelity on policy rollouts\n",
+             f"Actor {c['actor'] or 'built-in'} at temperature {c['temperature']:g}, {c['episodes']} episodes per task of "
+             f"{c['max_steps']} steps (no cut at success), seeds from {c['seed']}; critic {c['critic'] or 'built-in'}, "
+             f"{'symmetric' if c['symmetric'] else 'plain'} reading, every step pair; done rule: p(done) >= "
+             f"{c['done_threshold']:g} on {c['done_patience']} transitions in a row, value gate {c['done_min_value']:g}. "
+             "True progress and success come from the simulator, for measurement only.\n"]
+    header = ["task", "episodes (successes)", "Spearman(value, progress)", "Spearman(value, time)",
+              "time alone vs progress", "AUC return", "AUC final value", "step corr: progress", "step corr: hand speed",
+              "done precision", "done on-time recall", "done median delay (steps)"]
+    body = [[t, f"{m['episodes']} ({m['successes']})", fmt(m["spearman_progress"]), fmt(m["spearman_time"]),
+             fmt(m["time_vs_progress"]), fmt(m["auc_return"]), fmt(m["auc_final_value"]), fmt(m["step_corr_progress"]),
+             fmt(m["step_corr_speed"]), fmt(m["done_precision"]), fmt(m["done_recall"]), fmt(m["done_median_delay"], 1)]
+            for t, m in report["tasks"].items()]
+    lines += [markdown_table(header, body), "",
+              f"Reward for two identical frames (should be 0): {fmt(report['identical_frames'], 3)}. "
+              f"Reward latency at batch 1 (progress + done of one transition): {report['latency_batch1_s'] * 1000:.0f} ms.\n"]
+    if "ranking" in report:
+        lines.append(f"## Policy ranking (Kendall tau of mean critic return against true success rate; "
+                     f"mean over tasks {fmt(report['ranking_mean_tau'])})\n")
+        for task, v in report["ranking"].items():
+            rows = [[p, fmt(x["success_rate"]), fmt(x["mean_return"]), x["episodes"]] for p, x in v["policies"].items()]
+            lines += [f"**{task}**: tau {fmt(v['kendall_tau'])}\n",
+                      markdown_table(["policy", "true success rate", "mean critic return", "episodes"], rows), ""]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(rows: list[dict], path: Path, per_outcome: int = 3) -> None:
+    """Per task: the critic's value curve (solid) beside true progress (dashed) for a few
+    successful (green) and failed (red) episodes."""
+    plt = _plt()
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for outcome, colour in ((True, "tab:green"), (False, "tab:red")):
+            for r in [r for r in rows if r["task"] == task and r["success"] == outcome][:per_outcome]:
+                ax.plot(r["values"], color=colour, lw=1.2)
+                ax.plot(r["progress"], color=colour, lw=0.9, ls="--", alpha=0.7)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_title(f"{task}: value (solid) vs true progress (dashed)", fontsize=8)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("green: success, red: failure")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_ranking(rank: dict, path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(rank), figsize=(4.2 * len(rank), 3.4), squeeze=False)
+    for ax, (task, v) in zip(axes[0], rank.items()):
+        for p, x in v["policies"].items():
+            ax.scatter(x["success_rate"], x["mean_return"], s=18)
+            ax.annotate(p, (x["success_rate"], x["mean_return"]), fontsize=7)
+        ax.set_title(f"{task}: Kendall tau {fmt(v['kendall_tau'])}", fontsize=9)
+        ax.set_xlabel("true success rate")
+        ax.set_ylabel("mean critic return")
+        ax.set_xlim(-0.05, 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,85 @@
+"""`vlac critic fidelity`: the measures on rows of known answer, and the command end to end with
+the built-in actor and critic on MuJoCo rollouts (true progress from the simulator)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vlac.critic.fidelity import parse_policy, ranking, task_measures
+from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
+from vlac.scripts.cli import main
+
+
+def _row(progress, deltas, success, first_success=None, done_at=None, policy="actor@1"):
+    values = np.concatenate([[0.0], np.cumsum(deltas)])
+    return {"policy": policy, "task": "reach-v3", "success": success, "first_success": first_success,
+            "deltas": np.asarray(deltas, float), "p_done": np.zeros(len(deltas)), "values": values,
+            "done_at": done_at, "progress": np.asarray(progress, float), "speed": np.ones(len(deltas))}
+
+
+def test_measures_on_rows_with_known_answers():
+    rise = [0.0, 0.3, 0.6, 0.9, 1.0]
+    good = _row(rise, [0.3, 0.3, 0.3, 0.1], True, first_success=3, done_at=4)  # value follows progress
+    late = _row(rise, [0.2, 0.2, 0.2, 0.2], True, first_success=3, done_at=None)  # never declared done
+    bad = _row([0.0, 0.1, 0.0, -0.1, 0.0], [0.05, 0.05, 0.05, 0.05], False, done_at=4)  # a false done
+    m = task_measures([good, late, bad])
+    assert m["episodes"] == 3 and m["successes"] == 2
+    assert m["spearman_progress"] == pytest.approx((1.0 + 1.0 + np.nan_to_num(0.0)) / 3, abs=0.35)
+    assert m["auc_return"] == 1.0 and m["auc_final_value"] == 1.0  # both successes out-earn the failure
+    assert m["done_fired"] == 2 and m["done_precision"] == 0.5 and m["done_recall"] == 0.5
+    assert m["done_median_delay"] == 1.0
+    m = task_measures([_row(rise, [0.1] * 4, True, 3, 4), _row(rise, [0.4] * 4, False)])
+    assert m["auc_return"] == 0.0  # the failure earned more: ranked backwards
+
+
+def test_ranking_is_kendall_tau_of_return_against_success():
+    rows = []
+    for policy, success, ret in (("expert", [1, 1], 0.9), ("noisy@1", [1, 0], 0.5), ("stall", [0, 0], 0.1)):
+        rows += [_row([0, 1], [ret], bool(s), policy=policy) for s in success]
+    assert ranking(rows, ["expert", "noisy@1", "stall"])["reach-v3"]["kendall_tau"] == pytest.approx(1.0)
+    rows = [dict(r, deltas=-r["deltas"]) for r in rows]
+    assert ranking(rows, ["expert", "noisy@1", "stall"])["reach-v3"]["kendall_tau"] == pytest.approx(-1.0)
+
+
+def test_policy_specs():
+    assert parse_policy("noisy@1.5") == ("noisy", 1.5) and parse_policy("actor@0") == ("actor", 0.0)
+    with pytest.raises(ValueError, match="unknown policy 'robot'"):
+        parse_policy("robot")
+    with pytest.raises(ValueError, match="write actor@TEMPERATURE"):
+        parse_policy("actor")
+
+
+def test_remaining_is_the_simulators_distance_from_done():
+    with SimRobotEnv(SimEnvConfig(task="reach-v3", max_steps=5)) as env:
+        env.reset(1)
+        sim = env._env  # reach: the gripper's centre to the goal
+        assert env.remaining() == pytest.approx(np.linalg.norm(sim.tcp_center - sim._target_pos), abs=1e-6)
+    with SimRobotEnv(SimEnvConfig(task="lever-pull-v3", max_steps=5)) as env:
+        env.reset(1)
+        assert env.remaining() == pytest.approx(np.pi / 2, abs=0.05)  # the lever starts level, success at pi/24
+
+
+def test_fidelity_command_end_to_end_and_reuse(tmp_path, capsys):
+    out = tmp_path / "fid"
+    args = ["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "8",
+            "--ranking-episodes", "2", "--policies", "expert,stall,actor@0", "--threads", "1"]
+    main(args + ["--out", str(out)])
+    report = json.loads((out / "fidelity.json").read_text())
+    m = report["tasks"]["reach-v3"]
+    assert m["episodes"] == 2 and np.isfinite(m["step_corr_speed"]) and np.isfinite(report["identical_frames"])
+    assert set(report["ranking"]["reach-v3"]["policies"]) == {"expert", "stall", "actor@0"}
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 + 3 * 2 and all(len(r["values"]) == 9 and r["progress"][0] == 0 for r in rows)
+    # the true progress is the simulator's: the expert closes on the goal
+    assert np.mean([r["progress"][-1] for r in rows if r["policy"] == "expert"]) > 0.1
+    assert (out / "fidelity.png").stat().st_size > 0 and (out / "ranking.png").stat().st_size > 0
+    assert "Spearman(value, progress)" in (out / "report.md").read_text()
+    # the same rollouts scored again: nothing new rolled out, the same rewards
+    main(args + ["--reuse", str(out), "--out", str(tmp_path / "again")])
+    assert not (tmp_path / "again" / "rollouts").exists()
+    again = [json.loads(line) for line in (tmp_path / "again" / "episodes.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(np.concatenate([r["deltas"] for r in again]),
+                               np.concatenate([r["deltas"] for r in rows]), atol=1e-5)
+    with pytest.raises(SystemExit, match="no rollouts/ folder"):
+        main(args + ["--reuse", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
