@@ -11,6 +11,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on 127.0.0.1
 os.environ.setdefault("RAY_worker_niceness", "0")
@@ -110,10 +111,16 @@ def test_learner_imitates_its_own_episodes_that_ended_at_a_done(tmp_path):
     stats = learner.update([done, cut])
     assert stats["imitated_episodes"] == 1 and stats["imitation_buffer"] == 5
     assert np.isfinite(stats["self_imitation_nll"]) and stats["self_imitation_nll"] > 0
-    kept = [a.tolist() for _, a in learner.imitate]
+    kept = [a.tolist() for _, a, _ in learner.imitate]
     assert kept == [s.sample["action"] for s in done.acted]  # the executed actions, not the truncated episode's
+    # the frozen vision tower's output is kept with each step and stands in for its pixels exactly
+    inputs, actions, feats = zip(*learner.imitate)
+    with torch.no_grad():
+        cached, _ = learner.actor.bc_loss(list(inputs), list(actions), image_features=torch.stack(feats))
+        fresh, _ = learner.actor.bc_loss(list(inputs), list(actions))
+    assert float(cached) == pytest.approx(float(fresh), rel=1e-5)
     again = Learner(cfg)
-    assert [a.tolist() for _, a in again.imitate] == kept
+    assert [a.tolist() for _, a, _ in again.imitate] == kept
     again.update([done])
     assert len(again.imitate) == 8  # the newest 8 steps
     off = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "off"), minibatch=4, epochs=1))

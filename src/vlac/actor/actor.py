@@ -285,17 +285,19 @@ class Actor:
         return {"log_prob": total, "token_log_probs": tok_lps, "entropy": entropy, "value": self._value(features),
                 "features": features, "image_features": image_features.detach()}
 
-    def bc_loss(self, inputs: list[ActorInput], actions: list, returns=None, value_weight: float = 0.0):
+    def bc_loss(self, inputs: list[ActorInput], actions: list, returns=None, value_weight: float = 0.0,
+                image_features: "torch.Tensor | None" = None):
         """Behaviour cloning: cross-entropy on the action's tokens as decoding writes them (plus
         the end token); with ``returns`` and ``value_weight`` > 0, also the value head's squared
-        error against them. Returns (loss, {"action": ..., "value": ...})."""
+        error against them; ``image_features`` (see ``evaluate``) stand in for the pixels.
+        Returns (loss, {"action": ..., "value": ...})."""
         answers = []
         for a in actions:
             ids, _ = self.answer_ids(a)
             answers.append(ids)
         batch = self.vlm.encode([self.prompt(x) for x in inputs], answers=answers)
         use_value = returns is not None and value_weight > 0
-        out = self.vlm.forward(batch, hidden=use_value)
+        out = self.vlm.forward(batch, hidden=use_value, image_features=image_features)
         loss = self.vlm.answer_loss(out.logits, batch["labels"])
         stats = {"action": loss.item()}
         if use_value:

@@ -238,7 +238,6 @@ class Learner:
         n = len(samples)
         if n == 0:
             return {"steps": 0}
-        imitated = self._remember_successes(episodes)
         owner = np.array(owner)
         sel = [np.flatnonzero(owner == e) for e in range(len(episodes))]
         # Old log-probabilities, values and the value head's features from the training model
@@ -257,6 +256,7 @@ class Learner:
                         images = torch.zeros((n, *out["image_features"].shape[1:]), dtype=out["image_features"].dtype)
                     images[mb] = out["image_features"]
         infer_lp = np.array([s.log_prob for s in samples])
+        imitated = self._remember_successes(episodes, sel, images)
         extra = {}
         if cfg.normalise_returns:
             for rec in episodes:
@@ -296,7 +296,10 @@ class Learner:
                     st["demo_nll"] = float(d_loss.detach())
                 if self.imitate and cfg.self_imitation > 0:
                     pick = self.rng.integers(0, len(self.imitate), size=cfg.demo_batch)
-                    s_loss, _ = self.actor.bc_loss([self.imitate[k][0] for k in pick], [self.imitate[k][1] for k in pick])
+                    feats = [self.imitate[k][2] for k in pick]
+                    s_loss, _ = self.actor.bc_loss([self.imitate[k][0] for k in pick], [self.imitate[k][1] for k in pick],
+                                                   image_features=None if any(f is None for f in feats)
+                                                   else torch.stack(feats))
                     loss = loss + cfg.self_imitation * s_loss
                     st["self_imitation_nll"] = float(s_loss.detach())
                 for k, v in st.items():
@@ -326,14 +329,17 @@ class Learner:
         self.save()
         return stats
 
-    def _remember_successes(self, episodes: list[EpisodeRecord]) -> int:
-        """Add the steps of the episodes that ended at a done to the self-imitation buffer (the
-        newest ``self_imitation_steps`` are kept); returns how many episodes joined."""
+    def _remember_successes(self, episodes: list[EpisodeRecord], sel: list[np.ndarray], images) -> int:
+        """Add the steps of the episodes that ended at a done to the self-imitation buffer as
+        (input, executed action, frozen vision output or None); the newest
+        ``self_imitation_steps`` are kept. Returns how many episodes joined."""
         if self.cfg.self_imitation <= 0:
             return 0
-        joined = [rec for rec in episodes if rec.terminal]
-        for rec in joined:
-            self.imitate += [(x, np.asarray(s.sample["action"], np.float32)) for x, s in zip(rec.actor_inputs(), rec.acted)]
+        joined = [e for e, rec in enumerate(episodes) if rec.terminal]
+        for e in joined:
+            rec = episodes[e]
+            self.imitate += [(x, np.asarray(s.sample["action"], np.float32), None if images is None else images[i].clone())
+                             for x, s, i in zip(rec.actor_inputs(), rec.acted, sel[e])]
         del self.imitate[:max(0, len(self.imitate) - self.cfg.self_imitation_steps)]
         return len(joined)
 
