@@ -121,7 +121,11 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "loop_stats.json").write_text(json.dumps({"obs_to_action_median": 0.777, "episodes_per_hour": 67.19}))
     (run / "rl_config.json").write_text(json.dumps({"learner": {"reward": "oracle-dense"}}))
+    # evaluated at 0, at 4 and again at 4 after the last updates (drawn as a star, not a jump)
+    evals = [{"episodes": n, "version": v, "t": s, "success": s} for n, v, s in ((0, 0, 0.1), (4, 1, 0.2), (4, 2, 0.3))]
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     md = write_report(run).read_text()
+    assert "evaluation success, last | 0.30" in md
     assert "obs to action median (s) | 0.777" in md and "episodes per hour (episodes/h) | 67.2" in md
     assert "first 2 episodes" in md and "first 20" not in md  # a 4-episode run: its two halves
     assert "| t | 4 | 0 | 0 | n/a | n/a |" in md  # no done, no success: undefined, not NaN

@@ -217,7 +217,12 @@ class RLLoop:
                                  "reaches it, and RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH if the cluster uses token "
                                  "authentication") from None
         else:
-            # "local": always a new cluster, never one a `ray start` left behind on this machine
+            # "local": always a new cluster, never one a `ray start` left behind on this machine.
+            # Ray turns token authentication on for it and says so on every start; it stays on,
+            # the notice (a warning, not something the user has to act on) is not printed.
+            import logging
+
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             ray.init(address="local", num_cpus=self.cfg.num_cpus, include_dashboard=False,
                      _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
         remote = lambda cls, **kw: ray.remote(num_cpus=0.1, max_restarts=-1, **kw)(cls)  # noqa: E731

@@ -107,10 +107,17 @@ def write_report(run: str | Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     fig.suptitle(f"{run.name}: rewards from {label}", fontsize=10)
     if evals:
-        x = [e["episodes"] for e in evals]
-        axes[0].plot(x, [e["success"] for e in evals], "o-", color="k", label="mean")
+        # the evaluation after the updates that drain the last episodes shares the previous one's x:
+        # a star of its own, not a vertical jump of the curve
+        final = len(evals) > 1 and evals[-1]["episodes"] == evals[-2]["episodes"]
+        curve = evals[:-1] if final else evals
+        x = [e["episodes"] for e in curve]
+        axes[0].plot(x, [e["success"] for e in curve], "o-", color="k", label="mean")
         for task in _eval_tasks(evals):
-            axes[0].plot(x, [e.get(task, float("nan")) for e in evals], ".--", alpha=0.7, label=task)
+            axes[0].plot(x, [e.get(task, float("nan")) for e in curve], ".--", alpha=0.7, label=task)
+        if final:
+            axes[0].plot(evals[-1]["episodes"], evals[-1]["success"], "*", ms=11, color="k",
+                         label="mean, after the last updates")
         axes[0].legend(fontsize=8)
     axes[0].set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.03, 1.03),
                 title="success (simulator flag)")
