@@ -259,7 +259,8 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3,push-v3",
            "--robots", "1", "--episodes", "8", "--episodes-per-update", "2", "--max-steps", "12",
-           "--eval-episodes", "1", "--eval-every", "100", "--lost-after", "3", "--learner.minibatch", "8"]
+           "--eval-episodes", "1", "--eval-every", "100", "--lost-after", "3", "--learner.minibatch", "8",
+           "--eval-temperature", "1"]
     loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1"})
     try:
@@ -316,6 +317,10 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     assert not any(r["robot"] in ("no-task", "tiny-frames") for r in rows)
     assert (out / "report.md").is_file() and (out / "curves.png").is_file()
     assert (out / "learner" / "trainer.pt").is_file()
+    evals = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines()]
+    assert evals and all(e["temperature"] == 1.0 for e in evals)  # the policy the robots run, sampled
+    assert "sampled at temperature 1" in (out / "report.md").read_text()
+    assert "Token authentication is enabled" not in loop_out  # Ray's notice is not the user's business
 
 
 def _hostile_robots(address):

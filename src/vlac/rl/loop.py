@@ -104,6 +104,10 @@ class RLConfig:
     """Evaluation episodes per task (fixed seeds, simulator success flag; never used for learning);
     0 turns evaluation off."""
     eval_seed: int = 20_000
+    eval_temperature: float = 0.0
+    """Sampling temperature of the evaluation episodes: 0 (greedy) measures the policy one would
+    deploy; the learner's temperature (1) measures the policy the robots run, the one PPO
+    optimises."""
     lost_after: float = 10.0
     """Seconds without any message before a robot counts as lost (its open episode is truncated)."""
     seed: int = 0
@@ -627,7 +631,8 @@ class RLLoop:
             state, version = self.weights_ref if self.weights_ref else (None, self.version)
             self.eval_inflight = (self.evaluator.evaluate.remote(state, version, self.cfg.task_list,
                                                                  self.cfg.eval_episodes, self.cfg.eval_seed,
-                                                                 self.cfg.max_steps), self.done_episodes)
+                                                                 self.cfg.max_steps, self.cfg.eval_temperature),
+                                  self.done_episodes)
             self.next_eval = self.done_episodes + self.cfg.eval_every
             if final:
                 self._eval_done()

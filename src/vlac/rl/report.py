@@ -42,7 +42,7 @@ def _smooth(y: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def _eval_tasks(evals: list[dict]) -> list[str]:
-    return [t for t in evals[0] if t not in ("episodes", "version", "success", "seconds") and isinstance(evals[0][t], float)]
+    return [t for t in evals[0] if t not in ("episodes", "version", "success", "seconds", "temperature") and isinstance(evals[0][t], float)]
 
 
 def reward_fidelity(episodes: list[dict]) -> list[dict]:
@@ -180,7 +180,10 @@ def write_report(run: str | Path) -> Path:
              "for the critic's arms. Success is measured on separate evaluation episodes.\n"))
     if evals:
         tasks = _eval_tasks(evals)
+        temp = evals[0].get("temperature", 0.0)
         md += ("\n## Evaluation success per task\n\n"
+               + (f"Actions sampled at temperature {temp:g} (the policy the robots run).\n\n" if temp > 0 else
+                  "Greedy actions (the most likely value of each number).\n\n")
                + markdown_table(["training episodes", "policy update", *tasks, "mean"],
                                 [[e["episodes"], e.get("version", "-"), *[fmt(e.get(t, float("nan"))) for t in tasks],
                                   fmt(e["success"])] for e in evals]) + "\n")

@@ -501,15 +501,15 @@ class Evaluator:
         self.actor = _load_actor(checkpoint)
 
     def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
-                 max_steps: int) -> dict:
+                 max_steps: int, temperature: float = 0.0) -> dict:
         from vlac.actor.evaluate import ActorEvalConfig, run_batch
         from vlac.envs.rollout import episode_seed
 
         if state is not None:
             _apply_weights(self.actor, state)
         t0 = time.perf_counter()
-        cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none")
-        out = {"version": version}
+        cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none", temperature=temperature)
+        out = {"version": version, "temperature": temperature}
         for task in tasks:
             rolls = run_batch(self.actor, task, "default", [episode_seed(seed, task, i) for i in range(episodes)], cfg)
             out[task] = float(np.mean([r.success for r in rolls]))
