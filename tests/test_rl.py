@@ -743,6 +743,12 @@ def test_one_done_rule_for_the_loop_eval_and_calibration():
     assert M.first_done([0.2, 0.5, 0.5], 0.5, patience=2) == 2
     recs = [{"split": "seen", "zero_shot": {"values": [0.0, 1.0]}, "done": {"p": [0.1, 0.5], "truth": [False, True]}}]
     assert done_scores(recs, threshold=0.5)["seen"]["f1"] == 1.0
+    # the loop's streaming rule and the offline one (fidelity, first_done) are one object
+    rule = M.DoneRule(0.5, patience=2, min_value=0.3)
+    p, v = [0.9, 0.9, 0.9, 0.1, 0.9, 0.9], [0.1, 0.2, 0.4, 0.5, 0.6, 0.7]  # gated until the value reaches 0.3
+    online = [rule.step(pk, vk) for pk, vk in zip(p, v)]
+    assert online == [False, False, False, False, False, True] and rule.first(p, v) == 5
+    assert M.DoneRule(0.5, 2).first(p) == 1  # without the gate it fires at the second 0.9
 
 
 def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):

@@ -181,16 +181,16 @@ def collect(cfg: FidelityConfig, actor, plan: list[tuple[str, str, int, int]]) -
 
 def score(critic, episodes: list[Episode], cfg: FidelityConfig) -> list[dict]:
     """Every transition of every episode as the loop's critic worker scores it."""
-    from vlac.critic.metrics import first_done, gate_done, value_curve
+    from vlac.critic.metrics import DoneRule, value_curve
     from vlac.envs.tasks import TASKS
 
-    rows = []
+    rows, rule = [], DoneRule(cfg.done_threshold, cfg.done_patience, cfg.done_min_value)
     for e in tqdm(episodes, desc="score", unit="ep"):
         text = TASKS[e.task].instruction
         deltas = critic.progress(list(zip(e.frames[:-1], e.frames[1:])), text, decoding="rich")
         p_done = critic.done(list(e.frames[1:]), text)
         values = value_curve(deltas)  # frames 0..T, v_0 = 0
-        fire = first_done(gate_done(p_done, values[1:], cfg.done_min_value), cfg.done_threshold, cfg.done_patience)
+        fire = rule.first(p_done, values[1:])
         rows.append({"policy": e.policy, "task": e.task, "seed": e.seed, "success": e.success,
                      "first_success": int(np.argmax(e.flags)) if e.success else None,
                      "deltas": deltas, "p_done": p_done, "values": values,

@@ -113,17 +113,48 @@ def binary_scores(pred, truth) -> dict:
             "recall": rec, "f1": f1, "n": int(len(p))}
 
 
+class DoneRule:
+    """The RL loop's done rule, one implementation online and offline: a transition counts where
+    p(done) >= ``threshold`` and the value curve has reached ``min_value`` (0: no gate); the
+    episode ends at the ``patience``-th such transition in a row.
+
+        >>> rule = DoneRule(0.9, patience=2)
+        >>> [rule.step(p, v) for p, v in [(0.95, 0.5), (0.2, 0.6), (0.91, 0.7), (0.99, 0.8)]]
+        [False, False, False, True]
+        >>> DoneRule(0.9, 2).first([0.95, 0.2, 0.91, 0.99], [0.5, 0.6, 0.7, 0.8])
+        3
+    """
+
+    def __init__(self, threshold: float = 0.5, patience: int = 1, min_value: float = 0.0):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.threshold, self.patience, self.min_value = threshold, patience, min_value
+        self.streak = 0
+
+    def reset(self) -> None:
+        self.streak = 0
+
+    def step(self, p_done: float, value: float = 1.0) -> bool:
+        """One scored transition (its p(done) and the value after it); True once the rule fires."""
+        over = bool(done_frames(gate_done([p_done], [value], self.min_value), self.threshold)[0])
+        self.streak = self.streak + 1 if over else 0
+        return self.streak >= self.patience
+
+    def first(self, p_done, values=None) -> int | None:
+        """Index of the transition at which the rule ends an episode, or None if it never fires."""
+        p = np.asarray(p_done, dtype=np.float64)
+        v = np.ones_like(p) if values is None else np.asarray(values, dtype=np.float64)
+        self.reset()
+        for k, (pk, vk) in enumerate(zip(p, v)):
+            if self.step(pk, vk):
+                return k
+        return None
+
+
 def first_done(p_done, threshold: float = 0.5, patience: int = 1) -> int | None:
     """Index of the frame at which a detector that needs ``patience`` consecutive frames with
     ``p_done >= threshold`` ends the episode (the RL loop's rule), or None if it never fires."""
-    if patience < 1:
-        raise ValueError(f"patience must be >= 1, got {patience}")
-    streak = 0
-    for k, done in enumerate(done_frames(p_done, threshold)):
-        streak = streak + 1 if done else 0
-        if streak >= patience:
-            return k
-    return None
+    return DoneRule(threshold, patience).first(p_done)
 
 
 def termination(p_done, truth, threshold: float = 0.5, patience: int = 1) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vlac.critic.metrics import done_frames, gate_done, value_step
+from vlac.critic.metrics import DoneRule, value_step
 from vlac.model.vlm import fit_frame
 from vlac.rl.episodes import ORACLE_REWARDS, REWARDS, EpisodeRecord, Step
 from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, Learner, LearnerConfig, LogService
@@ -153,7 +153,7 @@ class RLConfig:
 @dataclass
 class _Robot:
     rec: EpisodeRecord | None = None
-    done_streak: int = 0
+    done: DoneRule | None = None  # the critic's done rule over the open episode's transitions
     first_seen: float = field(default_factory=time.monotonic)
     wait_s: float = 0.0
 
@@ -282,12 +282,12 @@ class RLLoop:
         msg = ev.msg
         if ev.kind == "episode_start":
             self._close(ev.robot, "abort")  # a robot that restarted without ending its episode
-            r.rec, r.done_streak = EpisodeRecord(ev.robot, msg["task"], msg["episode"]), 0
+            r.rec, r.done = EpisodeRecord(ev.robot, msg["task"], msg["episode"]), self._done_rule()
         elif ev.kind == "obs":
             if r.rec is None or r.rec.episode != msg["episode"]:
                 self._close(ev.robot, "abort")
                 task = self.gateway.robots[ev.robot].task
-                r.rec, r.done_streak = EpisodeRecord(ev.robot, task, msg["episode"]), 0
+                r.rec, r.done = EpisodeRecord(ev.robot, task, msg["episode"]), self._done_rule()
             rec = r.rec
             cam = next(iter(msg["images"]))
             # kept at the size the models read: a robot's 15 MB frames cost the loop 27 KB a step
@@ -474,15 +474,15 @@ class RLLoop:
                 rec.value = value_step(rec.value, res["reward"])  # results of one episode come in step order
                 r = self.robots.get(robot)
                 if r is not None and r.rec is rec and rec.done_step is None and not self.oracle:
-                    gated = gate_done([res["p_done"]], [rec.value], self.cfg.done_min_value)
-                    over = bool(done_frames(gated, self.cfg.done_threshold)[0])  # the rule eval uses
-                    r.done_streak = r.done_streak + 1 if over else 0
-                    if r.done_streak >= self.cfg.done_patience:
+                    if r.done.step(res["p_done"], rec.value):  # the rule eval and fidelity use
                         rec.done_step = idx
                         self.gateway.send_reset(robot, episode, "done")
         if self.critic_inflight is None and self.critic_queue:
             items, self.critic_queue = self.critic_queue[:32], self.critic_queue[32:]
             self.critic_inflight = (self.critic.score.remote(items), items)
+
+    def _done_rule(self) -> DoneRule:
+        return DoneRule(self.cfg.done_threshold, self.cfg.done_patience, self.cfg.done_min_value)
 
     def _find(self, robot: str, episode: int) -> EpisodeRecord | None:
         r = self.robots.get(robot)
