@@ -160,3 +160,28 @@ def test_readme_flag_tables_match_the_cli():
             assert default == expected, f"README says {command} --{flag} [{default}], the CLI's default is {value!r}"
             checked += 1
     assert checked >= 16, checked
+
+
+def test_rl_compare_and_report_are_vlac_commands(tmp_path, capsys):
+    import json
+
+    from vlac.scripts.cli import main
+
+    runs = []
+    for name, reward, successes in (("dense", "dense", (0.1, 0.3)), ("sparse", "oracle-sparse", (0.1, 0.2))):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "rl_config.json").write_text(json.dumps({"learner": {"reward": reward}}))
+        (run / "eval.jsonl").write_text("".join(json.dumps({"episodes": 4 * k, "version": k, "t": s, "success": s}) + "\n"
+                                                for k, s in enumerate(successes)))
+        (run / "episodes.jsonl").write_text(json.dumps({"n": 1, "robot": "sim-0", "task": "t", "episode": 0, "steps": 3,
+                                                        "reason": "limit", "success": False, "return": 0.1}) + "\n")
+        runs.append(str(run))
+    main(["rl", "compare", "--runs", ",".join(runs), "--names", "critic,oracle", "--out", str(tmp_path / "cmp.png")])
+    assert (tmp_path / "cmp.png").stat().st_size > 0
+    main(["rl", "report", runs[0]])
+    assert "evaluation success, last | 0.30" in (tmp_path / "dense" / "report.md").read_text()
+    with pytest.raises(SystemExit, match="no eval.jsonl in .*nowhere"):
+        main(["rl", "compare", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit, match="--names has 1 labels for 2 runs"):
+        main(["rl", "compare", "--runs", ",".join(runs), "--names", "one", "--out", str(tmp_path / "x.png")])

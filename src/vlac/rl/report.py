@@ -226,12 +226,9 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":
-    import argparse
+if __name__ == "__main__":  # the older spelling of `vlac rl compare`: the same command
+    import sys
 
-    ap = argparse.ArgumentParser(description="Plot evaluation success of several `vlac rl` runs together.")
-    ap.add_argument("--runs", required=True, help="comma-separated run folders")
-    ap.add_argument("--names", default="", help="comma-separated labels (default: the run folders' names)")
-    ap.add_argument("--out", required=True, help="PNG file")
-    a = ap.parse_args()
-    compare(a.runs.split(","), a.names.split(",") if a.names else None, a.out)
+    from vlac.scripts.rl import compare_main
+
+    compare_main(sys.argv[1:])

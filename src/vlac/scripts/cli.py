@@ -26,7 +26,8 @@ def _groups() -> dict:
             "critic": (critic.COMMANDS, "the progress critic"),
             "actor": (actor.COMMANDS, "the actor (train: behaviour cloning, eval: rollouts)"),
             "robot": (rl.ROBOT_COMMANDS, "robots (sim: a simulated robot process, keys: CURVE keys)"),
-            "rl": (rl.rl_main, "the RL loop: vlac rl --config FILE --episodes N --out DIR")}
+            "rl": (rl.rl_main, "the RL loop: vlac rl --config FILE --episodes N --out DIR; "
+                                  "vlac rl compare --runs A,B --out cmp.png; vlac rl report RUN")}
 
 
 def _usage(groups: dict) -> str:

@@ -1,16 +1,69 @@
-"""``vlac rl`` (the RL loop) and ``vlac robot sim | keys`` (robots and their link)."""
+"""``vlac rl`` (the RL loop; ``vlac rl compare | report`` over finished runs) and ``vlac robot sim | keys`` (robots and their link)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import tyro
 
 from vlac.utils.cli import parse_config
+
+
+@dataclass
+class CompareConfig:
+    runs: str
+    """Comma-separated `vlac rl` run folders."""
+    out: str
+    """PNG file to write."""
+    names: str = ""
+    """Comma-separated labels (default: the run folders' names)."""
+
+
+def compare_main(argv: list[str]) -> None:
+    from vlac.rl.report import compare
+
+    cfg = parse_config(CompareConfig, argv, prog="vlac rl compare",
+                       description="Evaluation success of several `vlac rl` runs on one plot, each labelled with "
+                                   "its reward source (oracle arms marked as references).")
+    runs = [r.strip() for r in cfg.runs.split(",") if r.strip()]
+    names = [n.strip() for n in cfg.names.split(",")] if cfg.names else None
+    missing = [r for r in runs if not (Path(r) / "eval.jsonl").is_file()]
+    if missing:
+        raise SystemExit(f"error: no eval.jsonl in {', '.join(missing)}: give folders written by `vlac rl --out` "
+                         "with evaluation on (--eval-episodes > 0)")
+    if names is not None and len(names) != len(runs):
+        raise SystemExit(f"error: --names has {len(names)} labels for {len(runs)} runs")
+    compare(runs, names, cfg.out)
+    print(f"wrote {cfg.out}")
+
+
+@dataclass
+class ReportConfig:
+    run: Annotated[str, tyro.conf.Positional]
+    """A `vlac rl` run folder."""
+
+
+def report_main(argv: list[str]) -> None:
+    from vlac.rl.report import write_report
+
+    cfg = parse_config(ReportConfig, argv, prog="vlac rl report",
+                       description="Rebuild a run's report.md and curves.png from its logs (no model is run).")
+    if not (Path(cfg.run) / "episodes.jsonl").is_file():
+        raise SystemExit(f"error: no episodes.jsonl in {cfg.run}: give a folder written by `vlac rl --out`")
+    print(f"wrote {write_report(cfg.run)}")
+
+
+RL_TOOLS = {"compare": compare_main, "report": report_main}
+"""``vlac rl compare | report``: tools over finished runs; anything else is the loop's flags."""
 
 
 def rl_main(argv: list[str]) -> None:
     from vlac.rl.loop import RLConfig, run
 
+    if argv and argv[0] in RL_TOOLS:
+        return RL_TOOLS[argv[0]](argv[1:])
     cfg = parse_config(RLConfig, argv, prog="vlac rl",
                        description="Asynchronous RL on Ray: gateway, simulated robots, inference, critic, learner.")
     summary = run(cfg)
