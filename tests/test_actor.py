@@ -9,7 +9,6 @@ import torch
 
 from vlac.actor.actor import Actor, ActorInput
 from vlac.actor.samples import ActionSource, Demo
-from vlac.actor.template import get_template
 from vlac.data.lerobot_format import DatasetError
 from vlac.model.tokenizer import train_tokenizer
 from vlac.model.vlm import VLM

@@ -391,7 +391,7 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
 
     ray = ray_local
     loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0))
-    loop.gateway = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    loop.attach(Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4)))
     loop.workers = [ray.remote(num_cpus=0.1)(InferenceWorker).remote(str(ACTOR))]
     loop.inflight, loop.ready = [None], set()
     robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
@@ -403,8 +403,8 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     def observe(step, executed):
         oid = robot.send_obs({"main": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)},
                              np.array([0, 600, 200, 1.0], np.float32), 0, step, executed=executed)
-        pump(lambda: loop.robots.get("r0") and loop.robots["r0"].rec and loop.robots["r0"].rec.steps
-             and loop.robots["r0"].rec.steps[-1].obs_id == oid)
+        pump(lambda: loop.fleet.robots.get("r0") and loop.fleet.robots["r0"].rec and loop.fleet.robots["r0"].rec.steps
+             and loop.fleet.robots["r0"].rec.steps[-1].obs_id == oid)
         return oid
 
     def answer():
@@ -420,13 +420,13 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     answer()
     assert robot.wait_action(o0, 5.0) is not None  # executed in time
     o1 = observe(1, o0)
-    steps = loop.robots["r0"].rec.steps
-    assert steps[0].sample is not None and len(loop.critic_queue) == 1  # transition 0 -> 1 is scored
+    steps = loop.fleet.robots["r0"].rec.steps
+    assert steps[0].sample is not None and len(loop.fleet.to_score) == 1  # transition 0 -> 1 is scored
     answer()  # the answer to o1 comes, but the robot had already held still
     assert steps[1].sample is not None
     o2 = observe(2, -1)
     assert steps[1].sample is None and loop.counters["unexecuted_actions"] == 1
-    assert len(loop.critic_queue) == 1  # transition 1 -> 2 is not scored: no policy action ran
+    assert len(loop.fleet.to_score) == 1  # transition 1 -> 2 is not scored: no policy action ran
     loop._dispatch(time.monotonic())  # o2 goes to the replica; the robot moves on before it answers
     ref = loop.inflight[0][0]
     observe(3, -1)
@@ -539,7 +539,7 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
 
     ray = ray_local
     loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0, max_episode_mb=0.05))
-    loop.gateway = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    loop.attach(Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4)))
     loop.workers, loop.inflight, loop.ready, loop.critic_inflight = [None], [None], set(), None
     loop.data = ray.remote(num_cpus=0.1)(DataService).remote(str(loop.out))
     robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
@@ -551,9 +551,9 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     def observe(episode, step, side=96):
         oid = robot.send_obs({"main": rng.integers(0, 255, (side, side, 3), dtype=np.uint8)},
                              np.array([0, 600, 200, 1.0], np.float32), episode, step)
-        pump(lambda: any(s.obs_id == oid for s in (loop.robots["r0"].rec.steps if loop.robots.get("r0") and
-                                                   loop.robots["r0"].rec else []))
-             or any(s.obs_id == oid for e in loop.finishing for s in e.steps))
+        pump(lambda: any(s.obs_id == oid for s in (loop.fleet.robots["r0"].rec.steps if loop.fleet.robots.get("r0") and
+                                                   loop.fleet.robots["r0"].rec else []))
+             or any(s.obs_id == oid for e in loop.fleet.finishing for s in e.steps))
         return oid
 
     @ray.remote
@@ -563,7 +563,7 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     pump(lambda: robot.session is not None)
     robot.start_episode(0, task)
     oid = observe(0, 0)
-    loop.waiting.clear()
+    loop.fleet.waiting.clear()
     ref = broken.remote()
     ray.wait([ref])
     loop.inflight[0], loop.ready = (ref, [{"robot": "r0", "obs_id": oid}], []), {ref}
@@ -580,17 +580,17 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
         observe(1, k, side=2000)
     pump(lambda: bool(robot.resets))
     assert robot.resets[-1]["episode"] == 1 and robot.resets[-1]["reason"] == "limit"
-    capped = loop.finishing[-1]
+    capped = loop.fleet.finishing[-1]
     assert loop.counters["episodes_capped"] == 1 and capped.reason == "limit" and len(capped.steps) == 2
     assert capped.steps[0].image.shape == (96, 96, 3) and capped.frame_bytes == 2 * 96 * 96 * 3
-    assert loop.robots["r0"].rec is None
+    assert loop.fleet.robots["r0"].rec is None
     # a run that stops abnormally: the open episode (two scored steps) is persisted
-    loop.finishing.clear()
-    loop.cfg.max_episode_mb = 1.0
+    loop.fleet.finishing.clear()
+    loop.fleet.rules.max_mb = 1.0
     robot.start_episode(2, task)
     for k in range(3):
         observe(2, k)
-    for s in loop.robots["r0"].rec.steps[:2]:
+    for s in loop.fleet.robots["r0"].rec.steps[:2]:
         s.sample, s.reward, s.p_done = {"action": [1.0, 2.0, 3.0, 1.0]}, 0.1, 0.0
     loop._save_open_episodes()
     ds = LeRobotDataset(loop.out / "episodes")
@@ -674,7 +674,7 @@ def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward
     env.close()
     assert sims[-1]["success"] and len(sims) > 3 and len({s["reward"] for s in sims}) > 2
     loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0, learner=LearnerConfig(reward=reward)))
-    loop.gateway = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    loop.attach(Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4)))
     robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
     try:
         pump = partial(_pump, loop, robot)
@@ -683,14 +683,14 @@ def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward
         robot.start_episode(0, "reach the red goal point with the gripper")
         for k, (o, sim) in enumerate(zip(frames, sims)):
             robot.send_obs(o["images"], o["state"], 0, k, sim=sim)
-            pump(lambda: loop.finishing or (loop.robots.get("r0") and loop.robots["r0"].rec
-                                            and len(loop.robots["r0"].rec.steps) == k + 1))
-            if loop.finishing:
+            pump(lambda: loop.fleet.finishing or (loop.fleet.robots.get("r0") and loop.fleet.robots["r0"].rec
+                                            and len(loop.fleet.robots["r0"].rec.steps) == k + 1))
+            if loop.fleet.finishing:
                 break
-            loop.robots["r0"].rec.steps[-1].sample = {"action": [0.0, 0.0, 0.0, 1.0]}  # as if it acted
+            loop.fleet.robots["r0"].rec.steps[-1].sample = {"action": [0.0, 0.0, 0.0, 1.0]}  # as if it acted
         robot.end_episode(0, "limit", success=True)
-        pump(lambda: bool(loop.finishing))
-        rec = loop.finishing[0]
+        pump(lambda: bool(loop.fleet.finishing))
+        rec = loop.fleet.finishing[0]
         seen = loop._for_learner(rec)
         assert rec.success is not None and seen.success is None  # the flag is measurement only
         oracle = [s.oracle_reward for s in seen.steps[:-1]]
@@ -711,20 +711,19 @@ def test_history_reaches_serving_and_ppo_prompts_identically(tmp_path):
     """The action history an actor trained with ``--history`` sees: the loop puts it in the request
     and keeps it on the step; the learner re-scores the same prompt."""
     from vlac.actor.actor import Actor, ActorInput
-    from vlac.rl.loop import RLConfig, RLLoop, _Robot
+    from vlac.rl.fleet import Fleet, FleetRules, RobotState, Waiting
 
     actor = Actor.load(ACTOR)
     actor.history = 2
-    loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0))
-    loop.history_len = 2
+    fleet = Fleet(FleetRules(history_len=2), send_reset=lambda *reset: None)
     rec = EpisodeRecord("r", "reach the red goal point with the gripper", 0)
-    loop.robots["r"] = _Robot(rec=rec)
+    fleet.robots["r"] = RobotState(rec=rec)
     rng = np.random.default_rng(0)
     prompts = []
     for k in range(4):
         step = Step(k, 0.0, rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), np.array([0, 600, 200, 1.0], np.float32))
         rec.steps.append(step)
-        req = loop._request("r", step, 0.0)
+        req = fleet.request(Waiting("r", step, 0.0))
         prompts.append(actor.prompt(ActorInput(req["image"], req["state"], req["task"], req["history"])).text)
         step.sample, step.reward = {"action": [k + 1.0, -k, 0.0, 1.0]}, 0.0
         if k == 1:

@@ -126,7 +126,6 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
 
 
 def evaluate(cfg: ActorEvalConfig) -> dict:
-    import torch
 
     from vlac.actor.actor import Actor
 

@@ -348,7 +348,7 @@ def fidelity(cfg: FidelityConfig) -> dict:
 
 def markdown(report: dict) -> str:
     c = report["config"]
-    lines = [f"# Reward fidelity on policy rollouts\n",
+    lines = ["# Reward fidelity on policy rollouts\n",
              f"Actor {c['actor'] or 'built-in'} at temperature {c['temperature']:g}, {c['episodes']} episodes per task of "
              f"{c['max_steps']} steps (no cut at success), seeds from {c['seed']}; critic {c['critic'] or 'built-in'}, "
              f"{'symmetric' if c['symmetric'] else 'plain'} reading, every step pair; done rule: p(done) >= "

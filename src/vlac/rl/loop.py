@@ -17,16 +17,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vlac.critic.metrics import DoneRule, value_step
-from vlac.model.vlm import fit_frame
-from vlac.rl.episodes import ORACLE_REWARDS, REWARDS, EpisodeRecord, Step
+from vlac.rl.episodes import ORACLE_REWARDS, REWARDS, EpisodeRecord
+from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, Learner, LearnerConfig, LogService
 from vlac.utils.imports import require
 
@@ -150,14 +148,6 @@ class RLConfig:
         return [t.name for t in resolve_tasks(self.tasks)]
 
 
-@dataclass
-class _Robot:
-    rec: EpisodeRecord | None = None
-    done: DoneRule | None = None  # the critic's done rule over the open episode's transitions
-    first_seen: float = field(default_factory=time.monotonic)
-    wait_s: float = 0.0
-
-
 class RLLoop:
     """The rollout side: gateway, robots' episodes, dispatch to Ray workers, learner schedule."""
 
@@ -185,25 +175,26 @@ class RLLoop:
         cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic",
-                                      "inference_batch", "update_seconds", "learner_hold", "eval_seconds")}
+                                      "inference_batch", "update_seconds", "eval_seconds")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
                          "unsaved_episodes": 0, "unexecuted_actions": 0, "late_answers": 0,
                          "episodes_capped": 0, "request_errors": 0, "scoring_errors": 0, "learner_errors": 0,
                          "eval_errors": 0, "no_oracle_episodes": 0}
-        self.robots: dict[str, _Robot] = {}
-        self.waiting: deque = deque()  # (robot, Step, t_received)
-        self.critic_queue: list[dict] = []
-        self.finishing: list[EpisodeRecord] = []
         self.buffer: list[EpisodeRecord] = []
         self.procs: list[subprocess.Popen] = []
-        self.hold_since: float | None = None  # wait_for_learner: when robots began to be held
-        self.frame_side = _frame_side(cfg.actor, cfg.critic)  # frames are kept at what the models read
         from vlac.actor.actor import Actor
 
-        self.history_len = Actor.history_length(cfg.actor or None)  # actions its prompt shows
         # Reference arms only: the simulator's reward and flag reach the learner in no other arm.
         self.oracle = cfg.learner.reward if cfg.learner.reward in ORACLE_REWARDS else ""
         self.scored = cfg.critic != "none"  # a reference arm may run without a critic
+        self.rules = FleetRules(frame_side=_frame_side(cfg.actor, cfg.critic), done_threshold=cfg.done_threshold,
+                                done_patience=cfg.done_patience, done_min_value=cfg.done_min_value,
+                                oracle=self.oracle, scored=self.scored,
+                                max_steps=cfg.max_episode_steps or 10 * cfg.max_steps, max_mb=cfg.max_episode_mb,
+                                history_len=Actor.history_length(cfg.actor or None),
+                                wait_for_learner=cfg.wait_for_learner)
+        self.fleet: Fleet | None = None  # the robots' episodes; made with the gateway it sends resets through
+        self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
 
     # ------------------------------------------------------------------ set-up
     def _start_ray(self) -> None:
@@ -277,128 +268,42 @@ class RLLoop:
                 raise RuntimeError(f"simulated robot sim-{k} exited with code {code}; see {self.out}/robot-sim-{k}.log")
 
     # ------------------------------------------------------------------ events
+    def attach(self, gateway) -> None:
+        """The robots' link: the gateway whose events drive the fleet and which carries its resets."""
+        self.gateway = gateway
+        self.fleet = Fleet(self.rules, gateway.send_reset, self.counters)
+
     def _on_event(self, ev, now: float) -> None:
-        r = self.robots.setdefault(ev.robot, _Robot())
-        msg = ev.msg
+        msg, fleet = ev.msg, self.fleet
         if ev.kind == "episode_start":
-            self._close(ev.robot, "abort")  # a robot that restarted without ending its episode
-            r.rec, r.done = EpisodeRecord(ev.robot, msg["task"], msg["episode"]), self._done_rule()
+            fleet.episode_start(ev.robot, msg["task"], msg["episode"])
         elif ev.kind == "obs":
-            if r.rec is None or r.rec.episode != msg["episode"]:
-                self._close(ev.robot, "abort")
-                task = self.gateway.robots[ev.robot].task
-                r.rec, r.done = EpisodeRecord(ev.robot, task, msg["episode"]), self._done_rule()
-            rec = r.rec
-            cam = next(iter(msg["images"]))
-            # kept at the size the models read: a robot's 15 MB frames cost the loop 27 KB a step
-            image = fit_frame(msg["images"].get("main", msg["images"][cam]), self.frame_side)
-            step = Step(msg["obs_id"], msg["t"], np.array(image), np.array(msg["state"], np.float32))
-            prev = rec.steps[-1] if rec.steps else None
-            if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
-                # its action reached the robot too late (it held still): never train on it
-                prev.sample = None
-                self.counters["unexecuted_actions"] += 1
-            if self.oracle and prev is not None:
-                self._oracle_step(ev.robot, rec, prev, msg.get("sim"))
-            if prev is not None and prev.sample is not None and not self.scored:
-                prev.reward = prev.p_done = float("nan")  # an oracle arm without a critic: nothing to score
-            elif prev is not None and prev.sample is not None:
-                self.critic_queue.append({"key": (ev.robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
-                                          "before": prev.image, "after": step.image, "t_queued": now})
-            rec.steps.append(step)
-            rec.frame_bytes += step.image.nbytes
-            if self._over_cap(rec):
-                self.counters["episodes_capped"] += 1
-                self.gateway.send_reset(ev.robot, rec.episode, "limit")
-                self._close(ev.robot, "limit")
-                return
-            if rec.done_step is None:
-                self.waiting = deque(w for w in self.waiting if w[0] != ev.robot)  # only the newest matters
-                self.waiting.append((ev.robot, step, now))
+            fleet.observation(ev.robot, msg, now, self.gateway.robots[ev.robot].task)
         elif ev.kind == "episode_end":
-            if r.rec is not None and r.rec.episode == msg["episode"]:
-                r.rec.success = msg.get("success")
-                self._close(ev.robot, msg["reason"])
+            fleet.episode_end(ev.robot, msg["episode"], msg["reason"], msg.get("success"))
         elif ev.kind == "lost":
-            self._close(ev.robot, "lost")
-            self.robots.pop(ev.robot, None)
-
-    def _oracle_step(self, robot: str, rec: EpisodeRecord, prev: Step, sim: dict | None) -> None:
-        """Oracle arms: the simulator's shaped reward of the transition into this observation;
-        with oracle-sparse, its success flag ends the episode there (the sparse baseline with a
-        perfect success detector)."""
-        if sim is None:
-            return  # a robot that reports no simulator: its episodes are not trained on (counted)
-        prev.oracle_reward = float(sim["reward"])
-        if self.oracle == "oracle-sparse" and sim["success"] and rec.done_step is None:
-            rec.done_step = len(rec.steps) - 1
-            self.gateway.send_reset(robot, rec.episode, "done")
-
-    def _over_cap(self, rec: EpisodeRecord) -> bool:
-        """An open episode past the loop's own limits (steps, frame memory), whatever the robot
-        does: it is ended and kept, so one robot cannot grow the loop without bound."""
-        steps = self.cfg.max_episode_steps or 10 * self.cfg.max_steps
-        return len(rec.steps) >= steps or rec.frame_bytes > self.cfg.max_episode_mb * 2**20
-
-    def _close(self, robot: str, reason: str) -> None:
-        r = self.robots.get(robot)
-        if r is None or r.rec is None:
-            return
-        rec, r.rec = r.rec, None
-        rec.reason = "done" if rec.done_step is not None else reason
-        if rec.done_step is not None:
-            rec.steps = rec.steps[:rec.done_step + 2]  # nothing after the frame judged done
-        self.waiting = deque(w for w in self.waiting if w[0] != robot)
-        self.finishing.append(rec)
+            fleet.lost(ev.robot)
 
     # ------------------------------------------------------------------ dispatch and results
     def _learner_due(self) -> bool:
         """An update is running, its weights are not yet with the replicas, or enough finished
         episodes are waiting to start one."""
         return (self.update_inflight is not None or self.weights_inflight is not None
-                or len(self.buffer) + len(self.finishing) >= self.cfg.episodes_per_update)
-
-    def _at_episode_start(self, robot: str) -> bool:
-        rec = self.robots[robot].rec if robot in self.robots else None
-        return rec is not None and all(s.sample is None for s in rec.steps)
-
-    def _held(self, now: float) -> set:
-        """Robots held at an episode's start (``wait_for_learner``); on release, their waiting
-        observations count as received then, so assignment latency does not include the hold."""
-        if not self.cfg.wait_for_learner:
-            return set()
-        if self._learner_due():
-            self.hold_since = self.hold_since if self.hold_since is not None else now
-            return {rb for rb, _, _ in self.waiting if self._at_episode_start(rb)}
-        if self.hold_since is not None:
-            self.stats["learner_hold"].append(now - self.hold_since)
-            self.hold_since = None
-            self.waiting = deque((rb, st, now if self._at_episode_start(rb) else t) for rb, st, t in self.waiting)
-        return set()
+                or len(self.buffer) + len(self.fleet.finishing) >= self.cfg.episodes_per_update)
 
     def _dispatch(self, now: float) -> None:
-        held = self._held(now)
-        free = deque(x for x in self.waiting if x[0] not in held)
-        self.waiting = deque(x for x in self.waiting if x[0] in held)
+        held = self.fleet.held(now, self.cfg.wait_for_learner and self._learner_due())
         for k, w in enumerate(self.workers):
-            if self.inflight[k] is not None or not free:
+            if self.inflight[k] is not None:
                 continue
-            batch = [free.popleft() for _ in range(min(self.cfg.max_batch, len(free)))]
-            reqs = [self._request(rb, st, t) for rb, st, t in batch
-                    if rb in self.robots and self.robots[rb].rec is not None]
+            batch = self.fleet.take(self.cfg.max_batch, held)
+            if not batch:
+                break
+            reqs = [q for q in (self.fleet.request(x) for x in batch) if q is not None]
             if not reqs:
                 continue
             self.stats["assign"] += [now - q["t_recv"] for q in reqs]
             self.inflight[k] = (w.act.remote(reqs), reqs, batch)
-        self.waiting.extend(free)  # not yet assigned: every replica is busy
-
-    def _request(self, robot: str, step: Step, t_recv: float) -> dict:
-        """An inference request for a robot's newest observation; the action history its prompt
-        shows is kept on the step, so the learner re-scores the very prompt that acted."""
-        rec = self.robots[robot].rec
-        step.history = rec.executed_actions(self.history_len)
-        return {"robot": robot, "obs_id": step.obs_id, "image": step.image, "state": step.state, "task": rec.task,
-                "history": step.history, "t_recv": t_recv}
 
     def _collect_inference(self) -> None:
         ray = self.ray
@@ -414,7 +319,7 @@ class RLLoop:
             except ray.exceptions.RayActorError:  # the replica crashed: Ray restarts it; retry the requests
                 self.counters["worker_restarts"] += 1
                 self.counters["requeued"] += len(batch)
-                self.waiting.extendleft(reversed(batch))
+                self.fleet.requeue(batch)
                 if self.weights_ref is not None:
                     self.workers[k].set_weights.remote(*self.weights_ref)
                 continue
@@ -429,20 +334,15 @@ class RLLoop:
                     self.gateway.send_error(res["robot"], "model-error", f"observation {res['obs_id']} could not be "
                                             f"served: {res['error']}", "obs")
                     continue
-                r = self.robots.get(res["robot"])
-                if r is None or r.rec is None:
+                step = self.fleet.answered(res["robot"], res["obs_id"], res["sample"], res["version"], now,
+                                           req["t_recv"])
+                if step is None:  # the robot is gone or sent a newer observation meanwhile
                     continue
-                step = r.rec.steps[-1] if r.rec.steps else None
-                if step is None or step.obs_id != res["obs_id"]:  # the robot sent a newer observation meanwhile
-                    self.counters["late_answers"] += 1
-                    continue
-                step.sample, step.t_action, step.version = res["sample"], time.time(), res["version"]
                 self.gateway.send_action(res["robot"], res["obs_id"], res["sample"]["action"], t_obs=step.t_obs)
                 self.stats["obs_to_action"].append(now - req["t_recv"])
                 # from the robot's capture stamp (wall clock): includes the time the message sat in
                 # the socket; exact where robots share the gateway's clock (127.0.0.1)
                 self.stats["capture_to_action"].append(step.t_action - step.t_obs)
-                r.wait_s += now - req["t_recv"]
 
     def _score(self) -> None:
         ray = self.ray
@@ -454,7 +354,7 @@ class RLLoop:
             try:
                 results = ray.get(ref)
             except ray.exceptions.RayActorError:
-                self.critic_queue = items + self.critic_queue
+                self.fleet.to_score = items + self.fleet.to_score
                 results = []
             except Exception as e:  # noqa: BLE001 - unscored transitions are not trained on; the run goes on
                 results = [{"key": it["key"], "error": _first_line(e)} for it in items]
@@ -463,41 +363,22 @@ class RLLoop:
                 if "error" in res:
                     self.counters["scoring_errors"] += 1
                     continue
-                robot, episode, idx = res["key"]
                 self.stats["critic"].append(res["seconds"])
                 # transition complete (next observation read) -> reward and done known
                 self.stats["reward_latency"].append(now - item["t_queued"])
-                rec = self._find(robot, episode)
-                if rec is None or idx >= len(rec.steps):
-                    continue
-                rec.steps[idx].reward, rec.steps[idx].p_done = res["reward"], res["p_done"]
-                rec.value = value_step(rec.value, res["reward"])  # results of one episode come in step order
-                r = self.robots.get(robot)
-                if r is not None and r.rec is rec and rec.done_step is None and not self.oracle:
-                    if r.done.step(res["p_done"], rec.value):  # the rule eval and fidelity use
-                        rec.done_step = idx
-                        self.gateway.send_reset(robot, episode, "done")
-        if self.critic_inflight is None and self.critic_queue:
-            items, self.critic_queue = self.critic_queue[:32], self.critic_queue[32:]
+                self.fleet.scored(tuple(res["key"]), res["reward"], res["p_done"])
+        if self.critic_inflight is None and self.fleet.to_score:
+            items, self.fleet.to_score = self.fleet.to_score[:32], self.fleet.to_score[32:]
             self.critic_inflight = (self.critic.score.remote(items), items)
 
-    def _done_rule(self) -> DoneRule:
-        return DoneRule(self.cfg.done_threshold, self.cfg.done_patience, self.cfg.done_min_value)
-
-    def _find(self, robot: str, episode: int) -> EpisodeRecord | None:
-        r = self.robots.get(robot)
-        if r is not None and r.rec is not None and r.rec.episode == episode:
-            return r.rec
-        return next((e for e in self.finishing if e.robot == robot and e.episode == episode), None)
-
     def _finish_episodes(self) -> None:
-        pending = {it["key"][:2] for it in self.critic_queue}
+        pending = {tuple(it["key"][:2]) for it in self.fleet.to_score}
         if self.critic_inflight is not None:
-            pending |= {it["key"][:2] for it in self.critic_inflight[1]}
-        for rec in list(self.finishing):
+            pending |= {tuple(it["key"][:2]) for it in self.critic_inflight[1]}
+        for rec in list(self.fleet.finishing):
             if (rec.robot, rec.episode) in pending:
                 continue
-            self.finishing.remove(rec)
+            self.fleet.finishing.remove(rec)
             try:
                 index = self.ray.get(self.data.add.remote(rec))  # on disk before anyone trains on it
             except Exception as e:  # noqa: BLE001 - one bad episode must not end the run or vanish
@@ -651,8 +532,8 @@ class RLLoop:
         action_t, state_t = Actor.templates(cfg.actor or None)
         # A robot whose state or action size does not fit the actor is turned away at hello (error
         # reply, counted) instead of failing inside an inference worker.
-        self.gateway = Gateway(cfg.bind, keys=keys, allowed_clients=allowed, lost_after_s=cfg.lost_after,
-                               expect_dims=(state_t.dim, action_t.dim))
+        self.attach(Gateway(cfg.bind, keys=keys, allowed_clients=allowed, lost_after_s=cfg.lost_after,
+                            expect_dims=(state_t.dim, action_t.dim)))
         (self.out / "gateway.txt").write_text(self.gateway.address + "\n")
         print(f"gateway listening on {self.gateway.address}; add robots with "
               f"`vlac robot sim --task TASK --connect {self.gateway.address}`", flush=True)
@@ -718,9 +599,8 @@ class RLLoop:
     def _save_open_episodes(self) -> None:
         """On a run that stops abnormally: every open episode is closed as aborted and, with those
         still being scored, persisted (or kept raw in OUT/unsaved/ if the data service is gone)."""
-        for robot in list(self.robots):
-            self._close(robot, "abort")
-        for rec in self.finishing:
+        self.fleet.close_all("abort")
+        for rec in self.fleet.finishing:
             try:
                 index = self.ray.get(self.data.add.remote(rec), timeout=60)
                 print(f"episode {rec.episode} of robot {rec.robot} ({len(rec.steps)} steps) "
@@ -728,14 +608,14 @@ class RLLoop:
                       + " before stopping", flush=True)
             except BaseException as e:  # noqa: BLE001 - whatever stopped the run may have taken Ray with it
                 self._keep_unsaved(rec, e)
-        self.finishing = []
+        self.fleet.finishing = []
 
     def _summary(self, wall: float, episodes: int) -> dict:
         def pct(xs, q):
             return float(np.percentile(xs, q)) if xs else float("nan")
 
         s = self.stats
-        idle = {rb: r.wait_s / max(time.monotonic() - r.first_seen, 1e-9) for rb, r in self.robots.items()}
+        idle = self.fleet.idle_fractions(time.monotonic()) if self.fleet else {}
         return {"wall_seconds": wall, "episodes": episodes, "episodes_per_hour": 3600 * episodes / max(wall, 1e-9),
                 "obs_to_action_median": pct(s["obs_to_action"], 50), "obs_to_action_p99": pct(s["obs_to_action"], 99),
                 "capture_to_action_median": pct(s["capture_to_action"], 50),
@@ -744,7 +624,7 @@ class RLLoop:
                 "critic_seconds_per_pair": pct(s["critic"], 50), "reward_latency_median": pct(s["reward_latency"], 50),
                 "reward_latency_p99": pct(s["reward_latency"], 99), "updates": len(s["update_seconds"]),
                 "update_seconds_median": pct(s["update_seconds"], 50), "robot_idle_fraction": idle,
-                "learner_hold_s": float(np.sum(s["learner_hold"])),
+                "learner_hold_s": float(np.sum(self.fleet.holds)) if self.fleet else 0.0,
                 # busy seconds of each stage per finished episode (its workers' own clocks): set
                 # against what each costs alone (benchmarks/bench_stages.py) and the wall clock
                 "seconds_per_episode": {k: float(np.sum(s[src])) / max(episodes, 1) for k, src in

@@ -1,0 +1,252 @@
+"""The robots' side of the RL loop as plain bookkeeping: each robot's open episode and done rule,
+the observations waiting for an action, the transitions waiting for the critic, the finished
+episodes waiting to be saved, and holding robots at an episode's start for the learner.
+
+No Ray and no sockets: the loop feeds it the gateway's events and the workers' answers, and
+carries out what it asks for (resets go through ``send_reset``; transitions to score pile up in
+``to_score``; finished episodes in ``finishing``), so each rule here is unit-tested on its own.
+
+    >>> fleet = Fleet(FleetRules(frame_side=96), send_reset=gateway.send_reset)
+    >>> fleet.episode_start("arm-1", "open the drawer", 0)
+    >>> fleet.observation("arm-1", msg, now=time.monotonic())    # queued for an action
+    >>> fleet.scored(("arm-1", 0, 0), reward=0.1, p_done=0.2)    # the critic's verdict on 0 -> 1
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from vlac.critic.metrics import DoneRule, value_step
+from vlac.model.vlm import fit_frame
+from vlac.rl.episodes import EpisodeRecord, Step
+
+
+@dataclass
+class FleetRules:
+    """What the loop's configuration says about robots' episodes."""
+
+    frame_side: int = 96
+    """Frames are kept at the side the models read (a robot's 15 MB frame costs 27 KB a step)."""
+    done_threshold: float = 0.9
+    done_patience: int = 4
+    done_min_value: float = 0.0
+    oracle: str = ""
+    """"oracle-dense" / "oracle-sparse" in a reference arm (the simulator's reward is kept; with
+    oracle-sparse its success flag ends the episode), "" in the critic's arms."""
+    scored: bool = True
+    """False: an oracle arm without a critic (no transition is queued for scoring)."""
+    max_steps: int = 1000
+    """An open episode is ended (and kept) at this many steps ..."""
+    max_mb: float = 512.0
+    """... or when its frames hold this many MiB, whatever the robot does."""
+    history_len: int = 0
+    """Executed actions the actor's prompt shows."""
+    wait_for_learner: bool = False
+    """Hold robots at an episode's start while the learner is due (every episode on-policy)."""
+
+
+@dataclass
+class RobotState:
+    rec: EpisodeRecord | None = None
+    done: DoneRule | None = None  # the critic's done rule over the open episode's transitions
+    first_seen: float = field(default_factory=time.monotonic)
+    wait_s: float = 0.0  # time its observations waited for an action
+
+
+@dataclass
+class Waiting:
+    """A robot's newest observation, waiting for an inference replica."""
+
+    robot: str
+    step: Step
+    t_recv: float
+
+
+class Fleet:
+    def __init__(self, rules: FleetRules, send_reset: Callable[[str, int, str], None], counters: dict | None = None):
+        self.rules = rules
+        self.send_reset = send_reset
+        self.robots: dict[str, RobotState] = {}
+        self.waiting: deque[Waiting] = deque()
+        self.to_score: list[dict] = []  # {key: (robot, episode, step index), task, before, after, t_queued}
+        self.finishing: list[EpisodeRecord] = []  # closed, waiting for their last scores and the data service
+        self.counters = counters if counters is not None else {}
+        for k in ("unexecuted_actions", "episodes_capped", "late_answers"):
+            self.counters.setdefault(k, 0)
+        self.hold_since: float | None = None
+        self.holds: list[float] = []  # seconds robots were held for the learner, per hold
+
+    # ------------------------------------------------------------------ robot events
+    def _open(self, robot: str, task: str, episode: int) -> RobotState:
+        r = self.robots.setdefault(robot, RobotState())
+        self.close(robot, "abort")  # a robot that restarted without ending its episode: kept as aborted
+        r.rec = EpisodeRecord(robot, task, episode)
+        r.done = DoneRule(self.rules.done_threshold, self.rules.done_patience, self.rules.done_min_value)
+        return r
+
+    def episode_start(self, robot: str, task: str, episode: int) -> None:
+        self._open(robot, task, episode)
+
+    def observation(self, robot: str, msg: dict, now: float, task: str) -> None:
+        """A robot's observation ``msg`` (gateway format: obs_id, t, images, state, episode, and
+        optionally executed and sim); ``task``: the robot's task, for an episode it never announced."""
+        r = self.robots.setdefault(robot, RobotState())
+        if r.rec is None or r.rec.episode != msg["episode"]:
+            r = self._open(robot, task, msg["episode"])
+        rec = r.rec
+        cam = next(iter(msg["images"]))
+        image = fit_frame(msg["images"].get("main", msg["images"][cam]), self.rules.frame_side)
+        step = Step(msg["obs_id"], msg["t"], np.array(image), np.array(msg["state"], np.float32))
+        prev = rec.steps[-1] if rec.steps else None
+        if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
+            prev.sample = None  # its action reached the robot too late (it held still): never trained on
+            self.counters["unexecuted_actions"] += 1
+        if self.rules.oracle and prev is not None:
+            self._oracle_step(robot, rec, prev, msg.get("sim"))
+        if prev is not None and prev.sample is not None and not self.rules.scored:
+            prev.reward = prev.p_done = float("nan")  # an oracle arm without a critic: nothing to score
+        elif prev is not None and prev.sample is not None:
+            self.to_score.append({"key": (robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
+                                  "before": prev.image, "after": step.image, "t_queued": now})
+        rec.steps.append(step)
+        rec.frame_bytes += step.image.nbytes
+        if len(rec.steps) >= self.rules.max_steps or rec.frame_bytes > self.rules.max_mb * 2**20:
+            self.counters["episodes_capped"] += 1
+            self.send_reset(robot, rec.episode, "limit")
+            self.close(robot, "limit")
+            return
+        if rec.done_step is None:
+            self._drop_waiting(robot)  # only the newest observation matters
+            self.waiting.append(Waiting(robot, step, now))
+
+    def _oracle_step(self, robot: str, rec: EpisodeRecord, prev: Step, sim: dict | None) -> None:
+        """Oracle arms: the simulator's shaped reward of the transition into this observation;
+        with oracle-sparse, its success flag ends the episode there (the sparse baseline with a
+        perfect success detector). A robot that reports no simulator leaves it unset (its episodes
+        are not trained on, and counted by the loop)."""
+        if sim is None:
+            return
+        prev.oracle_reward = float(sim["reward"])
+        if self.rules.oracle == "oracle-sparse" and sim["success"] and rec.done_step is None:
+            rec.done_step = len(rec.steps) - 1
+            self.send_reset(robot, rec.episode, "done")
+
+    def episode_end(self, robot: str, episode: int, reason: str, success: bool | None = None) -> None:
+        r = self.robots.get(robot)
+        if r is not None and r.rec is not None and r.rec.episode == episode:
+            r.rec.success = success
+            self.close(robot, reason)
+
+    def lost(self, robot: str) -> None:
+        self.close(robot, "lost")
+        self.robots.pop(robot, None)
+
+    def close(self, robot: str, reason: str) -> None:
+        """End a robot's open episode: ``done`` if the critic (or oracle-sparse's flag) declared it,
+        else ``reason``; nothing after the frame judged done is kept."""
+        r = self.robots.get(robot)
+        if r is None or r.rec is None:
+            return
+        rec, r.rec = r.rec, None
+        rec.reason = "done" if rec.done_step is not None else reason
+        if rec.done_step is not None:
+            rec.steps = rec.steps[:rec.done_step + 2]
+        self._drop_waiting(robot)
+        self.finishing.append(rec)
+
+    def close_all(self, reason: str) -> None:
+        for robot in list(self.robots):
+            self.close(robot, reason)
+
+    # ------------------------------------------------------------------ model results
+    def find(self, robot: str, episode: int) -> EpisodeRecord | None:
+        """The episode, open or closed but not yet handed on."""
+        r = self.robots.get(robot)
+        if r is not None and r.rec is not None and r.rec.episode == episode:
+            return r.rec
+        return next((e for e in self.finishing if e.robot == robot and e.episode == episode), None)
+
+    def scored(self, key: tuple, reward: float, p_done: float) -> None:
+        """The critic's verdict on transition ``key`` = (robot, episode, step index); results of
+        one episode come in step order. The done rule may end the open episode (a reset is sent)."""
+        robot, episode, idx = key
+        rec = self.find(robot, episode)
+        if rec is None or idx >= len(rec.steps):
+            return
+        rec.steps[idx].reward, rec.steps[idx].p_done = reward, p_done
+        rec.value = value_step(rec.value, reward)
+        r = self.robots.get(robot)
+        if r is not None and r.rec is rec and rec.done_step is None and not self.rules.oracle:
+            if r.done.step(p_done, rec.value):
+                rec.done_step = idx
+                self.send_reset(robot, episode, "done")
+
+    def answered(self, robot: str, obs_id: int, sample: dict, version: int, now: float, t_recv: float) -> Step | None:
+        """An inference replica's action for a robot's observation: kept on its step (returned, to
+        be sent), or None when the robot is gone or has sent a newer observation meanwhile."""
+        r = self.robots.get(robot)
+        if r is None or r.rec is None:
+            return None
+        step = r.rec.steps[-1] if r.rec.steps else None
+        if step is None or step.obs_id != obs_id:
+            self.counters["late_answers"] += 1
+            return None
+        step.sample, step.t_action, step.version = sample, time.time(), version
+        r.wait_s += now - t_recv
+        return step
+
+    # ------------------------------------------------------------------ dispatch
+    def request(self, w: Waiting) -> dict | None:
+        """The inference request for a waiting observation (None if its episode closed); the action
+        history its prompt shows is kept on the step, so the learner re-scores the very prompt."""
+        r = self.robots.get(w.robot)
+        if r is None or r.rec is None:
+            return None
+        w.step.history = r.rec.executed_actions(self.rules.history_len)
+        return {"robot": w.robot, "obs_id": w.step.obs_id, "image": w.step.image, "state": w.step.state,
+                "task": r.rec.task, "history": w.step.history, "t_recv": w.t_recv}
+
+    def at_episode_start(self, robot: str) -> bool:
+        r = self.robots.get(robot)
+        return r is not None and r.rec is not None and all(s.sample is None for s in r.rec.steps)
+
+    def take(self, n: int, held: set) -> list[Waiting]:
+        """Up to ``n`` waiting observations to serve, oldest first, none of the ``held`` robots'."""
+        out, keep = [], deque()
+        for w in self.waiting:
+            (out if len(out) < n and w.robot not in held else keep).append(w)
+        self.waiting = keep
+        return out
+
+    def requeue(self, items: list[Waiting]) -> None:
+        """Observations whose replica failed go back to the front."""
+        self.waiting.extendleft(reversed(items))
+
+    def held(self, now: float, learner_due: bool) -> set:
+        """With ``wait_for_learner``: the robots at an episode's start, held while the learner is
+        due; on release, their observations count as received then (the assignment latency leaves
+        the hold out) and the hold's length joins ``holds``."""
+        if not self.rules.wait_for_learner:
+            return set()
+        if learner_due:
+            self.hold_since = self.hold_since if self.hold_since is not None else now
+            return {w.robot for w in self.waiting if self.at_episode_start(w.robot)}
+        if self.hold_since is not None:
+            self.holds.append(now - self.hold_since)
+            self.hold_since = None
+            for w in self.waiting:
+                if self.at_episode_start(w.robot):
+                    w.t_recv = now
+        return set()
+
+    def _drop_waiting(self, robot: str) -> None:
+        self.waiting = deque(w for w in self.waiting if w.robot != robot)
+
+    def idle_fractions(self, now: float) -> dict:
+        """Per robot: the share of its time its observations waited for an action."""
+        return {rb: r.wait_s / max(now - r.first_seen, 1e-9) for rb, r in self.robots.items()}
