@@ -19,7 +19,8 @@ import torch
 
 from vlac.actor.actor import DEFAULT_CHECKPOINT
 from vlac.rl.episodes import EpisodeRecord, Step
-from vlac.rl.workers import InferenceWorker, Learner, LearnerConfig
+from vlac.rl.learner import Learner, LearnerConfig
+from vlac.rl.workers import InferenceWorker
 
 
 def episode(worker: InferenceWorker, steps: int, seed: int) -> EpisodeRecord:

@@ -44,7 +44,7 @@ def main() -> None:
     from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
     from vlac.envs.tasks import TASKS
     from vlac.rl.episodes import EpisodeRecord, Step
-    from vlac.rl.workers import Learner, LearnerConfig
+    from vlac.rl.learner import Learner, LearnerConfig
 
     env = SimRobotEnv(SimEnvConfig(task=args.task, max_steps=100_000))
     obs = env.reset(seed=0)

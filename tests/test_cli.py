@@ -140,7 +140,7 @@ def test_readme_flag_tables_match_the_cli():
     from pathlib import Path
 
     from vlac.data.collect import CollectConfig
-    from vlac.rl.workers import LearnerConfig
+    from vlac.rl.learner import LearnerConfig
     from vlac.scripts.data import RepairConfig
 
     configs = {"vlac data collect": CollectConfig, "vlac data repair": RepairConfig}

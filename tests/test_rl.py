@@ -18,7 +18,8 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 
 from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR  # noqa: E402
 from vlac.rl.episodes import EpisodeRecord, Step  # noqa: E402
-from vlac.rl.workers import InferenceWorker, Learner, LearnerConfig  # noqa: E402
+from vlac.rl.learner import Learner, LearnerConfig  # noqa: E402
+from vlac.rl.workers import InferenceWorker  # noqa: E402
 
 
 def _episode(worker, n, reason, task="reach the red goal point with the gripper", seed=0):
@@ -346,7 +347,7 @@ def _hostile_robots(address):
 
 
 def test_rl_config_files_with_nested_learner_settings(capsys):
-    from vlac.rl.loop import RLConfig
+    from vlac.rl.config import RLConfig
     from vlac.utils.cli import parse_config
 
     cfg = parse_config(RLConfig, ["--config", "configs/rl/reach-push-sparse.yaml", "--episodes", "7"], prog="vlac rl")
@@ -363,7 +364,7 @@ def test_rl_config_files_with_nested_learner_settings(capsys):
 
 
 def test_rl_config_demands_authentication_off_loopback(tmp_path):
-    from vlac.rl.loop import RLConfig
+    from vlac.rl.config import RLConfig
     from vlac.transport.link import CurveKeys
 
     CurveKeys.generate().save(tmp_path / "gw.key")
@@ -385,7 +386,8 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     its next observation (`executed` = -1): the loop then drops that action from training; an
     answer to an observation the robot has already replaced is not sent. Real gateway and client
     on 127.0.0.1, a real inference replica on Ray, the loop's own event handling."""
-    from vlac.rl.loop import RLConfig, RLLoop
+    from vlac.rl.config import RLConfig
+    from vlac.rl.loop import RLLoop
     from vlac.transport.client import RobotClient
     from vlac.transport.gateway import Gateway
 
@@ -532,7 +534,8 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     episode past the loop's memory cap is ended and kept; when a run stops abnormally its open
     episodes are persisted. Real gateway, client, Ray tasks and data service."""
     from vlac.data.dataset import LeRobotDataset
-    from vlac.rl.loop import RLConfig, RLLoop
+    from vlac.rl.config import RLConfig
+    from vlac.rl.loop import RLLoop
     from vlac.rl.workers import DataService
     from vlac.transport.client import RobotClient
     from vlac.transport.gateway import Gateway
@@ -659,7 +662,8 @@ def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward
     the flag. The learner never gets the episode's success flag."""
     from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
     from vlac.envs.behaviours import make_behaviour
-    from vlac.rl.loop import RLConfig, RLLoop
+    from vlac.rl.config import RLConfig
+    from vlac.rl.loop import RLLoop
     from vlac.transport.client import RobotClient
     from vlac.transport.gateway import Gateway
 

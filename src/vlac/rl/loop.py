@@ -17,135 +17,18 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vlac.rl.episodes import ORACLE_REWARDS, REWARDS, EpisodeRecord
+from vlac.rl.config import RLConfig
+from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord
 from vlac.rl.fleet import Fleet, FleetRules
-from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, Learner, LearnerConfig, LogService
+from vlac.rl.learner import Learner
+from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, LogService
 from vlac.utils.imports import require
-
-
-@dataclass
-class RLConfig:
-    out: str = "runs/rl"
-    """Run folder: episodes/ (LeRobot), rl_steps/, learner/ (checkpoint), tb/, report.md, *.png."""
-    tasks: str = "reach-v3"
-    """Tasks of the simulated robots, assigned round-robin (also the evaluation tasks)."""
-    robots: int = 2
-    """Simulated robots started by the loop (0: only robots started separately with `vlac robot sim`)."""
-    episodes: int = 200
-    """Stop after this many finished episodes in the run folder (counting earlier runs: resume)."""
-    bind: str = "tcp://127.0.0.1:0"
-    """Gateway address; port 0 picks a free port (printed, and written to OUT/gateway.txt)."""
-    keys: str = ""
-    """Gateway CURVE key file (required when --bind is not loopback)."""
-    robot_keys: str = ""
-    """Comma-separated public keys of the robots the gateway admits (CURVE authentication; required
-    with --keys when --bind is not loopback; empty with --keys: any robot that knows the gateway's
-    public key). Each is ID=FILE or a FILE from `vlac robot keys --name ID`: a key admits only the
-    robot id it was made for."""
-    ray_address: str = ""
-    """Join this Ray cluster instead of starting a local one on 127.0.0.1."""
-    num_cpus: float = 2.0
-    """CPUs of the local Ray cluster."""
-    inference_workers: int = 1
-    """Actor replicas."""
-    max_batch: int = 8
-    """Most observations one replica decodes at once."""
-    actor: str = ""
-    """Actor checkpoint (default: the built-in behaviour-cloned tiny actor)."""
-    critic: str = ""
-    """Critic checkpoint for rewards and done (default: the built-in tiny critic). ``none`` only
-    with an oracle reward (a reference arm): no critic runs, its CPU goes to the rest."""
-    critic_symmetric: bool = False
-    """Score each step pair both ways and average the readings (less noisy rewards, two forward
-    passes per step; see `vlac critic eval --symmetric`)."""
-    done_threshold: float = 0.9
-    """The critic's done probability that counts as done (high: the built-in critic calls frames
-    done early; see its episode-level done table in BENCHMARKS.md). Above 1 the critic's done is
-    off and episodes run to max_steps."""
-    done_patience: int = 4
-    """Consecutive steps over the threshold before the episode is ended as done."""
-    done_min_value: float = 0.0
-    """Progress-gated done: a step counts towards done only once the episode's running value (the
-    critic's progress deltas so far, through Eq. 7) has reached this (0: off; choose it with
-    `vlac critic calibrate-done`)."""
-    max_steps: int = 100
-    """Robots' episode limit in steps."""
-    max_episode_steps: int = 0
-    """The loop's own cap on an open episode's steps, whatever a robot does: past it the episode is
-    ended (reset, reason "limit") and kept (0: ten times max_steps, room for robots with their own
-    longer limit)."""
-    max_episode_mb: float = 512.0
-    """The loop's cap on an open episode's frames in memory (MB): past it the episode is ended
-    (reset, reason "limit") and kept, so a robot sending huge frames cannot exhaust memory."""
-    period: float = 0.0
-    """Robots' control period in seconds (0: lock-step, simulation only)."""
-    episodes_per_update: int = 4
-    """Finished episodes that start a PPO update."""
-    max_episodes_per_update: int = 16
-    """Most episodes one update takes when more piled up while the previous one ran (robots never
-    wait for the learner); the rest wait for the next update, none is dropped."""
-    wait_for_learner: bool = False
-    """Hold each robot at the start of its next episode while a PPO update is due, running, or
-    its weights are on their way, so every episode is collected by the newest policy (on-policy,
-    at the cost of robot time; for a learner slower than the robots, as on CPU). Off by default:
-    robots never wait for the learner (paper 3.2.1). Time held is reported as learner_hold_s."""
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    eval_every: int = 40
-    """Evaluate the current policy every this many finished episodes (and at the start and end)."""
-    eval_episodes: int = 20
-    """Evaluation episodes per task (fixed seeds, simulator success flag; never used for learning);
-    0 turns evaluation off."""
-    eval_seed: int = 20_000
-    eval_temperature: float = 0.0
-    """Sampling temperature of the evaluation episodes: 0 (greedy) measures the policy one would
-    deploy; the learner's temperature (1) measures the policy the robots run, the one PPO
-    optimises."""
-    lost_after: float = 10.0
-    """Seconds without any message before a robot counts as lost (its open episode is truncated)."""
-    seed: int = 0
-
-    def __post_init__(self):
-        from vlac.envs.tasks import resolve_tasks
-
-        resolve_tasks(self.tasks)
-        if self.episodes < 1 or self.episodes_per_update < 1 or self.inference_workers < 1:
-            raise ValueError("episodes, episodes_per_update and inference_workers must be >= 1")
-        if not 0.0 <= self.done_min_value <= 1.0:
-            raise ValueError(f"done_min_value {self.done_min_value} must be in [0, 1] (a progress value; 0 turns "
-                             "the gate off)")
-        if self.critic == "none" and self.learner.reward not in ORACLE_REWARDS:
-            raise ValueError(f"--critic none leaves learner.reward {self.learner.reward!r} without its source: the "
-                             "critic gives the dense and sparse rewards; only the reference arms (--learner.reward "
-                             "oracle-dense | oracle-sparse) run without one")
-        if self.learner.reward not in REWARDS:
-            raise ValueError(f"learner.reward {self.learner.reward!r} must be one of {', '.join(REWARDS)} "
-                             "(oracle-*: the simulator's reward, reference arms for simulated robots only)")
-        from vlac.transport.link import CurveKeys, is_loopback, load_robot_keys
-
-        if not is_loopback(self.bind) and not (self.keys and self.robot_keys):
-            raise ValueError(f"--bind {self.bind} is not loopback: robot links off this machine need CURVE "
-                             "encryption and authentication, so pass --keys FILE (the gateway's key pair) and "
-                             "--robot-keys A.pub,B.pub (the robots to admit); create them with `vlac robot keys`")
-        if self.robot_keys and not self.keys:
-            raise ValueError("--robot-keys admits robots by their CURVE keys, which needs the gateway's own key "
-                             "pair too: pass --keys FILE (create it with `vlac robot keys`)")
-        if self.keys:
-            CurveKeys.load(self.keys)  # unreadable or malformed key files are named now, before Ray starts
-        load_robot_keys(self.robot_keys.split(","))
-        if self.max_episode_mb <= 0 or self.max_episode_steps < 0:
-            raise ValueError("max_episode_mb must be > 0 and max_episode_steps >= 0")
-
-    @property
-    def task_list(self) -> list[str]:
-        from vlac.envs.tasks import resolve_tasks
-
-        return [t.name for t in resolve_tasks(self.tasks)]
 
 
 class RLLoop:

@@ -1,6 +1,6 @@
-"""The components of the RL loop (paper 3.2.1) as plain classes: inference worker (an actor
-replica), critic worker (reward and done), learner (token-level PPO), data service (every episode
-persisted before it is trained on), evaluator and log service. ``vlac.rl.loop`` turns them into
+"""The services of the RL loop (paper 3.2.1) as plain classes: inference worker (an actor
+replica), critic worker (reward and done), data service (every episode persisted before it is
+trained on), evaluator and log service (the learner is in ``vlac.rl.learner``). ``vlac.rl.loop`` turns them into
 Ray actors; tests also run them in-process.
 """
 
@@ -8,32 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vlac.rl.episodes import EpisodeRecord, Step
-from vlac.rl.ppo import RunningMoments
-from vlac.utils.files import replace_dir
+from vlac.rl.learner import apply_weights, load_actor
 from vlac.utils.imports import require, set_threads
 
 torch = require("torch", extra="model")
-
-
-def _load_actor(checkpoint: str):
-    from vlac.actor.actor import Actor
-
-    return Actor.load(checkpoint or None)
-
-
-def _apply_weights(actor, state: dict) -> None:
-    model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    head_state = {k[len("value_head."):]: v for k, v in state.items() if k.startswith("value_head.")}
-    actor.vlm.model.load_state_dict(model_state)
-    actor.value_head.load_state_dict(head_state)
 
 
 class InferenceWorker:
@@ -42,7 +26,7 @@ class InferenceWorker:
     def __init__(self, checkpoint: str = "", temperature: float = 1.0, top_k: int = 0, threads: int = 1,
                  seed: int = 0):
         set_threads(threads)
-        self.actor = _load_actor(checkpoint)
+        self.actor = load_actor(checkpoint)
         self.temperature, self.top_k = temperature, top_k
         self.generator = torch.Generator().manual_seed(seed)
         self.version = 0
@@ -65,7 +49,7 @@ class InferenceWorker:
         return [{"robot": r["robot"], "obs_id": r["obs_id"], "seconds": dt, **o} for r, o in zip(requests, out)]
 
     def set_weights(self, state: dict, version: int) -> int:
-        _apply_weights(self.actor, state)
+        apply_weights(self.actor, state)
         self.version = version
         return version
 
@@ -112,267 +96,6 @@ def _each_alone_on_error(fn, batch: list[dict]) -> list[dict]:
         if len(batch) == 1:
             return [{"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}]
     return [_each_alone_on_error(fn, [item])[0] for item in batch]
-
-
-@dataclass
-class LearnerConfig:
-    checkpoint: str = ""
-    """Actor to start from (default: the built-in behaviour-cloned tiny actor)."""
-    out: str = "runs/rl"
-    """Run folder; the learner checkpoints into OUT/learner/."""
-    lr: float = 1e-5
-    """AdamW learning rate."""
-    epochs: int = 2
-    """Passes over each batch of episodes."""
-    minibatch: int = 32
-    """Steps per gradient step."""
-    clip: float = 0.2
-    """PPO ratio clip."""
-    value_coef: float = 0.5
-    entropy_coef: float = 0.0
-    gamma: float = 0.99
-    lam: float = 0.95
-    reward: str = "dense"
-    """dense (critic progress delta per step) or sparse (1 at the critic's done): the critic's
-    rewards. Reference arms, never a default: oracle-dense (Meta-World's own shaped reward per step)
-    and oracle-sparse (1 at the simulator's success flag, which ends the episode): they measure the
-    learner's ceiling and the baseline the critic must beat."""
-    done_bonus: float = 0.0
-    """Added to the last dense reward of an episode the critic declared done."""
-    demo_data: str = ""
-    """LeRobot dataset of demonstrations replayed with an NLL loss (paper Eq. 6); empty: none."""
-    demo_weight: float = 0.1
-    demo_batch: int = 16
-    self_imitation: float = 0.0
-    """Weight of an NLL loss on the run's own episodes that ended at a done (self-imitation; 0:
-    off): their steps join a replay buffer drawn like the demonstrations (``demo_batch`` a
-    minibatch). The done is the critic's in the product arms and the simulator's flag in
-    oracle-sparse, so the critic arm imitates what its critic calls success."""
-    self_imitation_steps: int = 2000
-    """Steps the self-imitation buffer keeps (the newest; about 28 kB each at 96 px)."""
-    grad_clip: float = 1.0
-    normalise_returns: bool = True
-    """Divide rewards by the running standard deviation of the discounted returns seen so far in
-    the run (kept across updates and resumes), so the value head's targets stay near unit scale
-    whatever the reward source (the simulator's shaped reward sums to 25-65 over 100 steps, the
-    critic's to about 1)."""
-    value_warmup: bool = True
-    """Before the first policy step of a run, fit the value head to the first batch's returns by
-    ridge regression on the model's own features (the prior's rollouts), so the first advantages
-    are not the raw returns of a head that never saw this reward."""
-    target_kl: float = 0.02
-    """Stop an update's epochs once the approximate KL between the acting policy and the one
-    being trained passes 1.5x this (0: off): each update moves the policy a bounded amount."""
-    freeze_vision: bool = True
-    """Keep the vision tower and projector as the prior left them; PPO trains the language model
-    and the value head. The image features are then computed once per step sample in the no-grad
-    pass and reused by every epoch (about a third less compute per update)."""
-    temperature: float = 1.0
-    """Sampling temperature of the inference workers (log-probabilities are under it)."""
-    threads: int = 1
-    seed: int = 0
-
-
-class Learner:
-    """Token-level PPO on the actor; checkpoints after every update and resumes from the last one."""
-
-    def __init__(self, cfg: LearnerConfig):
-        from vlac.actor.actor import Actor
-
-        set_threads(cfg.threads)
-        self.cfg = cfg
-        self.dir = Path(cfg.out) / "learner"
-        self.resumed = (self.dir / "trainer.pt").is_file()
-        self.actor = Actor.load(self.dir / "model") if self.resumed else _load_actor(cfg.checkpoint)
-        if cfg.freeze_vision:
-            for p in self.actor.vlm.vision_parameters():
-                p.requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.lr)
-        self.step, self.episodes_seen = 0, 0
-        self.rng = np.random.default_rng(cfg.seed)
-        self.return_moments = RunningMoments()
-        if self.resumed:
-            state = torch.load(self.dir / "trainer.pt", weights_only=False)
-            self.opt.load_state_dict(state["optimizer"])
-            self.step, self.episodes_seen = state["step"], state["episodes_seen"]
-            self.rng.bit_generator.state = state["rng"]
-            self.return_moments = RunningMoments(**state.get("return_moments", {}))
-        self.demos = None
-        if cfg.demo_data:
-            from vlac.actor.samples import ActionSource, load_demos
-            from vlac.data.dataset import LeRobotDataset
-
-            demos = load_demos([LeRobotDataset(p) for p in cfg.demo_data.split(",")], progress=False)
-            self.demos = ActionSource(demos, self.actor.action_template, self.actor.state_template, self.actor.history)
-        # Self-imitation: (input, executed action) of the steps of episodes that ended at a done.
-        self.imitate: list[tuple] = []
-        if self.resumed and (self.dir / "imitate.pt").is_file():
-            self.imitate = torch.load(self.dir / "imitate.pt", weights_only=False)
-
-    def status(self) -> dict:
-        return {"step": self.step, "episodes_seen": self.episodes_seen, "resumed": self.resumed, "pid": os.getpid()}
-
-    def weights(self) -> tuple[dict, int]:
-        state = {f"model.{k}": v.detach().cpu().clone() for k, v in self.actor.vlm.model.state_dict().items()}
-        state.update({f"value_head.{k}": v.detach().cpu().clone() for k, v in self.actor.value_head.state_dict().items()})
-        return state, self.step
-
-    def _batches(self, n: int) -> list[np.ndarray]:
-        idx = self.rng.permutation(n)
-        return [idx[k:k + self.cfg.minibatch] for k in range(0, n, self.cfg.minibatch)]
-
-    def update(self, episodes: list[EpisodeRecord]) -> dict:
-        from vlac.actor.actor import ActionSample
-        from vlac.rl.ppo import discounted_returns, explained_variance, normalise, ppo_loss
-
-        cfg = self.cfg
-        t0 = time.perf_counter()
-        inputs, samples, owner, versions = [], [], [], []
-        for e, rec in enumerate(episodes):
-            inputs += rec.actor_inputs()  # the prompts the inference worker built (history included)
-            for s in rec.acted:
-                samples.append(ActionSample.from_dict(s.sample))
-                owner.append(e)
-                if s.version is not None:
-                    versions.append(s.version)
-        n = len(samples)
-        if n == 0:
-            return {"steps": 0}
-        owner = np.array(owner)
-        sel = [np.flatnonzero(owner == e) for e in range(len(episodes))]
-        # Old log-probabilities, values and the value head's features from the training model
-        # itself (paper 3.2.1), not the inference worker's numbers.
-        self.actor.train(False)
-        old_lp, values = np.zeros(n), np.zeros(n)
-        features = np.zeros((n, self.actor.value_head.in_features))
-        images = None  # with a frozen vision tower: its output for every sample, reused by each epoch
-        with torch.no_grad():
-            for mb in self._batches(n):
-                out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature)
-                old_lp[mb], values[mb] = out["log_prob"].numpy(), out["value"].numpy()
-                features[mb] = out["features"].float().numpy()
-                if cfg.freeze_vision:
-                    if images is None:
-                        images = torch.zeros((n, *out["image_features"].shape[1:]), dtype=out["image_features"].dtype)
-                    images[mb] = out["image_features"]
-        infer_lp = np.array([s.log_prob for s in samples])
-        imitated = self._remember_successes(episodes, sel, images)
-        extra = {}
-        if cfg.normalise_returns:
-            for rec in episodes:
-                self.return_moments.update(discounted_returns(rec.rewards(cfg.reward, cfg.done_bonus), rec.terminals(),
-                                                              cfg.gamma))
-        scale = max(self.return_moments.std, 1e-3) if cfg.normalise_returns and self.return_moments.count > 1 else 1.0
-
-        def targets(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            adv, ret = np.zeros(n), np.zeros(n)
-            for e, rec in enumerate(episodes):
-                if len(sel[e]):
-                    adv[sel[e]], ret[sel[e]] = rec.advantages(v[sel[e]], v[sel[e][-1]], cfg.reward, cfg.gamma, cfg.lam,
-                                                              cfg.done_bonus, scale)
-            return adv, ret
-
-        if cfg.value_warmup and self.step == 0:
-            extra["value_warmup_ev_before"] = explained_variance(values, targets(values)[1])
-            values = self._warm_up_value_head(features, targets)
-            extra["value_warmup_ev_after"] = explained_variance(values, targets(values)[1])
-        adv, ret = targets(values)
-        adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
-        self.actor.train(True)
-        agg: dict[str, list] = {}
-        stopped = False
-        for _ in range(cfg.epochs):
-            for mb in self._batches(n):
-                out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature,
-                                          image_features=None if images is None else images[mb])
-                loss, st = ppo_loss(out["log_prob"], torch.tensor(old_lp[mb], dtype=torch.float32), adv_t[mb],
-                                    out["value"], torch.tensor(ret[mb], dtype=torch.float32), out["entropy"],
-                                    clip=cfg.clip, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
-                if self.demos is not None and cfg.demo_weight > 0:
-                    # Eq. 6, offline demonstration replay: NLL of demonstrated action tokens.
-                    d_in, d_act, _ = self.demos.draw(self.rng, cfg.demo_batch)
-                    d_loss, _ = self.actor.bc_loss(d_in, d_act)
-                    loss = loss + cfg.demo_weight * d_loss
-                    st["demo_nll"] = float(d_loss.detach())
-                if self.imitate and cfg.self_imitation > 0:
-                    pick = self.rng.integers(0, len(self.imitate), size=cfg.demo_batch)
-                    feats = [self.imitate[k][2] for k in pick]
-                    s_loss, _ = self.actor.bc_loss([self.imitate[k][0] for k in pick], [self.imitate[k][1] for k in pick],
-                                                   image_features=None if any(f is None for f in feats)
-                                                   else torch.stack(feats))
-                    loss = loss + cfg.self_imitation * s_loss
-                    st["self_imitation_nll"] = float(s_loss.detach())
-                for k, v in st.items():
-                    agg.setdefault(k, []).append(v)
-                if cfg.target_kl > 0 and st["approx_kl"] > 1.5 * cfg.target_kl:
-                    stopped = True  # this minibatch already left the trust region: no step on it
-                    break
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-                self.opt.step()
-                agg.setdefault("gradient_steps", []).append(1)
-            if stopped:
-                break
-        self.step += 1
-        self.episodes_seen += len(episodes)
-        stats = {k: float(np.mean(v)) for k, v in agg.items() if k != "gradient_steps"}
-        stats.update(extra)
-        stats.update({"steps": n, "update": self.step, "explained_variance": explained_variance(values, ret),
-                      "gradient_steps": len(agg.get("gradient_steps", [])), "kl_stop": int(stopped),
-                      "return_scale": scale, "imitated_episodes": imitated, "imitation_buffer": len(self.imitate),
-                      "mean_return": float(np.mean([r.rewards(cfg.reward, cfg.done_bonus).sum() for r in episodes])),
-                      "inference_ratio_drift": float(np.mean(np.abs(np.exp(old_lp - infer_lp) - 1.0))),
-                      # updates between the weights that acted and those being trained (0: on-policy)
-                      "policy_lag": float(self.step - 1 - np.mean(versions)) if versions else float("nan"),
-                      "seconds": time.perf_counter() - t0})
-        self.save()
-        return stats
-
-    def _remember_successes(self, episodes: list[EpisodeRecord], sel: list[np.ndarray], images) -> int:
-        """Add the steps of the episodes that ended at a done to the self-imitation buffer as
-        (input, executed action, frozen vision output or None); the newest
-        ``self_imitation_steps`` are kept. Returns how many episodes joined."""
-        if self.cfg.self_imitation <= 0:
-            return 0
-        joined = [e for e, rec in enumerate(episodes) if rec.terminal]
-        for e in joined:
-            rec = episodes[e]
-            self.imitate += [(x, np.asarray(s.sample["action"], np.float32), None if images is None else images[i].clone())
-                             for x, s, i in zip(rec.actor_inputs(), rec.acted, sel[e])]
-        del self.imitate[:max(0, len(self.imitate) - self.cfg.self_imitation_steps)]
-        return len(joined)
-
-    def _warm_up_value_head(self, features: np.ndarray, targets) -> np.ndarray:
-        """Fit the linear value head to this batch's value targets (ridge regression on the
-        features the head reads), a few rounds since GAE targets depend on the values; returns
-        the new values."""
-        from vlac.rl.ppo import fit_linear
-
-        head = self.actor.value_head
-        values = head(torch.tensor(features, dtype=torch.float32)).squeeze(-1).detach().numpy().astype(np.float64)
-        for _ in range(3):
-            w, b = fit_linear(features, targets(values)[1], ridge=0.05)
-            values = features @ w + b
-        with torch.no_grad():
-            head.weight.copy_(torch.tensor(w, dtype=torch.float32)[None])
-            head.bias.fill_(b)
-        return values
-
-    def save(self) -> None:
-        """Atomic: write beside, then rename, so a kill mid-save keeps the previous checkpoint."""
-        tmp = self.dir.with_name("learner.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.actor.save(tmp / "model")
-        torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
-                    "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
-                    "return_moments": self.return_moments.state()}, tmp / "trainer.pt")
-        if self.imitate:
-            torch.save(self.imitate, tmp / "imitate.pt")
-        replace_dir(tmp, self.dir)
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 def _fit_frame(image: np.ndarray, size: int) -> np.ndarray:
@@ -498,7 +221,7 @@ class Evaluator:
 
     def __init__(self, checkpoint: str = "", threads: int = 1):
         set_threads(threads)
-        self.actor = _load_actor(checkpoint)
+        self.actor = load_actor(checkpoint)
 
     def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
                  max_steps: int, temperature: float = 0.0) -> dict:
@@ -506,7 +229,7 @@ class Evaluator:
         from vlac.envs.rollout import episode_seed
 
         if state is not None:
-            _apply_weights(self.actor, state)
+            apply_weights(self.actor, state)
         t0 = time.perf_counter()
         cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none", temperature=temperature)
         out = {"version": version, "temperature": temperature}

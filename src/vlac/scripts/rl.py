@@ -60,7 +60,8 @@ RL_TOOLS = {"compare": compare_main, "report": report_main}
 
 
 def rl_main(argv: list[str]) -> None:
-    from vlac.rl.loop import RLConfig, run
+    from vlac.rl.config import RLConfig
+    from vlac.rl.loop import run
 
     if argv and argv[0] in RL_TOOLS:
         return RL_TOOLS[argv[0]](argv[1:])
