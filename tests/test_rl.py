@@ -346,13 +346,25 @@ def _hostile_robots(address):
         tiny.close()
 
 
-def test_rl_config_files_with_nested_learner_settings(capsys):
+def test_rl_config_files_with_nested_learner_settings(capsys, tmp_path):
+    import dataclasses
+
     from vlac.rl.config import RLConfig
     from vlac.utils.cli import parse_config
 
     cfg = parse_config(RLConfig, ["--config", "configs/rl/reach-push-sparse.yaml", "--episodes", "7"], prog="vlac rl")
     assert cfg.learner.reward == "sparse" and cfg.learner.lr == 1e-5 and cfg.learner.epochs == 4 and cfg.episodes == 7
     assert cfg.task_list == ["reach-v3", "push-v3"]
+    # the sparse file inherits its dense twin and differs in the reward alone
+    dense = parse_config(RLConfig, ["--config", "configs/rl/reach-push.yaml", "--episodes", "7"], prog="vlac rl")
+    assert dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, reward="dense")) == dense
+    (tmp_path / "a.yaml").write_text("inherit: b.yaml\nepisodes: 3\n")
+    (tmp_path / "b.yaml").write_text("inherit: a.yaml\n")
+    with pytest.raises(SystemExit, match="inherits itself"):
+        parse_config(RLConfig, ["--config", str(tmp_path / "a.yaml")], prog="vlac rl")
+    (tmp_path / "b.yaml").write_text("inherit: nowhere.yaml\n")
+    with pytest.raises(SystemExit, match="nowhere.yaml does not exist \\(inherited by .*b.yaml\\)"):
+        parse_config(RLConfig, ["--config", str(tmp_path / "a.yaml")], prog="vlac rl")
     with pytest.raises(SystemExit):
         parse_config(RLConfig, ["--learner.reward", "shaped"], prog="vlac rl")
     err = " ".join(capsys.readouterr().err.replace("│", " ").split())  # tyro wraps it in a box

@@ -1,5 +1,6 @@
 """Command-line plumbing: every command is a dataclass config parsed by tyro, and every command
-also takes ``--config FILE`` (YAML or JSON) whose values become the defaults that flags override.
+also takes ``--config FILE`` (YAML or JSON) whose values become the defaults that flags override;
+a file may start from another (``inherit: base.yaml``) and set only what differs.
 
     >>> cfg = parse_config(CollectConfig, ["--config", "collect.yaml", "--workers", "2"], prog="vlac data collect")
 """
@@ -14,10 +15,30 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def _load_file(path: str) -> dict:
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; nested maps (``learner:``) merge key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _load_file(path: str, seen: tuple = ()) -> dict:
+    """A config file's values; ``inherit: FILE`` (relative to this file) takes another file's values
+    first and overrides only what this one sets, so a variant states its difference alone."""
     p = Path(path)
     if not p.is_file():
-        raise SystemExit(f"error: config file {p} does not exist")
+        raise SystemExit(f"error: config file {p} does not exist" + (f" (inherited by {seen[-1]})" if seen else ""))
+    if p.resolve() in seen:
+        raise SystemExit(f"error: config file {p} inherits itself through {' -> '.join(str(x) for x in seen)}")
+    data = _read_file(p)
+    parent = data.pop("inherit", None)
+    if parent is None:
+        return data
+    return _merge(_load_file(str(p.parent / parent), (*seen, p.resolve())), data)
+
+
+def _read_file(p: Path) -> dict:
     text = p.read_text()
     try:
         if p.suffix == ".json":
