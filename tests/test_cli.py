@@ -185,3 +185,45 @@ def test_rl_compare_and_report_are_vlac_commands(tmp_path, capsys):
         main(["rl", "compare", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match="--names has 1 labels for 2 runs"):
         main(["rl", "compare", "--runs", ",".join(runs), "--names", "one", "--out", str(tmp_path / "x.png")])
+
+
+def test_every_readme_command_names_a_real_command_and_real_flags(capsys):
+    """Each `vlac ...` command of the README (command blocks and inline) is a command of the CLI and
+    uses only flags that command has (the README and the CLI drifted apart before)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from vlac.scripts.cli import main
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    inside, block = False, []
+    for ln in readme.splitlines():  # the lines of fenced blocks (fences toggle)
+        if ln.startswith("```"):
+            inside = not inside
+        elif inside:
+            block.append(ln)
+    lines = [ln.split("  #")[0].strip() for ln in "\n".join(block).replace("\\\n", " ").splitlines()]
+    lines += re.findall(r"`(vlac [^`]+)`", readme)
+    lines += ["vlac rl compare " + ln.split("vlac.rl.report", 1)[1] for ln in lines if "-m vlac.rl.report " in ln]
+    commands = [ln[ln.index("vlac "):] for ln in lines if re.match(r"^(\S+ )?vlac [a-z]", ln.strip())]
+    flags_of: dict = {}
+    checked = 0
+    for line in commands:
+        words = shlex.split(line.replace("[", " ").replace("]", " "))[1:]
+        if not words or words[0].startswith("-"):
+            continue
+        sub = words[:2] if words[0] != "rl" or (len(words) > 1 and words[1] in ("compare", "report")) else words[:1]
+        if len(sub) == 2 and sub[1].startswith("-"):
+            continue  # `vlac rl --help` style
+        key = " ".join(sub)
+        if key not in flags_of:
+            with pytest.raises(SystemExit) as ex:
+                main([*sub, "--help"])
+            assert ex.value.code in (0, None), f"README names `vlac {key}`, which the CLI does not have"
+            flags_of[key] = set(re.findall(r"--[a-z][\w.-]*", capsys.readouterr().out)) | {"--config", "--help"}
+        used = [w.split("=")[0] for w in words if w.startswith("--")]
+        unknown = [f for f in used if f not in flags_of[key]]
+        assert not unknown, f"README: `{line}` uses {unknown}, which `vlac {key}` does not take"
+        checked += 1
+    assert checked >= 30 and {"rl", "rl compare", "critic fidelity", "data collect", "actor eval"} <= set(flags_of)
