@@ -105,3 +105,86 @@ def test_robots_wait_for_the_learner_only_at_an_episode_start():
     assert fleet.held(now=7.0, learner_due=False) == set() and fleet.holds == [5.0]
     [w] = fleet.take(8, set())
     assert w.robot == "r0" and w.t_recv == 7.0  # counted from the release: the hold is not assignment latency
+
+
+def test_an_operator_takes_over_when_the_critics_value_stalls_and_its_steps_are_flagged():
+    takeovers = []
+    fleet, resets = _fleet(takeover_after=3, takeover_gain=0.05, takeover_steps=2)
+    fleet.send_takeover = lambda robot, episode, steps: takeovers.append((robot, episode, steps))
+    fleet.episode_start("r0", TASK, 0)
+    for k in range(4):  # the policy acts; the critic sees almost no progress
+        fleet.observation("r0", _obs(k), now=k, task=TASK)
+        _act(fleet)
+        if k:
+            fleet.scored(("r0", 0, k - 1), reward=0.01, p_done=0.0)
+    assert not takeovers  # three scored steps are not yet "over the last 3"
+    fleet.observation("r0", _obs(4), now=4, task=TASK)
+    fleet.scored(("r0", 0, 3), reward=0.01, p_done=0.0)
+    assert takeovers == [("r0", 0, 2)] and fleet.counters["takeovers"] == 1
+    # the robot obeys: two observations while the operator drives, each after an operator's action
+    _act(fleet)  # an answer to o4 may still come (sent before the takeover arrived) ...
+    for k, driving in ((5, "operator"), (6, "operator"), (7, "policy")):
+        msg = _obs(k, executed=-1) | {"operator_action": np.array([0.0, 5.0, 0.0, 1.0], np.float32), "driving": driving}
+        fleet.observation("r0", msg, now=k, task=TASK)
+        assert [w.robot for w in fleet.waiting] == (["r0"] if driving == "policy" else [])  # no action asked for
+    steps = fleet.robots["r0"].rec.steps
+    assert steps[4].sample is None  # ... but it never ran: the operator's did
+    assert [s.operator_action for s in steps[4:7]] == [[0.0, 5.0, 0.0, 1.0]] * 3
+    assert fleet.counters["operator_steps"] == 3 and fleet.counters["unexecuted_actions"] == 0
+    assert [it["key"][2] for it in fleet.to_score][-3:] == [4, 5, 6]  # the critic follows the operator too
+    for k in range(4, 7):
+        fleet.scored(("r0", 0, k), reward=0.01, p_done=0.0)
+    for k in range(8, 14):  # stalled again: one takeover per episode
+        _act(fleet)
+        fleet.observation("r0", _obs(k), now=k, task=TASK)
+        fleet.scored(("r0", 0, k - 1), reward=0.0, p_done=0.0)
+    assert len(takeovers) == 1
+    fleet.episode_end("r0", 0, "limit")
+    rec = fleet.finishing[0]
+    assert len(rec.operated) == 3 and all(s.sample is None for s in rec.operated)
+    assert all(s.operator_action is None for s in rec.acted)  # PPO's samples are the policy's alone
+    assert rec.summary()["operator_steps"] == 3
+
+
+def test_a_simulated_robot_hands_over_to_its_operator_and_back_over_zeromq():
+    """A real `vlac robot sim` process and a real gateway on 127.0.0.1: a takeover makes the task's
+    scripted expert drive for the asked steps, each observation after an operator's action says so,
+    and then the robot asks the policy again."""
+    import subprocess
+    import sys
+    import time
+
+    from vlac.transport.gateway import Gateway
+
+    gw = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    robot = subprocess.Popen([sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", gw.address,
+                              "--task", "reach-v3", "--robot-id", "arm", "--max-steps", "20", "--episodes", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    obs = []
+
+    def next_obs(seconds=60.0):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for ev in gw.poll(timeout_ms=50):
+                if ev.kind == "obs":
+                    obs.append(ev.msg)
+                    return ev.msg
+        raise TimeoutError("no observation")
+
+    try:
+        first = next_obs()
+        gw.send_takeover("arm", first["episode"], 3)
+        driven = [next_obs() for _ in range(3)]
+        assert [m.get("driving", "policy") for m in driven] == ["operator", "operator", "policy"]
+        assert all(m["operator_action"] is not None and m["executed"] == -1 for m in driven)
+        moved = np.linalg.norm(driven[-1]["state"][:3] - first["state"][:3])
+        assert moved > 3.0 and np.abs(np.stack([m["operator_action"][:3] for m in driven])).sum() > 0  # mm
+        gw.send_action("arm", driven[-1]["obs_id"], np.array([0, 0, 0, 1], np.float32))  # the policy again
+        after = next_obs()
+        assert "operator_action" not in after and after["executed"] == driven[-1]["obs_id"]
+        gw.send_reset("arm", first["episode"], "reset")
+        out, _ = robot.communicate(timeout=60)
+        assert "'operator_steps': 3" in out and "'takeovers': 1" in out
+    finally:
+        robot.kill()
+        gw.close()

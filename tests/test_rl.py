@@ -112,20 +112,47 @@ def test_learner_imitates_its_own_episodes_that_ended_at_a_done(tmp_path):
     stats = learner.update([done, cut])
     assert stats["imitated_episodes"] == 1 and stats["imitation_buffer"] == 5
     assert np.isfinite(stats["self_imitation_nll"]) and stats["self_imitation_nll"] > 0
-    kept = [a.tolist() for _, a, _ in learner.imitate]
+    kept = [a.tolist() for _, a, _ in learner.imitate.items]
     assert kept == [s.sample["action"] for s in done.acted]  # the executed actions, not the truncated episode's
     # the frozen vision tower's output is kept with each step and stands in for its pixels exactly
-    inputs, actions, feats = zip(*learner.imitate)
+    inputs, actions, feats = zip(*learner.imitate.items)
     with torch.no_grad():
         cached, _ = learner.actor.bc_loss(list(inputs), list(actions), image_features=torch.stack(feats))
         fresh, _ = learner.actor.bc_loss(list(inputs), list(actions))
     assert float(cached) == pytest.approx(float(fresh), rel=1e-5)
     again = Learner(cfg)
-    assert [a.tolist() for _, a, _ in again.imitate] == kept
+    assert [a.tolist() for _, a, _ in again.imitate.items] == kept
     again.update([done])
     assert len(again.imitate) == 8  # the newest 8 steps
     off = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "off"), minibatch=4, epochs=1))
     assert off.update([done])["imitated_episodes"] == 0 and not off.imitate
+
+
+def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_path):
+    """Human-guided exploration: steps an operator drove are persisted with the policy's (flagged,
+    the operator's action in the dataset), join the learner's replay with an NLL loss, and are not
+    PPO samples; a resumed run gets them back as operator steps."""
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.rl.workers import DataService
+
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    rec = _episode(worker, 6, "limit", seed=5)
+    for s in rec.steps[2:4]:  # the operator drove steps 2 and 3
+        s.sample, s.operator_action = None, [0.0, 4.0, -2.0, 1.0]
+    assert len(rec.acted) == 4 and len(rec.operated) == 2 and len(rec.executed) == 6
+    data = DataService(str(tmp_path / "run"))
+    assert data.add(rec) == 0
+    ep = LeRobotDataset(tmp_path / "run" / "episodes").episode(0)
+    assert ep.length == 6 and ep.action[2].tolist() == [0.0, 4.0, -2.0, 1.0]
+    [back] = data.untrained(0)
+    assert [s.operator_action for s in back.operated] == [[0.0, 4.0, -2.0, 1.0]] * 2 and len(back.acted) == 4
+    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "run"), minibatch=4, epochs=1, demo_batch=4,
+                        target_kl=0.0)
+    learner = Learner(cfg)
+    stats = learner.update([back])
+    assert stats["steps"] == 4 and stats["operator_steps_added"] == 2 and stats["operator_buffer"] == 2
+    assert np.isfinite(stats["operator_nll"]) and stats["operator_nll"] > 0
+    assert len(Learner(cfg).operated) == 2  # kept with the learner's checkpoint
 
 
 def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):

@@ -54,6 +54,15 @@ class RLConfig:
     """Progress-gated done: a step counts towards done only once the episode's running value (the
     critic's progress deltas so far, through Eq. 7) has reached this (0: off; choose it with
     `vlac critic calibrate-done`)."""
+    takeover_after: int = 0
+    """Human-guided exploration (paper 3.2.3): hand a robot to an operator once the critic's value has
+    risen less than ``takeover_gain`` over this many of the policy's scored steps (0: off). The
+    operator's steps are stored flagged, join the demonstration replay (``--learner.operator-weight``)
+    and never enter the PPO ratio. A simulated robot's operator is its task's scripted expert."""
+    takeover_gain: float = 0.02
+    takeover_steps: int = 20
+    """Steps an operator drives per takeover before handing back to the policy."""
+    takeovers_per_episode: int = 1
     max_steps: int = 100
     """Robots' episode limit in steps."""
     max_episode_steps: int = 0
@@ -118,6 +127,10 @@ class RLConfig:
         if self.keys:
             CurveKeys.load(self.keys)  # unreadable or malformed key files are named now, before Ray starts
         load_robot_keys(self.robot_keys.split(","))
+        if self.takeover_after < 0 or self.takeover_steps < 1 or self.takeovers_per_episode < 0:
+            raise ValueError("takeover_after must be >= 0 (0: off), takeover_steps >= 1 and takeovers_per_episode >= 0")
+        if self.takeover_after and self.critic == "none":
+            raise ValueError("--takeover-after reads the critic's value: it needs a critic (drop --critic none)")
         if self.max_episode_mb <= 0 or self.max_episode_steps < 0:
             raise ValueError("max_episode_mb must be > 0 and max_episode_steps >= 0")
 

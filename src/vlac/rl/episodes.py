@@ -40,6 +40,7 @@ class Step:
     version: int | None = None  # the policy update whose weights chose the action
     history: list | None = None  # executed actions the actor's prompt showed (serving and PPO alike)
     oracle_reward: float | None = None  # the simulator's shaped reward of this transition: oracle arms only
+    operator_action: list | None = None  # an operator's action ran from this step instead of the policy's
 
 
 @dataclass
@@ -70,8 +71,20 @@ class EpisodeRecord:
 
     @property
     def acted(self) -> list[Step]:
-        """Steps whose action was executed and whose transition was scored."""
+        """Steps whose policy action was executed and whose transition was scored (PPO's samples)."""
         return [s for s in self.steps if s.sample is not None and s.reward is not None]
+
+    @property
+    def operated(self) -> list[Step]:
+        """Steps an operator drove (human-guided exploration): demonstrations for the replay
+        buffer, never PPO samples."""
+        return [s for s in self.steps if s.operator_action is not None and s.reward is not None]
+
+    @property
+    def executed(self) -> list[Step]:
+        """Every step whose action ran and whose transition was scored, the policy's and the
+        operator's, in order: what the data service persists."""
+        return [s for s in self.steps if (s.sample is not None or s.operator_action is not None) and s.reward is not None]
 
     @property
     def terminal(self) -> bool:
@@ -122,7 +135,7 @@ class EpisodeRecord:
         r = [s.reward for s in acted]
         out = {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(acted),
                "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
-               "final_p_done": acted[-1].p_done if acted else None}
+               "final_p_done": acted[-1].p_done if acted else None, "operator_steps": len(self.operated)}
         if acted and all(s.oracle_reward is not None for s in acted):
             out["oracle_return"] = float(self.rewards("oracle-dense").sum())
         return out

@@ -48,6 +48,13 @@ class FleetRules:
     """Executed actions the actor's prompt shows."""
     wait_for_learner: bool = False
     """Hold robots at an episode's start while the learner is due (every episode on-policy)."""
+    takeover_after: int = 0
+    """Human-guided exploration: ask for an operator once the critic's value has risen less than
+    ``takeover_gain`` over this many scored transitions of the policy (0: never)."""
+    takeover_gain: float = 0.02
+    takeover_steps: int = 20
+    """Steps the operator drives per takeover."""
+    takeovers_per_episode: int = 1
 
 
 @dataclass
@@ -56,6 +63,8 @@ class RobotState:
     done: DoneRule | None = None  # the critic's done rule over the open episode's transitions
     first_seen: float = field(default_factory=time.monotonic)
     wait_s: float = 0.0  # time its observations waited for an action
+    values: list = field(default_factory=list)  # the open episode's value after each scored policy transition
+    takeovers: int = 0  # operator takeovers asked for in the open episode
 
 
 @dataclass
@@ -68,15 +77,16 @@ class Waiting:
 
 
 class Fleet:
-    def __init__(self, rules: FleetRules, send_reset: Callable[[str, int, str], None], counters: dict | None = None):
+    def __init__(self, rules: FleetRules, send_reset: Callable[[str, int, str], None], counters: dict | None = None,
+                 send_takeover: Callable[[str, int, int], None] | None = None):
         self.rules = rules
-        self.send_reset = send_reset
+        self.send_reset, self.send_takeover = send_reset, send_takeover
         self.robots: dict[str, RobotState] = {}
         self.waiting: deque[Waiting] = deque()
         self.to_score: list[dict] = []  # {key: (robot, episode, step index), task, before, after, t_queued}
         self.finishing: list[EpisodeRecord] = []  # closed, waiting for their last scores and the data service
         self.counters = counters if counters is not None else {}
-        for k in ("unexecuted_actions", "episodes_capped", "late_answers"):
+        for k in ("unexecuted_actions", "episodes_capped", "late_answers", "takeovers", "operator_steps"):
             self.counters.setdefault(k, 0)
         self.hold_since: float | None = None
         self.holds: list[float] = []  # seconds robots were held for the learner, per hold
@@ -85,7 +95,7 @@ class Fleet:
     def _open(self, robot: str, task: str, episode: int) -> RobotState:
         r = self.robots.setdefault(robot, RobotState())
         self.close(robot, "abort")  # a robot that restarted without ending its episode: kept as aborted
-        r.rec = EpisodeRecord(robot, task, episode)
+        r.rec, r.values, r.takeovers = EpisodeRecord(robot, task, episode), [], 0
         r.done = DoneRule(self.rules.done_threshold, self.rules.done_patience, self.rules.done_min_value)
         return r
 
@@ -105,12 +115,16 @@ class Fleet:
         prev = rec.steps[-1] if rec.steps else None
         if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
             prev.sample = None  # its action reached the robot too late (it held still): never trained on
-            self.counters["unexecuted_actions"] += 1
+            self.counters["unexecuted_actions"] += int(msg.get("operator_action") is None)
+        if prev is not None and msg.get("operator_action") is not None:
+            prev.operator_action = [float(x) for x in msg["operator_action"]]  # an operator drove this step
+            self.counters["operator_steps"] += 1
         if self.rules.oracle and prev is not None:
             self._oracle_step(robot, rec, prev, msg.get("sim"))
-        if prev is not None and prev.sample is not None and not self.rules.scored:
+        ran = prev is not None and (prev.sample is not None or prev.operator_action is not None)
+        if ran and not self.rules.scored:
             prev.reward = prev.p_done = float("nan")  # an oracle arm without a critic: nothing to score
-        elif prev is not None and prev.sample is not None:
+        elif ran:
             self.to_score.append({"key": (robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
                                   "before": prev.image, "after": step.image, "t_queued": now})
         rec.steps.append(step)
@@ -120,8 +134,8 @@ class Fleet:
             self.send_reset(robot, rec.episode, "limit")
             self.close(robot, "limit")
             return
-        if rec.done_step is None:
-            self._drop_waiting(robot)  # only the newest observation matters
+        self._drop_waiting(robot)  # only the newest observation matters
+        if rec.done_step is None and msg.get("driving", "policy") == "policy":  # not while an operator drives
             self.waiting.append(Waiting(robot, step, now))
 
     def _oracle_step(self, robot: str, rec: EpisodeRecord, prev: Step, sim: dict | None) -> None:
@@ -185,6 +199,21 @@ class Fleet:
             if r.done.step(p_done, rec.value):
                 rec.done_step = idx
                 self.send_reset(robot, episode, "done")
+        if r is not None and r.rec is rec and rec.done_step is None and rec.steps[idx].sample is not None:
+            r.values.append(rec.value)
+            self._maybe_take_over(robot, r)
+
+    def _maybe_take_over(self, robot: str, r: RobotState) -> None:
+        """The takeover trigger, from the critic's readings only: the value rose less than
+        ``takeover_gain`` over the last ``takeover_after`` scored policy transitions."""
+        n = self.rules.takeover_after
+        if not n or self.send_takeover is None or r.takeovers >= self.rules.takeovers_per_episode:
+            return
+        if len(r.values) > n and r.values[-1] - r.values[-1 - n] < self.rules.takeover_gain:
+            r.takeovers += 1
+            r.values.clear()
+            self.counters["takeovers"] += 1
+            self.send_takeover(robot, r.rec.episode, self.rules.takeover_steps)
 
     def answered(self, robot: str, obs_id: int, sample: dict, version: int, now: float, t_recv: float) -> Step | None:
         """An inference replica's action for a robot's observation: kept on its step (returned, to

@@ -71,6 +71,11 @@ class LearnerConfig:
     oracle-sparse, so the critic arm imitates what its critic calls success."""
     self_imitation_steps: int = 2000
     """Steps the self-imitation buffer keeps (the newest; about 28 kB each at 96 px)."""
+    operator_weight: float = 1.0
+    """Weight of the NLL loss on the steps an operator drove (human-guided exploration, paper 3.2.3:
+    they join the demonstration replay and never enter the PPO ratio; see `vlac rl --takeover-after`)."""
+    operator_steps: int = 4000
+    """Operator steps the replay buffer keeps (the newest)."""
     grad_clip: float = 1.0
     normalise_returns: bool = True
     """Divide rewards by the running standard deviation of the discounted returns seen so far in
@@ -92,6 +97,34 @@ class LearnerConfig:
     """Sampling temperature of the inference workers (log-probabilities are under it)."""
     threads: int = 1
     seed: int = 0
+
+
+class ReplayBuffer:
+    """(actor input, action, frozen vision output or None) triples trained with an NLL loss beside
+    PPO; keeps the newest ``capacity``."""
+
+    def __init__(self, capacity: int, path: Path | None = None):
+        self.capacity = capacity
+        self.items: list[tuple] = torch.load(path, weights_only=False) if path is not None and path.is_file() else []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, items: list[tuple]) -> None:
+        self.items += items
+        del self.items[:max(0, len(self.items) - self.capacity)]
+
+    def loss(self, actor, rng: np.random.Generator, n: int):
+        """NLL of ``n`` drawn steps' actions under the actor (paper Eq. 6)."""
+        pick = rng.integers(0, len(self.items), size=n)
+        feats = [self.items[k][2] for k in pick]
+        loss, _ = actor.bc_loss([self.items[k][0] for k in pick], [self.items[k][1] for k in pick],
+                                image_features=None if any(f is None for f in feats) else torch.stack(feats))
+        return loss
+
+    def save(self, path: Path) -> None:
+        if self.items:
+            torch.save(self.items, path)
 
 
 class Learner:
@@ -125,10 +158,10 @@ class Learner:
 
             demos = load_demos([LeRobotDataset(p) for p in cfg.demo_data.split(",")], progress=False)
             self.demos = ActionSource(demos, self.actor.action_template, self.actor.state_template, self.actor.history)
-        # Self-imitation: (input, executed action) of the steps of episodes that ended at a done.
-        self.imitate: list[tuple] = []
-        if self.resumed and (self.dir / "imitate.pt").is_file():
-            self.imitate = torch.load(self.dir / "imitate.pt", weights_only=False)
+        # Replay beside PPO: the steps of the run's own episodes that ended at a done (self-imitation)
+        # and the steps operators drove (human-guided exploration); both survive a restart.
+        self.imitate = ReplayBuffer(cfg.self_imitation_steps, self.dir / "imitate.pt" if self.resumed else None)
+        self.operated = ReplayBuffer(cfg.operator_steps, self.dir / "operator.pt" if self.resumed else None)
 
     def status(self) -> dict:
         return {"step": self.step, "episodes_seen": self.episodes_seen, "resumed": self.resumed, "pid": os.getpid()}
@@ -157,8 +190,11 @@ class Learner:
                 if s.version is not None:
                     versions.append(s.version)
         n = len(samples)
+        operated = self._remember_operated(episodes)
         if n == 0:
-            return {"steps": 0}
+            if operated:
+                self.save()
+            return {"steps": 0, "operator_steps_added": operated}
         owner = np.array(owner)
         sel = [np.flatnonzero(owner == e) for e in range(len(episodes))]
         # Old log-probabilities, values and the value head's features from the training model
@@ -215,14 +251,12 @@ class Learner:
                     d_loss, _ = self.actor.bc_loss(d_in, d_act)
                     loss = loss + cfg.demo_weight * d_loss
                     st["demo_nll"] = float(d_loss.detach())
-                if self.imitate and cfg.self_imitation > 0:
-                    pick = self.rng.integers(0, len(self.imitate), size=cfg.demo_batch)
-                    feats = [self.imitate[k][2] for k in pick]
-                    s_loss, _ = self.actor.bc_loss([self.imitate[k][0] for k in pick], [self.imitate[k][1] for k in pick],
-                                                   image_features=None if any(f is None for f in feats)
-                                                   else torch.stack(feats))
-                    loss = loss + cfg.self_imitation * s_loss
-                    st["self_imitation_nll"] = float(s_loss.detach())
+                for name, buf, weight in (("self_imitation", self.imitate, cfg.self_imitation),
+                                          ("operator", self.operated, cfg.operator_weight)):
+                    if len(buf) and weight > 0:
+                        b_loss = buf.loss(self.actor, self.rng, cfg.demo_batch)
+                        loss = loss + weight * b_loss
+                        st[f"{name}_nll"] = float(b_loss.detach())
                 for k, v in st.items():
                     agg.setdefault(k, []).append(v)
                 if cfg.target_kl > 0 and st["approx_kl"] > 1.5 * cfg.target_kl:
@@ -242,6 +276,7 @@ class Learner:
         stats.update({"steps": n, "update": self.step, "explained_variance": explained_variance(values, ret),
                       "gradient_steps": len(agg.get("gradient_steps", [])), "kl_stop": int(stopped),
                       "return_scale": scale, "imitated_episodes": imitated, "imitation_buffer": len(self.imitate),
+                      "operator_steps_added": operated, "operator_buffer": len(self.operated),
                       "mean_return": float(np.mean([r.rewards(cfg.reward, cfg.done_bonus).sum() for r in episodes])),
                       "inference_ratio_drift": float(np.mean(np.abs(np.exp(old_lp - infer_lp) - 1.0))),
                       # updates between the weights that acted and those being trained (0: on-policy)
@@ -259,10 +294,28 @@ class Learner:
         joined = [e for e, rec in enumerate(episodes) if rec.terminal]
         for e in joined:
             rec = episodes[e]
-            self.imitate += [(x, np.asarray(s.sample["action"], np.float32), None if images is None else images[i].clone())
-                             for x, s, i in zip(rec.actor_inputs(), rec.acted, sel[e])]
-        del self.imitate[:max(0, len(self.imitate) - self.cfg.self_imitation_steps)]
+            self.imitate.add([(x, np.asarray(s.sample["action"], np.float32), None if images is None else images[i].clone())
+                              for x, s, i in zip(rec.actor_inputs(), rec.acted, sel[e])])
         return len(joined)
+
+    def _remember_operated(self, episodes: list[EpisodeRecord]) -> int:
+        """The steps operators drove join their replay buffer (with the frozen vision tower's output
+        of each, computed once); returns how many."""
+        from vlac.actor.actor import ActorInput
+
+        items = [(ActorInput(s.image, s.state, rec.task, s.history or []), np.asarray(s.operator_action, np.float32))
+                 for rec in episodes for s in rec.operated]
+        if not items:
+            return 0
+        feats: list = [None] * len(items)
+        if self.cfg.freeze_vision:
+            with torch.no_grad():
+                for k in range(0, len(items), 32):
+                    batch = self.actor.vlm.encode([self.actor.prompt(x) for x, _ in items[k:k + 32]])
+                    out = self.actor.vlm.image_features(batch["pixel_values"])
+                    feats[k:k + 32] = [f.clone() for f in out]
+        self.operated.add([(x, a, f) for (x, a), f in zip(items, feats)])
+        return len(items)
 
     def _warm_up_value_head(self, features: np.ndarray, targets) -> np.ndarray:
         """Fit the linear value head to this batch's value targets (ridge regression on the
@@ -288,8 +341,8 @@ class Learner:
         torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
                     "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
                     "return_moments": self.return_moments.state()}, tmp / "trainer.pt")
-        if self.imitate:
-            torch.save(self.imitate, tmp / "imitate.pt")
+        self.imitate.save(tmp / "imitate.pt")
+        self.operated.save(tmp / "operator.pt")
         replace_dir(tmp, self.dir)
 
     def pid(self) -> int:

@@ -75,7 +75,9 @@ class RLLoop:
                                 oracle=self.oracle, scored=self.scored,
                                 max_steps=cfg.max_episode_steps or 10 * cfg.max_steps, max_mb=cfg.max_episode_mb,
                                 history_len=Actor.history_length(cfg.actor or None),
-                                wait_for_learner=cfg.wait_for_learner)
+                                wait_for_learner=cfg.wait_for_learner, takeover_after=cfg.takeover_after,
+                                takeover_gain=cfg.takeover_gain, takeover_steps=cfg.takeover_steps,
+                                takeovers_per_episode=cfg.takeovers_per_episode)
         self.fleet: Fleet | None = None  # the robots' episodes; made with the gateway it sends resets through
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
 
@@ -154,7 +156,7 @@ class RLLoop:
     def attach(self, gateway) -> None:
         """The robots' link: the gateway whose events drive the fleet and which carries its resets."""
         self.gateway = gateway
-        self.fleet = Fleet(self.rules, gateway.send_reset, self.counters)
+        self.fleet = Fleet(self.rules, gateway.send_reset, self.counters, send_takeover=gateway.send_takeover)
 
     def _on_event(self, ev, now: float) -> None:
         msg, fleet = ev.msg, self.fleet

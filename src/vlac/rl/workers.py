@@ -164,7 +164,8 @@ class DataService:
         rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
                             success=side["success"], done_step=side["done_step"])
         rec.steps = [Step(d["obs_id"], d["t_obs"], ep.images["main"][k], ep.state[k], d["sample"], d["t_action"],
-                          d["reward"], d["p_done"], d.get("version"), d.get("history"), d.get("oracle_reward"))
+                          d["reward"], d["p_done"], d.get("version"), d.get("history"), d.get("oracle_reward"),
+                          d.get("operator_action"))
                      for k, d in enumerate(side["steps_detail"])]
         return rec
 
@@ -189,14 +190,15 @@ class DataService:
     def add(self, rec: EpisodeRecord) -> int:
         from vlac.data.episode import Episode
 
-        steps = rec.acted
+        steps = rec.executed  # the policy's steps and an operator's, in order
         if not steps:
             return -1
         index = self.writer.num_episodes
         side = {**rec.summary(), "dataset_index": index, "done_step": rec.done_step,
                 "steps_detail": [{"obs_id": s.obs_id, "t_obs": s.t_obs, "t_action": s.t_action, "reward": s.reward,
                                   "p_done": s.p_done, "sample": s.sample, "version": s.version, "history": s.history,
-                                  "oracle_reward": s.oracle_reward} for s in steps]}
+                                  "oracle_reward": s.oracle_reward, "operator_action": s.operator_action}
+                                 for s in steps]}
         path = self.root / "rl_steps" / f"episode_{index:06d}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(side))
@@ -207,7 +209,8 @@ class DataService:
             flags[-1] = True
         self.writer.add_episode(Episode(rec.task, {"main": np.stack(frames)},
                                         np.stack([s.state for s in steps]).astype(np.float32),
-                                        np.stack([np.asarray(s.sample["action"], np.float32) for s in steps]), flags,
+                                        np.stack([np.asarray(s.sample["action"] if s.sample is not None
+                                                             else s.operator_action, np.float32) for s in steps]), flags,
                                         {"behaviour": f"rl:{rec.robot}", "seed": rec.episode, "scene_variant": "default",
                                          "env_task": rec.robot, "success": bool(rec.success)}))
         return index

@@ -8,7 +8,10 @@ it, at most ``--period`` seconds (a real robot's control period) or, with ``--pe
 (simulation only, lock-step), until it comes; execute it, or hold still if none came in time
 (counted as idle). Observations flow whatever the learner does: the learner never talks to
 robots, inference workers do. The gateway ends an episode with a ``reset`` (the critic judged
-it done, or the loop wants a new start); the robot ends it itself at ``--max-steps``.
+it done, or the loop wants a new start); the robot ends it itself at ``--max-steps``. A
+``takeover`` hands the robot to an operator for some steps: here the task's scripted expert stands
+in for the person, drives from the current state, and each observation after an operator's
+action says so (``operator_action``), as a real robot with a teleoperation device would.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class SimRobotConfig:
 
 
 def run_sim_robot(cfg: SimRobotConfig) -> dict:
+    from vlac.envs.behaviours import make_behaviour
     from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
     from vlac.envs.rollout import episode_seed
     from vlac.envs.tasks import TASKS
@@ -74,7 +78,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     client = RobotClient(cfg.connect, robot_id, embodiment="sim-arm", cameras=env.camera_keys, task=task,
                          state_dim=4, action_dim=4, server_key=server_key, keys=keys)
     print(f"robot {robot_id}: waiting for a gateway at {cfg.connect} (up to {cfg.welcome_timeout:.0f} s)", flush=True)
-    stats = {"episodes": 0, "steps": 0, "idle_steps": 0, "successes": 0, "wait_s": 0.0}
+    stats = {"episodes": 0, "steps": 0, "idle_steps": 0, "successes": 0, "wait_s": 0.0, "operator_steps": 0,
+             "takeovers": 0}
     try:
         end = time.monotonic() + cfg.welcome_timeout
         while not stop.now and time.monotonic() < end and not client.wait_welcome(0.2):
@@ -88,17 +93,24 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
         print(f"robot {robot_id}: connected to {cfg.connect} (session {client.session})", flush=True)
         episode = 0
         hold = np.array([0, 0, 0, 1], dtype=np.float32)
+        operator = make_behaviour("expert")  # the simulated operator: the task's scripted expert
         while not stop.now and (cfg.episodes == 0 or episode < cfg.episodes):
-            obs = env.reset(episode_seed(cfg.seed, robot_id, episode))
+            seed = episode_seed(cfg.seed, robot_id, episode)
+            obs = env.reset(seed)
             client.resets.clear()
+            client.takeovers.clear()
             client.start_episode(episode, task)
             step, reason, last, executed = 0, "limit", hold, None
+            operated, operator_left = None, 0  # the operator's action into this observation; steps it still drives
             while not stop.now:
                 sim = {"reward": env.reward, "success": env.success}  # measurement / oracle arms only
-                oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed, sim=sim)
+                operator_left = _take_over(client, operator, env, episode, seed + step, operator_left, stats)
+                oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed, sim=sim,
+                                      operator_action=operated, driving="operator" if operator_left else "policy")
                 t0 = sent = time.monotonic()
-                action = None
-                while not stop.now and action is None and not client.resets:
+                action, operated = None, None
+                while not stop.now and action is None and not client.resets and not operator_left \
+                        and not client.takeovers:
                     left = 0.2 if cfg.period <= 0 else min(0.2, cfg.period - (time.monotonic() - t0))
                     action = client.wait_action(oid, max(left, 0.0))
                     now = time.monotonic()
@@ -114,8 +126,15 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                 if mine:
                     reason = "done" if mine[-1]["reason"] == "done" else "reset"
                     break
-                # which action ran (told with the next observation); -1: held still
-                executed = int(client.last_action_msg["obs_id"]) if action is not None else -1
+                operator_left = _take_over(client, operator, env, episode, seed + step, operator_left, stats)
+                if operator_left and action is None:  # the operator drives this step, not the policy
+                    action = operated = operator.act(env)
+                    operator_left -= 1
+                    stats["operator_steps"] += 1
+                    executed = -1  # no policy action ran
+                else:
+                    # which action ran (told with the next observation); -1: held still
+                    executed = int(client.last_action_msg["obs_id"]) if action is not None else -1
                 if action is None:
                     stats["idle_steps"] += 1
                     action = np.array([0, 0, 0, last[3]], dtype=np.float32)  # hold still, keep the grip
@@ -138,6 +157,18 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
         env.close()
     print(f"robot {robot_id}: {stats}", flush=True)
     return stats
+
+
+def _take_over(client: RobotClient, operator, env, episode: int, seed: int, left: int, stats: dict) -> int:
+    """Steps the simulated operator still drives, after any takeover the gateway asked for in this
+    episode (a new one restarts the scripted expert from the current state)."""
+    asked = [t for t in client.takeovers if t["episode"] == episode]
+    client.takeovers.clear()
+    if asked:
+        operator.reset(env, np.random.default_rng(seed))
+        stats["takeovers"] += 1
+        return int(asked[-1]["steps"])
+    return left
 
 
 class _Stop:

@@ -59,6 +59,7 @@ class RobotClient:
         self.errors: deque = deque(maxlen=32)
         self.refused: str | None = None  # the gateway's reason when it turned this robot away at hello
         self.resets: deque = deque()
+        self.takeovers: deque = deque()  # operator takeovers the gateway asked for: {episode, steps}
         self._actions: dict[int, dict] = {}
         self.last_action_msg: dict | None = None  # the message of the action wait_action returned last
         self._last_hello = self._last_beat = 0.0
@@ -79,11 +80,14 @@ class RobotClient:
         return True
 
     def send_obs(self, images: dict, state, episode: int, step: int, t: float | None = None,
-                 executed: int | None = None, sim: dict | None = None) -> int:
+                 executed: int | None = None, sim: dict | None = None, operator_action=None,
+                 driving: str = "policy") -> int:
         """Send one observation; returns its id (the action answering it carries the same id).
         ``executed``: the obs_id whose action the robot executed since its previous observation,
         or -1 if it held still (None: not reported; the gateway side then assumes lock-step).
-        ``sim``: simulators only, {reward, success} of the transition into this observation."""
+        ``sim``: simulators only, {reward, success} of the transition into this observation.
+        ``operator_action``: the action that ran since the previous observation was an operator's;
+        ``driving`` "operator": the operator chooses the next one too (no policy action wanted)."""
         oid = self.next_obs_id
         self.next_obs_id += 1
         imgs = {k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in images.items()}
@@ -94,6 +98,10 @@ class RobotClient:
             msg["executed"] = int(executed)
         if sim is not None:
             msg["sim"] = {"reward": float(sim["reward"]), "success": bool(sim["success"])}
+        if operator_action is not None:
+            msg["operator_action"] = np.asarray(operator_action, dtype=np.float32)
+        if driving != "policy":
+            msg["driving"] = driving
         self._send(msg)
         self.poll()
         return oid
@@ -130,6 +138,8 @@ class RobotClient:
                 self._actions[msg["obs_id"]] = msg
             elif kind == "reset":
                 self.resets.append(msg)
+            elif kind == "takeover":
+                self.takeovers.append(msg)
             elif kind == "error":
                 self.errors.append((msg.get("about", ""), msg["code"], msg["message"]))
                 if msg["code"] == "incompatible":
@@ -157,7 +167,7 @@ class RobotClient:
                 self.last_action_msg = msg
                 return np.asarray(msg["action"], dtype=np.float32)
             left = end - time.monotonic()
-            if left <= 0 or self.resets:
+            if left <= 0 or self.resets or self.takeovers:
                 return None
             self.poll(max(1, int(min(left, 0.05) * 1000)))
 

@@ -196,6 +196,11 @@ class Gateway:
     def send_reset(self, robot: str, episode: int, reason: str) -> bool:
         return self._send(robot.encode(), {"type": "reset", "robot": robot, "episode": int(episode), "reason": reason})
 
+    def send_takeover(self, robot: str, episode: int, steps: int) -> bool:
+        """An operator drives ``robot`` for up to ``steps`` steps of ``episode``, then the policy again."""
+        return self._send(robot.encode(), {"type": "takeover", "robot": robot, "episode": int(episode),
+                                           "steps": int(steps)})
+
     def close(self) -> None:
         self._sock.close(0)
         if self._auth is not None:

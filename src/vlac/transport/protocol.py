@@ -15,6 +15,11 @@ Robot -> gateway
                    sim (optional, simulators only: {reward: the simulator's shaped reward of the
                    transition into this observation, success: its flag}; ground truth for the
                    labelled oracle reward arms, dropped by the loop in every other arm)
+                   operator_action (optional (A,) float: the action that ran since the previous
+                   observation was an operator's, a person at a teleoperation device or a
+                   simulator's scripted stand-in, not the policy's),
+                   driving (optional "policy" | "operator": who chooses the action for this
+                   observation; "operator": the robot wants no policy action for it)
     episode_start  episode, task
     episode_end    episode, reason ("done" | "limit" | "reset" | "abort"), success (optional; simulators
                    only, for measurement, never used for learning; the simulator robot reports
@@ -24,6 +29,8 @@ Gateway -> robot
     welcome        session (str), protocol version accepted
     action         obs_id (the observation it answers), action (A,) float, t_obs, t_sent
     reset          episode (the one to end), reason, restore (optional: an opaque snapshot to return to)
+    takeover       episode, steps: an operator drives the robot for up to ``steps`` steps (a simulated
+                   robot's scripted expert stands in for the person), then the policy again
     error          code, message, (the offending type if known)
 
 Bounds (``validate``): ``v`` is the integer 1; ids, episodes and steps are integers in
@@ -73,8 +80,10 @@ GATEWAY_TYPES = {
     "welcome": {"session": str},
     "action": {"obs_id": int, "action": np.ndarray},
     "reset": {"episode": int, "reason": str},
+    "takeover": {"episode": int, "steps": int},
     "error": {"code": str, "message": str},
 }
+DRIVERS = ("policy", "operator")
 END_REASONS = ("done", "limit", "reset", "abort")
 
 
@@ -214,6 +223,14 @@ def _check_obs(msg: dict) -> None:
     sim = msg.get("sim", {"reward": 0.0, "success": False})
     if not (isinstance(sim, dict) and isinstance(sim.get("success"), bool) and _is_finite(sim.get("reward"))):
         raise ProtocolError("bad-field", "obs field 'sim' must be {reward: finite number, success: bool}", "obs")
+    op = msg.get("operator_action")
+    if op is not None and not (isinstance(op, np.ndarray) and op.ndim == 1 and 0 < op.size <= MAX_DIM
+                               and op.dtype.kind in "iuf" and np.isfinite(op).all()):
+        raise ProtocolError("bad-field", f"obs field 'operator_action' must be a finite 1-d array of at most "
+                                         f"{MAX_DIM} values", "obs")
+    if msg.get("driving", "policy") not in DRIVERS:
+        raise ProtocolError("bad-field", f"obs field 'driving' must be one of {DRIVERS}, got {msg.get('driving')!r:.50}",
+                            "obs")
     ex = msg.get("executed", -1)
     if not _is_int(ex) or not -1 <= ex <= MAX_ID:
         raise ProtocolError("bad-field", f"obs field 'executed' must be an obs_id or -1 (held still), "
