@@ -523,7 +523,8 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         alone = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(tmp_path / "alone"), "--tasks", "reach-v3",
                  "--robots", "1", "--episodes", "3", "--episodes-per-update", "1", "--max-steps", "8",
                  "--eval-episodes", "0", "--critic-symmetric", "--done-threshold", "1.5", "--wait-for-learner",
-                 "--learner.reward", "oracle-dense"]
+                 "--learner.reward", "oracle-dense", "--takeover-after", "2", "--takeover-gain", "1.0",
+                 "--takeover-steps", "2"]
         proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert json.loads((tmp_path / "alone" / "rl_config.json").read_text())["critic_symmetric"] is True
@@ -531,8 +532,13 @@ def test_rl_joins_an_existing_ray_cluster(tmp_path):
         assert len(rows) == 3 and all(r["reason"] == "limit" for r in rows), rows
         updates = [json.loads(x) for x in (tmp_path / "alone" / "learner.jsonl").read_text().splitlines()]
         assert len(updates) == 3 and all(u["policy_lag"] == 0 for u in updates), updates
-        held = json.loads((tmp_path / "alone" / "loop_stats.json").read_text())["learner_hold_s"]
-        assert held > 0
+        loop_stats = json.loads((tmp_path / "alone" / "loop_stats.json").read_text())
+        assert loop_stats["learner_hold_s"] > 0
+        # human-guided exploration: the value cannot rise by 1.0 in 2 steps, so the simulated operator
+        # takes over once an episode; its steps are stored and replayed, never PPO samples
+        assert loop_stats["takeovers"] >= 1 and loop_stats["operator_steps"] >= 1, loop_stats
+        assert sum(r["operator_steps"] for r in rows) == loop_stats["operator_steps"]
+        assert sum(u["operator_steps_added"] for u in updates) == loop_stats["operator_steps"]
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
