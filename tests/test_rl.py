@@ -153,6 +153,11 @@ def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_pa
     assert stats["steps"] == 4 and stats["operator_steps_added"] == 2 and stats["operator_buffer"] == 2
     assert np.isfinite(stats["operator_nll"]) and stats["operator_nll"] > 0
     assert len(Learner(cfg).operated) == 2  # kept with the learner's checkpoint
+    # replay alone after PPO's epochs, outside its KL stop: the operator's actions get likelier
+    again = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "replay"), minibatch=4, epochs=1,
+                                  demo_batch=2, lr=1e-3, replay_steps=12))
+    stats = again.update([back])
+    assert stats["replay_steps"] == 12 and stats["replay_loss_last"] < stats["replay_loss_first"]
 
 
 def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):

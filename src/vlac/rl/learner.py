@@ -76,6 +76,10 @@ class LearnerConfig:
     they join the demonstration replay and never enter the PPO ratio; see `vlac rl --takeover-after`)."""
     operator_steps: int = 4000
     """Operator steps the replay buffer keeps (the newest)."""
+    replay_steps: int = 0
+    """Gradient steps on the replay losses alone (demonstrations, operator steps, self-imitation)
+    after each update's PPO epochs, outside the KL stop (0: they only ride along PPO's minibatches,
+    where the KL stop bounds how far they can move the policy)."""
     grad_clip: float = 1.0
     normalise_returns: bool = True
     """Divide rewards by the running standard deviation of the discounted returns seen so far in
@@ -245,18 +249,10 @@ class Learner:
                 loss, st = ppo_loss(out["log_prob"], torch.tensor(old_lp[mb], dtype=torch.float32), adv_t[mb],
                                     out["value"], torch.tensor(ret[mb], dtype=torch.float32), out["entropy"],
                                     clip=cfg.clip, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
-                if self.demos is not None and cfg.demo_weight > 0:
-                    # Eq. 6, offline demonstration replay: NLL of demonstrated action tokens.
-                    d_in, d_act, _ = self.demos.draw(self.rng, cfg.demo_batch)
-                    d_loss, _ = self.actor.bc_loss(d_in, d_act)
-                    loss = loss + cfg.demo_weight * d_loss
-                    st["demo_nll"] = float(d_loss.detach())
-                for name, buf, weight in (("self_imitation", self.imitate, cfg.self_imitation),
-                                          ("operator", self.operated, cfg.operator_weight)):
-                    if len(buf) and weight > 0:
-                        b_loss = buf.loss(self.actor, self.rng, cfg.demo_batch)
-                        loss = loss + weight * b_loss
-                        st[f"{name}_nll"] = float(b_loss.detach())
+                r_loss, r_st = self._replay_loss()  # Eq. 6: NLL of demonstrated (and replayed) actions
+                if r_loss is not None:
+                    loss = loss + r_loss
+                st.update(r_st)
                 for k, v in st.items():
                     agg.setdefault(k, []).append(v)
                 if cfg.target_kl > 0 and st["approx_kl"] > 1.5 * cfg.target_kl:
@@ -269,6 +265,18 @@ class Learner:
                 agg.setdefault("gradient_steps", []).append(1)
             if stopped:
                 break
+        replay = []
+        for _ in range(cfg.replay_steps):  # replay alone, outside the PPO trust region
+            r_loss, _ = self._replay_loss()
+            if r_loss is None:
+                break
+            self.opt.zero_grad(set_to_none=True)
+            r_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+            self.opt.step()
+            replay.append(float(r_loss.detach()))
+        if replay:
+            extra.update(replay_steps=len(replay), replay_loss_first=replay[0], replay_loss_last=replay[-1])
         self.step += 1
         self.episodes_seen += len(episodes)
         stats = {k: float(np.mean(v)) for k, v in agg.items() if k != "gradient_steps"}
@@ -284,6 +292,22 @@ class Learner:
                       "seconds": time.perf_counter() - t0})
         self.save()
         return stats
+
+    def _replay_loss(self):
+        """The weighted NLL of a draw from each replay source (demonstrations, operator steps, the
+        run's own successes) and each one's figure; (None, {}) when there is none."""
+        cfg, loss, st = self.cfg, None, {}
+        if self.demos is not None and cfg.demo_weight > 0:
+            d_in, d_act, _ = self.demos.draw(self.rng, cfg.demo_batch)
+            d_loss, _ = self.actor.bc_loss(d_in, d_act)
+            loss, st["demo_nll"] = cfg.demo_weight * d_loss, float(d_loss.detach())
+        for name, buf, weight in (("self_imitation", self.imitate, cfg.self_imitation),
+                                  ("operator", self.operated, cfg.operator_weight)):
+            if len(buf) and weight > 0:
+                b_loss = buf.loss(self.actor, self.rng, cfg.demo_batch)
+                loss = weight * b_loss if loss is None else loss + weight * b_loss
+                st[f"{name}_nll"] = float(b_loss.detach())
+        return loss, st
 
     def _remember_successes(self, episodes: list[EpisodeRecord], sel: list[np.ndarray], images) -> int:
         """Add the steps of the episodes that ended at a done to the self-imitation buffer as
