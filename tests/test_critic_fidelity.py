@@ -83,3 +83,19 @@ def test_fidelity_command_end_to_end_and_reuse(tmp_path, capsys):
                                np.concatenate([r["deltas"] for r in rows]), atol=1e-5)
     with pytest.raises(SystemExit, match="no rollouts/ folder"):
         main(args + ["--reuse", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
+
+
+def test_the_done_rule_is_chosen_on_one_half_and_judged_on_the_other():
+    from vlac.critic.fidelity import choose_done_rule, done_outcomes
+    from vlac.critic.metrics import DoneRule
+
+    def row(success, p_done, first=None):
+        return {**_row(np.linspace(0, 1, len(p_done) + 1), [0.1] * len(p_done), success, first), "p_done": np.array(p_done)}
+
+    # successes reach p(done) 0.995 for 3 steps from step 5; failures flicker to 0.995 once
+    good = [row(True, [0.1] * 5 + [0.995] * 3, first=5) for _ in range(4)]
+    bad = [row(False, [0.1, 0.995, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]) for _ in range(4)]
+    rows = [r for pair in zip(good, bad) for r in pair]
+    assert done_outcomes(rows, DoneRule(0.9, 1)) == (0.5, 1.0)  # fires in every failure too
+    chosen = choose_done_rule(rows)
+    assert chosen["patience"] >= 2 and chosen["precision_held_out"] == 1.0 and chosen["recall_held_out"] == 1.0

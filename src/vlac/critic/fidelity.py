@@ -255,6 +255,43 @@ def task_measures(rows: list[dict]) -> dict:
     }
 
 
+def done_outcomes(rows: list[dict], rule) -> tuple[float, float]:
+    """Precision and on-time recall of a done rule over scored episodes (fires at or after the
+    first successful frame = right; in a failed episode or before success = wrong)."""
+    fired = right = 0
+    for r in rows:
+        k = rule.first(r["p_done"], r["values"][1:])
+        if k is None:
+            continue
+        fired += 1
+        right += int(r["success"] and k + 1 >= r["first_success"])
+    good = sum(r["success"] for r in rows)
+    return (right / fired if fired else float("nan")), (right / good if good else float("nan"))
+
+
+def choose_done_rule(rows: list[dict], thresholds=(0.5, 0.7, 0.9, 0.95, 0.99), patiences=(1, 2, 4, 8, 12),
+                     gates=(0.0, 0.3, 0.5, 0.7)) -> dict:
+    """The done rule (threshold, patience, value gate) with the best F1 of precision and on-time
+    recall on half of the episodes (even positions), and its figures on the other half, so the
+    choice is not judged on the episodes it was chosen on."""
+    from vlac.critic.metrics import DoneRule
+
+    fit, held = rows[0::2], rows[1::2]
+    best = None
+    for t in thresholds:
+        for p in patiences:
+            for g in gates:
+                prec, rec = done_outcomes(fit, DoneRule(t, p, g))
+                f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
+                f1 = 0.0 if not np.isfinite(f1) else f1
+                if best is None or f1 > best["f1_fit"]:
+                    best = {"threshold": t, "patience": p, "min_value": g, "f1_fit": f1, "precision_fit": prec,
+                            "recall_fit": rec}
+    prec, rec = done_outcomes(held, DoneRule(best["threshold"], best["patience"], best["min_value"]))
+    return {**best, "precision_held_out": prec, "recall_held_out": rec, "episodes_fit": len(fit),
+            "episodes_held_out": len(held)}
+
+
 def ranking(rows: list[dict], policies: list[str]) -> dict:
     """Per task: each policy's true success rate and mean critic return, and Kendall tau between them."""
     from scipy.stats import kendalltau
@@ -328,6 +365,7 @@ def fidelity(cfg: FidelityConfig) -> dict:
     rows = score(critic, episodes, cfg)
     main_rows = rows[:n_main]
     report = {"config": asdict(cfg), "tasks": {t: task_measures([r for r in main_rows if r["task"] == t]) for t in tasks},
+              "done_rule_chosen": choose_done_rule(main_rows),
               "identical_frames": identical_frames(critic, main_eps),
               "latency_batch1_s": latency(critic, main_eps[0])}
     if policies:
@@ -364,6 +402,12 @@ def markdown(report: dict) -> str:
     lines += [markdown_table(header, body), "",
               f"Reward for two identical frames (should be 0): {fmt(report['identical_frames'], 3)}. "
               f"Reward latency at batch 1 (progress + done of one transition): {report['latency_batch1_s'] * 1000:.0f} ms.\n"]
+    d = report.get("done_rule_chosen")
+    if d:
+        lines.append(f"Done rule chosen on half of the rollouts (best F1 of precision and on-time recall): p(done) >= "
+                     f"{d['threshold']:g} on {d['patience']} transitions, value gate {d['min_value']:g}: precision "
+                     f"{fmt(d['precision_fit'])} / recall {fmt(d['recall_fit'])} there, {fmt(d['precision_held_out'])} / "
+                     f"{fmt(d['recall_held_out'])} on the other half ({d['episodes_held_out']} episodes).\n")
     if "ranking" in report:
         lines.append(f"## Policy ranking (Kendall tau of mean critic return against true success rate; "
                      f"mean over tasks {fmt(report['ranking_mean_tau'])})\n")
