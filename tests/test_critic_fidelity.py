@@ -98,4 +98,5 @@ def test_the_done_rule_is_chosen_on_one_half_and_judged_on_the_other():
     rows = [r for pair in zip(good, bad) for r in pair]
     assert done_outcomes(rows, DoneRule(0.9, 1)) == (0.5, 1.0)  # fires in every failure too
     chosen = choose_done_rule(rows)
-    assert chosen["patience"] >= 2 and chosen["precision_held_out"] == 1.0 and chosen["recall_held_out"] == 1.0
+    assert chosen["precision_held_out"] == 1.0 and chosen["recall_held_out"] == 1.0
+    assert chosen["patience"] >= 2 or chosen["min_value"] > 0.2  # a longer streak or the value gate skips the flicker
