@@ -75,6 +75,9 @@ def test_fidelity_command_end_to_end_and_reuse(tmp_path, capsys):
     assert np.mean([r["progress"][-1] for r in rows if r["policy"] == "expert"]) > 0.1
     assert (out / "fidelity.png").stat().st_size > 0 and (out / "ranking.png").stat().st_size > 0
     assert "Spearman(value, progress)" in (out / "report.md").read_text()
+    # the report made again from episodes.jsonl alone (no model runs) is the same report
+    main(["critic", "fidelity", "--out", str(out), "--rebuild"])
+    assert (out / "fidelity.json").read_text() == json.dumps(report, indent=2)
     # the same rollouts scored again: nothing new rolled out, the same rewards
     main(args + ["--reuse", str(out), "--out", str(tmp_path / "again")])
     assert not (tmp_path / "again" / "rollouts").exists()

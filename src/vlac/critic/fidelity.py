@@ -68,6 +68,8 @@ class FidelityConfig:
     policies: str = POLICIES
     """Policies of the ranking: scripted behaviours (noisy@SIGMA: the expert plus Gaussian noise of
     SIGMA in normalised action units) and actor@TEMPERATURE (0: greedy)."""
+    rebuild: bool = False
+    """Make the report of OUT again from its episodes.jsonl (no model runs)."""
     reuse: str = ""
     """An earlier fidelity folder whose saved rollouts are scored again instead of new ones (to
     compare critics on the same episodes)."""
@@ -187,8 +189,9 @@ def score(critic, episodes: list[Episode], cfg: FidelityConfig) -> list[dict]:
     rows, rule = [], DoneRule(cfg.done_threshold, cfg.done_patience, cfg.done_min_value)
     for e in tqdm(episodes, desc="score", unit="ep"):
         text = TASKS[e.task].instruction
-        deltas = critic.progress(list(zip(e.frames[:-1], e.frames[1:])), text, decoding="rich")
-        p_done = critic.done(list(e.frames[1:]), text)
+        # float64 from here on, so a report rebuilt from episodes.jsonl gives the very same figures
+        deltas = np.asarray(critic.progress(list(zip(e.frames[:-1], e.frames[1:])), text, decoding="rich"), np.float64)
+        p_done = np.asarray(critic.done(list(e.frames[1:]), text), np.float64)
         values = value_curve(deltas)  # frames 0..T, v_0 = 0
         fire = rule.first(p_done, values[1:])
         rows.append({"policy": e.policy, "task": e.task, "seed": e.seed, "success": e.success,
@@ -341,6 +344,8 @@ def fidelity(cfg: FidelityConfig) -> dict:
     from vlac.envs.tasks import resolve_tasks
     from vlac.utils.imports import set_threads
 
+    if cfg.rebuild:
+        return rebuild(cfg.out)
     if cfg.episodes < 2:
         raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed")
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
@@ -363,17 +368,41 @@ def fidelity(cfg: FidelityConfig) -> dict:
     n_main = len(tasks) * cfg.episodes  # collect() keeps the plan's order: the actor's rollouts first
     main_eps = episodes[:n_main]
     rows = score(critic, episodes, cfg)
-    main_rows = rows[:n_main]
-    report = {"config": asdict(cfg), "tasks": {t: task_measures([r for r in main_rows if r["task"] == t]) for t in tasks},
-              "done_rule_chosen": choose_done_rule(main_rows),
-              "identical_frames": identical_frames(critic, main_eps),
-              "latency_batch1_s": latency(critic, main_eps[0])}
-    if policies:
-        report["ranking"] = ranking(rows[n_main:], policies)
-        report["ranking_mean_tau"] = _nanmean([v["kendall_tau"] for v in report["ranking"].values()])
     with open(out / "episodes.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}) + "\n")
+    return write_report(out, cfg, rows, identical_frames(critic, main_eps), latency(critic, main_eps[0]))
+
+
+def rebuild(folder: str) -> dict:
+    """A fidelity folder's report made again from its ``episodes.jsonl`` (no model runs): after a
+    change to the measures."""
+    out = Path(folder)
+    if not (out / "episodes.jsonl").is_file() or not (out / "fidelity.json").is_file():
+        raise FileNotFoundError(f"{folder}: no episodes.jsonl and fidelity.json; give a folder written by "
+                                "`vlac critic fidelity --out`")
+    old = json.loads((out / "fidelity.json").read_text())
+    cfg = FidelityConfig(**old["config"])
+    rows = [{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in json.loads(line).items()}
+            for line in (out / "episodes.jsonl").read_text().splitlines()]
+    return write_report(out, cfg, rows, old["identical_frames"], old["latency_batch1_s"])
+
+
+def write_report(out: Path, cfg: FidelityConfig, rows: list[dict], identical: float, seconds: float) -> dict:
+    from vlac.envs.tasks import resolve_tasks
+
+    tasks = [t.name for t in resolve_tasks(cfg.tasks)]
+    policies = [p.strip() for p in cfg.policies.split(",") if p.strip()] if cfg.ranking_episodes > 0 else []
+    main_policy = f"actor@{cfg.temperature:g}"
+    n_main = len(tasks) * cfg.episodes
+    main_rows = rows[:n_main]
+    assert all(r["policy"] == main_policy for r in main_rows)
+    report = {"config": asdict(cfg), "tasks": {t: task_measures([r for r in main_rows if r["task"] == t]) for t in tasks},
+              "done_rule_chosen": choose_done_rule(main_rows), "identical_frames": identical,
+              "latency_batch1_s": seconds}
+    if policies:
+        report["ranking"] = ranking(rows[n_main:], policies)
+        report["ranking_mean_tau"] = _nanmean([v["kendall_tau"] for v in report["ranking"].values()])
     (out / "fidelity.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(report))
     plot_curves(main_rows, out / "fidelity.png")
