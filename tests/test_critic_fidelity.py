@@ -80,10 +80,12 @@ def test_fidelity_command_end_to_end_and_reuse(tmp_path, capsys):
     assert (out / "fidelity.json").read_text() == json.dumps(report, indent=2)
     # the same rollouts scored again: nothing new rolled out, the same rewards
     main(args + ["--reuse", str(out), "--out", str(tmp_path / "again")])
-    assert not (tmp_path / "again" / "rollouts").exists()
+    assert not [d for d in (tmp_path / "again" / "rollouts").iterdir() if d.is_dir()]  # no new rollouts, only settings
     again = [json.loads(line) for line in (tmp_path / "again" / "episodes.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(np.concatenate([r["deltas"] for r in again]),
                                np.concatenate([r["deltas"] for r in rows]), atol=1e-5)
+    with pytest.raises(SystemExit, match="made with other settings max_steps 8 \\(here 9\\)"):
+        main(args[:-1] + ["1", "--max-steps", "9", "--reuse", str(out), "--out", str(tmp_path / "y")])
     with pytest.raises(SystemExit, match="no rollouts/ folder"):
         main(args + ["--reuse", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
 

@@ -188,3 +188,27 @@ def test_a_simulated_robot_hands_over_to_its_operator_and_back_over_zeromq():
     finally:
         robot.kill()
         gw.close()
+
+
+def test_an_operators_step_is_never_the_policys_and_its_done_is_not_the_policys_terminal():
+    fleet, resets = _fleet(done_threshold=0.9, done_patience=1, history_len=2)
+    fleet.episode_start("r0", TASK, 0)
+    fleet.observation("r0", _obs(0), now=0, task=TASK)
+    _act(fleet)
+    # a teleoperated robot that reports the operator's action but not `executed`
+    fleet.observation("r0", _obs(1) | {"operator_action": np.array([0, 3.0, 0, 1], np.float32)}, now=1, task=TASK)
+    step = fleet.robots["r0"].rec.steps[0]
+    assert step.sample is None and step.operator_action == [0.0, 3.0, 0.0, 1.0] and step.history == []
+    fleet.scored(("r0", 0, 0), reward=0.5, p_done=0.95)  # the operator's transition reached done
+    assert resets == [("r0", 0, "done")]
+    fleet.episode_end("r0", 0, "reset")
+    rec = fleet.finishing[0]
+    assert rec.reason == "done" and not rec.terminal  # a truncation for PPO: the policy did not finish it
+    assert rec.executed_actions(2) == [[0.0, 3.0, 0.0, 1.0]]  # operator actions are part of the history
+
+
+def test_a_config_with_a_done_patience_below_one_is_refused_before_anything_starts():
+    from vlac.rl.config import RLConfig
+
+    with pytest.raises(ValueError, match="done_patience 0 must be >= 1"):
+        RLConfig(done_patience=0)

@@ -153,6 +153,11 @@ def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_pa
     assert stats["steps"] == 4 and stats["operator_steps_added"] == 2 and stats["operator_buffer"] == 2
     assert np.isfinite(stats["operator_nll"]) and stats["operator_nll"] > 0
     assert len(Learner(cfg).operated) == 2  # kept with the learner's checkpoint
+    only = _episode(worker, 3, "limit", seed=6)
+    for s in only.steps[:-1]:
+        s.sample, s.operator_action = None, [0.0, 1.0, 0.0, 1.0]
+    stats = learner.update([only])  # no policy step at all: an update all the same (the loop counts on it)
+    assert stats["steps"] == 0 and stats["update"] == 2 and stats["operator_buffer"] == 5
     # replay alone after PPO's epochs, outside its KL stop: the operator's actions get likelier
     again = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "replay"), minibatch=4, epochs=1,
                                   demo_batch=2, lr=1e-3, replay_steps=12))

@@ -346,6 +346,8 @@ def fidelity(cfg: FidelityConfig) -> dict:
 
     if cfg.rebuild:
         return rebuild(cfg.out)
+    if cfg.done_patience < 1:
+        raise ValueError(f"--done-patience {cfg.done_patience} must be >= 1")
     if cfg.episodes < 2:
         raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed")
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
@@ -355,9 +357,21 @@ def fidelity(cfg: FidelityConfig) -> dict:
     if cfg.reuse and not (Path(cfg.reuse) / "rollouts").is_dir():
         raise FileNotFoundError(f"--reuse {cfg.reuse}: no rollouts/ folder there; give a folder written by "
                                 "`vlac critic fidelity --out`")
+    # the rollouts' own settings: a reused folder made with another actor or episode length would
+    # mix episodes under this run's labels
+    settings = {"actor": cfg.actor, "max_steps": cfg.max_steps, "seed": cfg.seed}
+    saved = Path(cfg.reuse) / "rollouts" / "settings.json" if cfg.reuse else None
+    if saved is not None and saved.is_file():
+        theirs = json.loads(saved.read_text())
+        differ = {k: (theirs.get(k), v) for k, v in settings.items() if theirs.get(k) != v}
+        if differ:
+            raise ValueError(f"--reuse {cfg.reuse}: its rollouts were made with other settings "
+                             + ", ".join(f"{k} {a!r} (here {b!r})" for k, (a, b) in differ.items())
+                             + "; pass the same --actor, --max-steps and --seed, or drop --reuse")
     set_threads(cfg.threads)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "rollouts").mkdir(parents=True, exist_ok=True)
+    (out / "rollouts" / "settings.json").write_text(json.dumps(settings))
     actor = Actor.load(cfg.actor or None)
     critic = Critic.load(cfg.critic or None, symmetric=cfg.symmetric)
     main_policy = f"actor@{cfg.temperature:g}"

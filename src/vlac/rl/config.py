@@ -127,6 +127,8 @@ class RLConfig:
         if self.keys:
             CurveKeys.load(self.keys)  # unreadable or malformed key files are named now, before Ray starts
         load_robot_keys(self.robot_keys.split(","))
+        if self.done_patience < 1:
+            raise ValueError(f"done_patience {self.done_patience} must be >= 1 (transitions in a row over the threshold)")
         if self.takeover_after < 0 or self.takeover_steps < 1 or self.takeovers_per_episode < 0:
             raise ValueError("takeover_after must be >= 0 (0: off), takeover_steps >= 1 and takeovers_per_episode >= 0")
         if self.takeover_after and self.critic == "none":

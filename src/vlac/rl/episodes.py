@@ -60,7 +60,8 @@ class EpisodeRecord:
         action history; actions it never executed are not part of it)."""
         if n <= 0:
             return []
-        return [s.sample["action"] for s in self.steps[:-1] if s.sample is not None][-n:]
+        return [s.sample["action"] if s.sample is not None else s.operator_action
+                for s in self.steps[:-1] if s.sample is not None or s.operator_action is not None][-n:]
 
     def actor_inputs(self) -> list:
         """What the actor saw at each acted step, as the inference worker built it (the PPO
@@ -88,9 +89,11 @@ class EpisodeRecord:
 
     @property
     def terminal(self) -> bool:
-        """Only the critic's done ends an episode for the learner; a step limit, a reset, an abort
-        or a lost robot is a truncation (its value is bootstrapped)."""
-        return self.reason == "done"
+        """Only the critic's done ends an episode for the learner, and only when the policy took the
+        transition judged done; a step limit, a reset, an abort, a lost robot or a done the
+        operator reached is a truncation (its value is bootstrapped)."""
+        ran = self.executed
+        return self.reason == "done" and bool(ran) and ran[-1].sample is not None
 
     def rewards(self, mode: str = "dense", done_bonus: float = 0.0) -> np.ndarray:
         """``dense``: the critic's progress delta per transition (plus ``done_bonus`` at done);

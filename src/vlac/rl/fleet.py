@@ -117,7 +117,10 @@ class Fleet:
             prev.sample = None  # its action reached the robot too late (it held still): never trained on
             self.counters["unexecuted_actions"] += int(msg.get("operator_action") is None)
         if prev is not None and msg.get("operator_action") is not None:
-            prev.operator_action = [float(x) for x in msg["operator_action"]]  # an operator drove this step
+            prev.sample = None  # an operator drove this step: whatever the policy answered did not run
+            prev.operator_action = [float(x) for x in msg["operator_action"]]
+            if prev.history is None:  # what the actor's prompt would have shown there
+                prev.history = rec.executed_actions(self.rules.history_len)
             self.counters["operator_steps"] += 1
         if self.rules.oracle and prev is not None:
             self._oracle_step(robot, rec, prev, msg.get("sim"))

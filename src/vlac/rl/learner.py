@@ -194,16 +194,18 @@ class Learner:
                 if s.version is not None:
                     versions.append(s.version)
         n = len(samples)
+        self.actor.train(False)
         operated = self._remember_operated(episodes)
-        if n == 0:
-            if operated:
-                self.save()
-            return {"steps": 0, "operator_steps_added": operated}
+        if n == 0:  # only operator steps (or nothing scored): kept for replay, no PPO step
+            self.step += 1
+            self.episodes_seen += len(episodes)
+            self.save()
+            return {"steps": 0, "update": self.step, "operator_steps_added": operated,
+                    "operator_buffer": len(self.operated), "seconds": time.perf_counter() - t0}
         owner = np.array(owner)
         sel = [np.flatnonzero(owner == e) for e in range(len(episodes))]
         # Old log-probabilities, values and the value head's features from the training model
-        # itself (paper 3.2.1), not the inference worker's numbers.
-        self.actor.train(False)
+        # itself (paper 3.2.1), not the inference worker's numbers (eval mode since above).
         old_lp, values = np.zeros(n), np.zeros(n)
         features = np.zeros((n, self.actor.value_head.in_features))
         images = None  # with a frozen vision tower: its output for every sample, reused by each epoch
@@ -315,7 +317,7 @@ class Learner:
         ``self_imitation_steps`` are kept. Returns how many episodes joined."""
         if self.cfg.self_imitation <= 0:
             return 0
-        joined = [e for e, rec in enumerate(episodes) if rec.terminal]
+        joined = [e for e, rec in enumerate(episodes) if rec.terminal and not rec.operated]  # the policy's own
         for e in joined:
             rec = episodes[e]
             self.imitate.add([(x, np.asarray(s.sample["action"], np.float32), None if images is None else images[i].clone())

@@ -113,6 +113,9 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                         and not client.takeovers:
                     left = 0.2 if cfg.period <= 0 else min(0.2, cfg.period - (time.monotonic() - t0))
                     action = client.wait_action(oid, max(left, 0.0))
+                    stale = [t for t in client.takeovers if t["episode"] != episode]
+                    for t in stale:  # a takeover of an earlier episode arrived late: not this one's
+                        client.takeovers.remove(t)
                     now = time.monotonic()
                     if action is None and cfg.period > 0 and now - t0 >= cfg.period:
                         break  # a real robot cannot wait: hold still this period

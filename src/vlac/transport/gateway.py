@@ -163,6 +163,9 @@ class Gateway:
             return f"obs lacks camera(s) {missing} announced in hello ({info.cameras})"
         if msg["state"].shape != (info.state_dim,):
             return f"obs state has shape {msg['state'].shape}, hello announced ({info.state_dim},)"
+        op = msg.get("operator_action")
+        if op is not None and op.shape != (info.action_dim,):
+            return f"obs operator_action has shape {op.shape}, hello announced actions of ({info.action_dim},)"
         return ""
 
     def _reject(self, ident: bytes, err: proto.ProtocolError) -> None:
