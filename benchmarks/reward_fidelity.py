@@ -21,13 +21,7 @@ import json
 import numpy as np
 from tqdm import tqdm
 
-
-def auc(pos: list[float], neg: list[float]) -> float:
-    """P(a positive beats a negative), ties count half; NaN when either side is empty."""
-    if not pos or not neg:
-        return float("nan")
-    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-    return float(((p > n) + 0.5 * (p == n)).mean())
+from vlac.critic.fidelity import auc  # the one AUC of success against failure
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vlac.critic.metrics import _spearman
 from vlac.critic.report import _plt, fmt, markdown_table
 
 POLICIES = "expert,noisy@1,noisy@2,random-bursts,stall,actor@0,actor@1,actor@2"
@@ -201,15 +202,6 @@ def score(critic, episodes: list[Episode], cfg: FidelityConfig) -> list[dict]:
                      "progress": 1.0 - e.remaining / max(float(e.remaining[0]), 1e-9),
                      "speed": np.linalg.norm(np.diff(e.hand, axis=0), axis=1)})
     return rows
-
-
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
 
 
 def _pearson(a, b) -> float:

@@ -53,8 +53,8 @@ def gate_done(p_done, values, min_value: float = 0.0) -> np.ndarray:
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
-    a = np.asarray(a, dtype=np.float64)
-    if len(a) < 2 or np.ptp(a) == 0 or not np.isfinite(a).all():
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0 or not np.isfinite(a).all():
         return float("nan")  # a constant curve has no order
     return float(spearmanr(a, b).statistic)
 
