@@ -80,6 +80,9 @@ class LearnerConfig:
     """Gradient steps on the replay losses alone (demonstrations, operator steps, self-imitation)
     after each update's PPO epochs, outside the KL stop (0: they only ride along PPO's minibatches,
     where the KL stop bounds how far they can move the policy)."""
+    replay_lr: float = 0.0
+    """AdamW learning rate of the ``replay_steps`` (0: ``lr``). Behaviour cloning usually wants a
+    larger step than PPO's trust region allows (the built-in actor was trained at 1e-4)."""
     grad_clip: float = 1.0
     normalise_returns: bool = True
     """Divide rewards by the running standard deviation of the discounted returns seen so far in
@@ -268,6 +271,8 @@ class Learner:
             if stopped:
                 break
         replay = []
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.replay_lr or cfg.lr
         for _ in range(cfg.replay_steps):  # replay alone, outside the PPO trust region
             r_loss, _ = self._replay_loss()
             if r_loss is None:
@@ -277,6 +282,8 @@ class Learner:
             torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
             self.opt.step()
             replay.append(float(r_loss.detach()))
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr
         if replay:
             extra.update(replay_steps=len(replay), replay_loss_first=replay[0], replay_loss_last=replay[-1])
         self.step += 1
