@@ -148,7 +148,7 @@ def evaluate(cfg: ActorEvalConfig) -> dict:
         critic = Critic.load(None if cfg.critic == "default" else cfg.critic)
     writer = None
     if cfg.record:
-        from vlac.data.collect import FPS
+        from vlac.envs.metaworld_env import FPS
         from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
         from vlac.data.writer import DatasetWriter
 

@@ -17,10 +17,8 @@ from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_fea
 from vlac.data.writer import DatasetWriter, remove_dataset
 from vlac.envs.behaviours import DEFAULT_MIX, parse_mix, schedule
 from vlac.envs.tasks import resolve_tasks
+from vlac.envs.metaworld_env import FPS
 from vlac.envs.variants import parse_variant
-
-FPS = 80
-"""Meta-World advances 12.5 ms of simulated time per step (5 substeps of 2.5 ms)."""
 
 
 @dataclass

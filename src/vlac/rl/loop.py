@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -29,6 +30,17 @@ from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.learner import Learner
 from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, LogService
 from vlac.utils.imports import require
+
+
+@dataclass
+class InFlight:
+    """A Ray call the loop waits on, and what it was made for: the requests, transitions or episodes
+    it carries (retried, failed or requeued with it; for an evaluation, the episode count it was
+    asked at) and, for inference, the fleet's batch of robots it answers."""
+
+    ref: Any
+    items: Any
+    batch: list = field(default_factory=list)
 
 
 class RLLoop:
@@ -112,7 +124,10 @@ class RLLoop:
         self.critic = None if self.cfg.critic == "none" else remote(CriticWorker).remote(
             self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
         self.learner = remote(Learner).remote(lc)
-        self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out))
+        # the dataset's frame rate: the robots' control period, or (lock-step, simulation only) the
+        # simulator's 80 steps per simulated second
+        fps = 1.0 / self.cfg.period if self.cfg.period > 0 else 80.0
+        self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out), fps=fps)
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
         status = ray.get(self.learner.status.remote())
         self.version = status["step"]
@@ -138,16 +153,19 @@ class RLLoop:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
     def _watch_robots(self) -> None:
-        """A simulated robot killed by a signal is started again under the same id (its open
-        episode is closed as aborted when the new one starts, and kept); one that exits with an
-        error (e.g. turned away at hello) stops the run with its log's name."""
+        """A simulated robot that stopped while the run goes on, killed by a signal or stopped
+        cleanly from outside (SIGTERM: it runs until stopped), is started again under the same id
+        (its open episode is closed as aborted when the new one starts, and kept): the run never
+        waits for robots that are gone. One that exits with an error (e.g. turned away at hello)
+        stops the run with its log's name."""
         for k, p in enumerate(self.procs):
             code = p.poll()
-            if code is None or code == 0:
+            if code is None:
                 continue
-            if code < 0:
+            if code <= 0:
                 self.counters["robot_restarts"] += 1
-                print(f"simulated robot sim-{k} was killed (signal {-code}); starting it again", flush=True)
+                how = f"was killed (signal {-code})" if code < 0 else "was stopped from outside the run"
+                print(f"simulated robot sim-{k} {how}; starting it again", flush=True)
                 self.procs[k] = self._start_robot(k)
             else:
                 raise RuntimeError(f"simulated robot sim-{k} exited with code {code}; see {self.out}/robot-sim-{k}.log")
@@ -188,14 +206,14 @@ class RLLoop:
             if not reqs:
                 continue
             self.stats["assign"] += [now - q["t_recv"] for q in reqs]
-            self.inflight[k] = (w.act.remote(reqs), reqs, batch)
+            self.inflight[k] = InFlight(w.act.remote(reqs), reqs, batch)
 
     def _collect_inference(self) -> None:
         ray = self.ray
         for k, item in enumerate(self.inflight):
             if item is None:
                 continue
-            ref, reqs, batch = item
+            ref, reqs, batch = item.ref, item.items, item.batch
             if ref not in self.ready:
                 continue
             self.inflight[k] = None
@@ -233,8 +251,8 @@ class RLLoop:
         ray = self.ray
         if not self.scored:
             return
-        if self.critic_inflight is not None and self.critic_inflight[0] in self.ready:
-            ref, items = self.critic_inflight
+        if self.critic_inflight is not None and self.critic_inflight.ref in self.ready:
+            ref, items = self.critic_inflight.ref, self.critic_inflight.items
             self.critic_inflight = None
             try:
                 results = ray.get(ref)
@@ -254,12 +272,12 @@ class RLLoop:
                 self.fleet.scored(tuple(res["key"]), res["reward"], res["p_done"])
         if self.critic_inflight is None and self.fleet.to_score:
             items, self.fleet.to_score = self.fleet.to_score[:32], self.fleet.to_score[32:]
-            self.critic_inflight = (self.critic.score.remote(items), items)
+            self.critic_inflight = InFlight(self.critic.score.remote(items), items)
 
     def _finish_episodes(self) -> None:
         pending = {tuple(it["key"][:2]) for it in self.fleet.to_score}
         if self.critic_inflight is not None:
-            pending |= {tuple(it["key"][:2]) for it in self.critic_inflight[1]}
+            pending |= {tuple(it["key"][:2]) for it in self.critic_inflight.items}
         for rec in list(self.fleet.finishing):
             if (rec.robot, rec.episode) in pending:
                 continue
@@ -306,8 +324,8 @@ class RLLoop:
 
     def _learn(self, drain: bool = False) -> None:
         ray = self.ray
-        if self.update_inflight is not None and self.update_inflight[0] in self.ready:
-            ref, episodes = self.update_inflight
+        if self.update_inflight is not None and self.update_inflight.ref in self.ready:
+            ref, episodes = self.update_inflight.ref, self.update_inflight.items
             self.update_inflight = None
             try:
                 stats = ray.get(ref)
@@ -337,7 +355,7 @@ class RLLoop:
             # next update takes all of them (up to max_episodes_per_update), so none is left untrained.
             n = max(self.cfg.episodes_per_update, self.cfg.max_episodes_per_update)
             episodes, self.buffer = self.buffer[:n], self.buffer[n:]
-            self.update_inflight = (self.learner.update.remote([self._for_learner(e) for e in episodes]), episodes)
+            self.update_inflight = InFlight(self.learner.update.remote([self._for_learner(e) for e in episodes]), episodes)
 
     @staticmethod
     def _for_learner(rec: EpisodeRecord) -> EpisodeRecord:
@@ -355,7 +373,7 @@ class RLLoop:
     def _refs(self) -> list:
         items = [x for x in self.inflight if x is not None]
         items += [x for x in (self.critic_inflight, self.update_inflight, self.eval_inflight) if x is not None]
-        return [x[0] for x in items] + ([self.weights_inflight] if self.weights_inflight is not None else [])
+        return [x.ref for x in items] + ([self.weights_inflight] if self.weights_inflight is not None else [])
 
     def _wait(self, timeout: float = 0.005) -> None:
         """Block briefly on whichever comes first, a robot message or a finished Ray call (a
@@ -373,7 +391,7 @@ class RLLoop:
         self.gateway.poll_ready(int(timeout * 1000))
 
     def _eval_done(self) -> None:
-        ref, episodes = self.eval_inflight
+        ref, episodes = self.eval_inflight.ref, self.eval_inflight.items
         self.eval_inflight = None
         try:
             res = self.ray.get(ref)
@@ -391,17 +409,30 @@ class RLLoop:
         the end (``final`` waits for it)."""
         if self.cfg.eval_episodes < 1:
             return
-        if self.eval_inflight is not None and (final or self.eval_inflight[0] in self.ready):
+        if self.eval_inflight is not None and (final or self.eval_inflight.ref in self.ready):
             self._eval_done()
         if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):
             state, version = self.weights_ref if self.weights_ref else (None, self.version)
-            self.eval_inflight = (self.evaluator.evaluate.remote(state, version, self.cfg.task_list,
-                                                                 self.cfg.eval_episodes, self.cfg.eval_seed,
-                                                                 self.cfg.max_steps, self.cfg.eval_temperature),
-                                  self.done_episodes)
+            call = self.evaluator.evaluate.remote(state, version, self.cfg.task_list, self.cfg.eval_episodes,
+                                                  self.cfg.eval_seed, self.cfg.max_steps, self.cfg.eval_temperature)
+            self.eval_inflight = InFlight(call, self.done_episodes)
             self.next_eval = self.done_episodes + self.cfg.eval_every
             if final:
                 self._eval_done()
+
+    def _write_report(self, failed: bool) -> None:
+        """report.md and the plots, also after a stop by error, Ctrl-C or SIGTERM (what was
+        collected until then); a report that cannot be drawn then never hides why the run stopped."""
+        from vlac.rl.report import write_report
+
+        if not failed:
+            write_report(self.out)
+            return
+        try:
+            write_report(self.out)
+        except Exception as e:  # noqa: BLE001 - the run's own error is the one to raise
+            print(f"the report of the stopped run could not be written ({_first_line(e)}); "
+                  f"`vlac rl report {self.out}` retries", flush=True)
 
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
@@ -474,10 +505,8 @@ class RLLoop:
                 self._save_open_episodes()
             summary = self._summary(wall, self.done_episodes - start_episodes)
             (self.out / "loop_stats.json").write_text(json.dumps(summary, indent=1))
-        self.log.close()
-        from vlac.rl.report import write_report
-
-        write_report(self.out)
+            self.log.close()
+            self._write_report(failed)
         self.ray.shutdown()
         return summary
 

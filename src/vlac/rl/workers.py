@@ -118,15 +118,14 @@ class DataService:
     decoded tokens and log-probabilities) in ``OUT/rl_steps/``; returns once it is on disk. Frames
     of another size than ``image_size`` are centre-cropped and resized to it."""
 
-    def __init__(self, out: str, image_size: int = 96):
-        from vlac.data.collect import FPS
+    def __init__(self, out: str, image_size: int = 96, fps: float = 80.0):
         from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
         from vlac.data.writer import DatasetWriter
 
         self.root = Path(out)
         self.image_size = image_size
         feats = make_features(["main"], (image_size, image_size), SIM_STATE_NAMES, SIM_ACTION_NAMES)
-        self.writer = DatasetWriter(self.root / "episodes", feats, fps=FPS, robot_type="rl")
+        self.writer = DatasetWriter(self.root / "episodes", feats, fps=fps, robot_type="rl")
         (self.root / "rl_steps").mkdir(parents=True, exist_ok=True)
         self._quarantined: list[str] = []
 

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +35,8 @@ class SimRobotConfig:
     task: str = "reach-v3"
     """Meta-World task of this robot."""
     robot_id: str = ""
-    """Unique robot id (default: sim-<task>-<pid>)."""
+    """Unique robot id (default: the key file's name with --keys, as `vlac robot keys --name ID`
+    wrote it and the gateway admits it; else sim-<task>-<pid>)."""
     episodes: int = 0
     """Episodes to run before exiting (0: until stopped)."""
     max_steps: int = 150
@@ -71,7 +73,7 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     stop = _Stop(cfg.parent_pid)
     env = SimRobotEnv(SimEnvConfig(task=cfg.task, image_size=cfg.image_size, variant=cfg.variant,
                                    max_steps=cfg.max_steps))
-    robot_id = cfg.robot_id or f"sim-{cfg.task}-{os.getpid()}"
+    robot_id = cfg.robot_id or (Path(cfg.keys).stem if cfg.keys else f"sim-{cfg.task}-{os.getpid()}")
     server_key = CurveKeys.load(cfg.server_key).public if cfg.server_key else None
     keys = CurveKeys.load(cfg.keys) if cfg.keys else None
     task = TASKS[cfg.task].instruction
