@@ -139,7 +139,7 @@ def test_readme_flag_tables_match_the_cli():
     import re
     from pathlib import Path
 
-    from vlac.data.collect import CollectConfig
+    from vlac.envs.collect import CollectConfig
     from vlac.rl.learner import LearnerConfig
     from vlac.scripts.data import RepairConfig
 
@@ -207,6 +207,11 @@ def test_every_readme_command_names_a_real_command_and_real_flags(capsys):
     lines += re.findall(r"`(vlac [^`]+)`", readme)
     lines += ["vlac rl compare " + ln.split("vlac.rl.report", 1)[1] for ln in lines if "-m vlac.rl.report " in ln]
     commands = [ln[ln.index("vlac "):] for ln in lines if re.match(r"^(\S+ )?vlac [a-z]", ln.strip())]
+    # and the commands `make demo` (the README's first command) runs
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text().replace("\\\n", " ")
+    demo = [ln.strip().replace("$(BIN)/", "") for ln in makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0].splitlines()]
+    commands += [ln for ln in demo if ln.startswith("vlac ")]
+    assert sum(ln.startswith("vlac ") for ln in demo) >= 5, demo
     flags_of: dict = {}
     checked = 0
     for line in commands:

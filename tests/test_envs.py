@@ -75,17 +75,27 @@ def test_reached_remembers_success_after_the_arm_leaves_the_goal():
         assert not env.reached
 
 
+def _succeeds(env: SimRobotEnv, behaviour, seed: int) -> bool:
+    """Run ``behaviour`` from ``seed`` on physics alone (no frames: success needs none)."""
+    env.reset(seed)
+    behaviour.reset(env, np.random.default_rng(seed))
+    while not env.done:
+        env.step(behaviour.act(env), render=False)
+        if env.success:
+            return True
+    return False
+
+
 def test_every_task_yields_success_and_failure():
     """Expert episodes succeed and stalled ones fail on every task of the suite."""
     for task in TASKS:
         with SimRobotEnv(SimEnvConfig(task=task, image_size=32, max_steps=150)) as env:
             # the second expert episode only runs if the first failed
-            won = any(rollout(env, make_behaviour("expert"), episode_seed(1, task, i)).is_success for i in range(2))
+            won = any(_succeeds(env, make_behaviour("expert"), episode_seed(1, task, i)) for i in range(2))
             env.config.max_steps = 60  # a stall starts within 15 steps; no expert finishes that fast frozen
-            stalled = rollout(env, make_behaviour("stall"), episode_seed(1, task, 9))
+            stalled = _succeeds(env, make_behaviour("stall"), episode_seed(1, task, 9))
         assert won, f"{task}: expert failed twice"
-        assert not stalled.is_success, f"{task}: stalled episode succeeded"
-        assert stalled.meta["behaviour"] == "stall"
+        assert not stalled, f"{task}: stalled episode succeeded"
 
 
 @pytest.mark.parametrize("task", ["reach-v3", "pick-place-v3"])

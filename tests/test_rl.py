@@ -158,11 +158,13 @@ def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_pa
         s.sample, s.operator_action = None, [0.0, 1.0, 0.0, 1.0]
     stats = learner.update([only])  # no policy step at all: an update all the same (the loop counts on it)
     assert stats["steps"] == 0 and stats["update"] == 2 and stats["operator_buffer"] == 5
-    # replay alone after PPO's epochs, outside its KL stop: the operator's actions get likelier
+    # replay alone after PPO's epochs, outside its KL stop, at its own learning rate: with PPO's at 0
+    # the operator's actions still get likelier, and PPO's rate is back for the next update
     again = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "replay"), minibatch=4, epochs=1,
-                                  demo_batch=2, lr=1e-3, replay_steps=12))
+                                  demo_batch=2, lr=0.0, replay_lr=1e-3, replay_steps=12))
     stats = again.update([back])
     assert stats["replay_steps"] == 12 and stats["replay_loss_last"] < stats["replay_loss_first"]
+    assert [g["lr"] for g in again.opt.param_groups] == [0.0]
 
 
 def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):
@@ -311,9 +313,10 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
         time.sleep(2.0)
         extra.kill()  # mid-episode (40-step episodes, killed while one is running)
         extra.wait()
-        # the loop's own simulated robot, killed too: the loop starts it again
+        # the loop's own simulated robot, stopped from outside (SIGTERM: it ends cleanly, code 0; it
+        # used to stay gone and a run with no other robot waited for ever): the loop starts it again
         own = subprocess.run(["pgrep", "-f", f"connect {address} .*--robot-id sim-0"], capture_output=True, text=True)
-        os.kill(int(own.stdout.split()[0]), signal.SIGKILL)
+        os.kill(int(own.stdout.split()[0]), signal.SIGTERM)
         again = _robot(address, "extra", "push-v3", steps=6)
         first_line = again.stdout.readline() + again.stdout.readline()  # waiting..., then connected (or exits)
         _hostile_robots(address)  # rejected at the gateway, counted; the run goes on
@@ -350,7 +353,7 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     per_ep = stats["seconds_per_episode"]  # each stage's busy time per episode, set against the wall clock
     assert per_ep["actor"] > 0 and per_ep["critic"] > 0 and per_ep["learner"] > 0 and per_ep["wall"] > 0
     assert "seconds per episode: actor (busy)" in (out / "report.md").read_text()
-    assert stats["robot_restarts"] == 1 and "sim-0 was killed" in loop_out
+    assert stats["robot_restarts"] == 1 and "sim-0 was stopped from outside the run; starting it again" in loop_out
     assert stats["gateway_errors"]["bad-text"] >= 1 and stats["gateway_errors"]["bad-image"] >= 1
     assert not any(r["robot"] in ("no-task", "tiny-frames") for r in rows)
     assert (out / "report.md").is_file() and (out / "curves.png").is_file()
@@ -460,7 +463,7 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
 
     def answer():
         loop._dispatch(time.monotonic())
-        ref = loop.inflight[0][0]
+        ref = loop.inflight[0].ref
         ray.wait([ref], timeout=120)
         loop.ready = {ref}
         loop._collect_inference()
@@ -479,7 +482,7 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     assert steps[1].sample is None and loop.counters["unexecuted_actions"] == 1
     assert len(loop.fleet.to_score) == 1  # transition 1 -> 2 is not scored: no policy action ran
     loop._dispatch(time.monotonic())  # o2 goes to the replica; the robot moves on before it answers
-    ref = loop.inflight[0][0]
+    ref = loop.inflight[0].ref
     observe(3, -1)
     ray.wait([ref], timeout=120)
     loop.ready = {ref}
@@ -490,69 +493,39 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     loop.gateway.close()
 
 
-def test_rl_joins_an_existing_ray_cluster(tmp_path):
-    """`vlac rl --ray-address` runs its workers on a cluster started with `ray start --head`
-    (on 127.0.0.1), and names the address when nothing answers there."""
+def test_rl_oracle_dense_on_policy_with_takeovers_and_a_missing_cluster(tmp_path):
+    """The oracle-dense reference arm with symmetric critic rewards logged and the critic's done off
+    (every episode runs to the limit), the robot held for the learner (every update trains on the
+    policy being trained) and the simulated operator taking over; and `--ray-address` naming the
+    address when nothing answers there. (Joining a running cluster, with CURVE keys and a robot
+    started by hand, is the README's cluster command, run by tests/test_readme.py.)"""
     import socket
 
+    alone = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(tmp_path / "alone"), "--tasks", "reach-v3",
+             "--robots", "1", "--episodes", "3", "--episodes-per-update", "1", "--max-steps", "8",
+             "--eval-episodes", "0", "--critic-symmetric", "--done-threshold", "1.5", "--wait-for-learner",
+             "--learner.reward", "oracle-dense", "--takeover-after", "2", "--takeover-gain", "1.0",
+             "--takeover-steps", "2"]
+    proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((tmp_path / "alone" / "rl_config.json").read_text())["critic_symmetric"] is True
+    rows = [json.loads(x) for x in (tmp_path / "alone" / "episodes.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["reason"] == "limit" for r in rows), rows
+    updates = [json.loads(x) for x in (tmp_path / "alone" / "learner.jsonl").read_text().splitlines()]
+    assert len(updates) == 3 and all(u["policy_lag"] == 0 for u in updates), updates
+    loop_stats = json.loads((tmp_path / "alone" / "loop_stats.json").read_text())
+    assert loop_stats["learner_hold_s"] > 0
+    # human-guided exploration: the value cannot rise by 1.0 in 2 steps, so the simulated operator
+    # takes over once an episode; its steps are stored and replayed, never PPO samples
+    assert loop_stats["takeovers"] >= 1 and loop_stats["operator_steps"] >= 1, loop_stats
+    assert sum(r["operator_steps"] for r in rows) == loop_stats["operator_steps"]
+    assert sum(u["operator_steps_added"] for u in updates) == loop_stats["operator_steps"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "MUJOCO_GL": "egl"}
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port",
-                             str(port), "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < end and head.poll() is None, "ray start --head did not come up"
-                time.sleep(0.5)
-        out = tmp_path / "run"
-        cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--ray-address", f"127.0.0.1:{port}", "--out", str(out),
-               "--tasks", "reach-v3,push-v3", "--robots", "2", "--episodes", "2", "--episodes-per-update", "2",
-               "--max-steps", "8", "--eval-episodes", "0", "--learner.reward", "oracle-sparse", "--critic", "none"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        stats = json.loads((out / "loop_stats.json").read_text())
-        assert stats["episodes"] == 2 and stats["updates"] >= 1
-        assert stats["seconds_per_episode"]["critic"] == 0  # a reference arm run without any critic
-        rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
-        assert all(np.isnan(r["return"]) and np.isfinite(r["oracle_return"]) for r in rows), rows
-        report = (out / "report.md").read_text()
-        assert "ORACLE sparse: simulator's success flag (reference arm)" in report
-        assert "The critic against the simulator's flag" not in report
-        # without --ray-address the loop starts its own cluster, even with another one running here
-        # (the oracle-dense reference arm, with symmetric critic rewards logged and the critic's done
-        # off: every episode runs to the limit; and with the robot held for the learner: every update
-        # trains on the policy being trained)
-        alone = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(tmp_path / "alone"), "--tasks", "reach-v3",
-                 "--robots", "1", "--episodes", "3", "--episodes-per-update", "1", "--max-steps", "8",
-                 "--eval-episodes", "0", "--critic-symmetric", "--done-threshold", "1.5", "--wait-for-learner",
-                 "--learner.reward", "oracle-dense", "--takeover-after", "2", "--takeover-gain", "1.0",
-                 "--takeover-steps", "2"]
-        proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        assert json.loads((tmp_path / "alone" / "rl_config.json").read_text())["critic_symmetric"] is True
-        rows = [json.loads(x) for x in (tmp_path / "alone" / "episodes.jsonl").read_text().splitlines()]
-        assert len(rows) == 3 and all(r["reason"] == "limit" for r in rows), rows
-        updates = [json.loads(x) for x in (tmp_path / "alone" / "learner.jsonl").read_text().splitlines()]
-        assert len(updates) == 3 and all(u["policy_lag"] == 0 for u in updates), updates
-        loop_stats = json.loads((tmp_path / "alone" / "loop_stats.json").read_text())
-        assert loop_stats["learner_hold_s"] > 0
-        # human-guided exploration: the value cannot rise by 1.0 in 2 steps, so the simulated operator
-        # takes over once an episode; its steps are stored and replayed, never PPO samples
-        assert loop_stats["takeovers"] >= 1 and loop_stats["operator_steps"] >= 1, loop_stats
-        assert sum(r["operator_steps"] for r in rows) == loop_stats["operator_steps"]
-        assert sum(u["operator_steps_added"] for u in updates) == loop_stats["operator_steps"]
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)  # the cluster is gone now
+    cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--ray-address", f"127.0.0.1:{port}", "--out",
+           str(tmp_path / "nowhere"), "--tasks", "reach-v3", "--robots", "1", "--episodes", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # no cluster answers there
     assert proc.returncode != 0 and f"--ray-address 127.0.0.1:{port}" in proc.stderr + proc.stdout
 
 
@@ -590,7 +563,7 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     episodes are persisted. Real gateway, client, Ray tasks and data service."""
     from vlac.data.dataset import LeRobotDataset
     from vlac.rl.config import RLConfig
-    from vlac.rl.loop import RLLoop
+    from vlac.rl.loop import InFlight, RLLoop
     from vlac.rl.workers import DataService
     from vlac.transport.client import RobotClient
     from vlac.transport.gateway import Gateway
@@ -624,11 +597,11 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     loop.fleet.waiting.clear()
     ref = broken.remote()
     ray.wait([ref])
-    loop.inflight[0], loop.ready = (ref, [{"robot": "r0", "obs_id": oid}], []), {ref}
+    loop.inflight[0], loop.ready = InFlight(ref, [{"robot": "r0", "obs_id": oid}]), {ref}
     loop._collect_inference()  # RayTaskError(ValueError) used to escape RLLoop.run
     pump(lambda: any(code == "model-error" for _, code, _ in robot.errors))
     assert loop.counters["request_errors"] == 1 and "the model rejected it" in robot.errors[-1][2]
-    loop.critic_inflight, loop.ready = (ref, [{"key": ("r0", 0, 0)}]), {ref}
+    loop.critic_inflight, loop.ready = InFlight(ref, [{"key": ("r0", 0, 0)}]), {ref}
     loop._score()
     assert loop.counters["scoring_errors"] == 1 and loop.critic_inflight is None
     # 2,000 px frames (12 MB) are kept at the 96 px the models read (27 KB); the second passes
@@ -814,7 +787,8 @@ def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
     now it stops as Ctrl-C does: open episodes persisted, figures written, its robot stopped."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3", "--robots", "1",
-           "--episodes", "1000", "--episodes-per-update", "1000", "--max-steps", "6", "--eval-episodes", "0"]
+           "--episodes", "1000", "--episodes-per-update", "1000", "--max-steps", "6", "--eval-episodes", "0",
+           "--learner.reward", "oracle-sparse", "--critic", "none"]  # (a reference arm: no critic runs)
     loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1"})
     try:
@@ -833,3 +807,9 @@ def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
 
     assert stats["episodes"] >= 2 and LeRobotDataset(out / "episodes").num_episodes >= 2
     assert robot and not any(_alive(p) for p in robot)
+    assert stats["seconds_per_episode"]["critic"] == 0  # a reference arm run without any critic
+    rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
+    assert all(np.isnan(r["return"]) and np.isfinite(r["oracle_return"]) for r in rows), rows
+    report = (out / "report.md").read_text()
+    assert "ORACLE sparse: simulator's success flag (reference arm)" in report
+    assert "The critic against the simulator's flag" not in report

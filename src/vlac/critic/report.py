@@ -37,6 +37,9 @@ def plot_scores(score, title: str, path: str | Path) -> None:
     axes[2].set_ylabel("p(done)")
     axes[2].set_ylim(-0.05, 1.05)
     axes[2].set_xlabel("frame")
+    from matplotlib.ticker import MaxNLocator
+
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))  # frames are whole numbers
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

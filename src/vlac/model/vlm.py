@@ -176,7 +176,8 @@ class VLM:
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(f"checkpoint folder {path} does not exist; train one with "
-                                  "`vlac critic train --out DIR` or omit the option to use the built-in default")
+                                  "`vlac critic train --out DIR` (a critic) or `vlac actor train --out DIR` (an actor), "
+                                  "or omit the option to use the built-in default")
         missing = [] if (path / "config.json").is_file() else ["config.json"]
         has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
         if missing or not has_weights:
