@@ -9,6 +9,17 @@ import pytest  # noqa: E402
 from vlac.envs.collect import CollectConfig, collect  # noqa: E402
 
 
+def pytest_configure(config):
+    """Each test process (pytest-xdist runs several) sizes torch's pool to its share of the cores:
+    with torch's default pool in every process the models of parallel tests slow each other
+    down many times over."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from vlac.utils.imports import set_threads
+
+        set_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory):
     """Two tasks x 2 episodes (one expert, one stall each) with a second camera."""

@@ -198,6 +198,7 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
         if ray_head is not None:
             os.killpg(ray_head.pid, signal.SIGTERM)
             ray_head.wait(timeout=60)
+    assert set(ran) == set(commands), set(commands) - set(ran)  # every one of them ran
     groups = {" ".join(shlex.split(c)[1:3]) for c in ran}
     assert {"data collect", "critic fidelity", "actor eval", "robot keys", "rl compare"} <= groups, groups
 
