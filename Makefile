@@ -55,8 +55,8 @@ demo: setup
 	  --max-steps 30 --eval-episodes 2
 	@echo "== done: runs/demo/score-*/scores.png, runs/demo/actor-eval/report.md, runs/demo/rl/report.md"
 
-# Tests run in up to 4 processes (pytest-xdist; one per core): most of their time is spent waiting
-# on subprocesses, sockets and Ray, so 2 processes on 2 cores take about half the time of one.
+# Tests run in up to 4 processes (pytest-xdist; one per core, each sizing torch's pool to its share):
+# much of their time is spent waiting on subprocesses, sockets and Ray (2 cores: 472 s, BENCHMARKS.md).
 test: setup
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
