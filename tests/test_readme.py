@@ -100,12 +100,12 @@ def _gateway_port(run: Path, proc: subprocess.Popen, what: str) -> int:
 
 
 def _prepare(cwd: Path) -> None:
-    """What the README's commands assume a user has: the configs, and (made once the dataset
-    exists) a video, a reference video and a folder of frames of one of its episodes."""
+    """What the README's commands assume a user has from the start: the configs."""
     shutil.copytree(ROOT / "configs", cwd / "configs")
 
 
 def _media(cwd: Path) -> None:
+    """What they assume once a dataset exists: a video, a reference video and a folder of frames."""
     from PIL import Image
 
     from vlac.data.dataset import LeRobotDataset

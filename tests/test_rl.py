@@ -787,8 +787,7 @@ def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
     now it stops as Ctrl-C does: open episodes persisted, figures written, its robot stopped."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3", "--robots", "1",
-           "--episodes", "1000", "--episodes-per-update", "1000", "--max-steps", "6", "--eval-episodes", "0",
-           "--learner.reward", "oracle-sparse", "--critic", "none"]  # (a reference arm: no critic runs)
+           "--episodes", "1000", "--episodes-per-update", "1000", "--max-steps", "6", "--eval-episodes", "0"]
     loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1"})
     try:
@@ -807,9 +806,5 @@ def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
 
     assert stats["episodes"] >= 2 and LeRobotDataset(out / "episodes").num_episodes >= 2
     assert robot and not any(_alive(p) for p in robot)
-    assert stats["seconds_per_episode"]["critic"] == 0  # a reference arm run without any critic
-    rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
-    assert all(np.isnan(r["return"]) and np.isfinite(r["oracle_return"]) for r in rows), rows
-    report = (out / "report.md").read_text()
-    assert "ORACLE sparse: simulator's success flag (reference arm)" in report
-    assert "The critic against the simulator's flag" not in report
+    assert (out / "report.md").is_file()  # the report of what was collected, also after SIGTERM
+

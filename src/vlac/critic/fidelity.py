@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vlac.critic.metrics import _spearman
+from vlac.critic.metrics import spearman
 from vlac.critic.report import _plt, fmt, markdown_table
 
 POLICIES = "expert,noisy@1,noisy@2,random-bursts,stall,actor@0,actor@1,actor@2"
@@ -236,9 +236,9 @@ def task_measures(rows: list[dict]) -> dict:
     step_progress = np.concatenate([np.diff(r["progress"]) for r in rows])
     return {
         "episodes": len(rows), "successes": len(good),
-        "spearman_progress": _nanmean([_spearman(r["values"], r["progress"]) for r in rows]),
-        "spearman_time": _nanmean([_spearman(r["values"], np.arange(len(r["values"]))) for r in rows]),
-        "time_vs_progress": _nanmean([_spearman(np.arange(len(r["progress"])), r["progress"]) for r in rows]),
+        "spearman_progress": _nanmean([spearman(r["values"], r["progress"]) for r in rows]),
+        "spearman_time": _nanmean([spearman(r["values"], np.arange(len(r["values"]))) for r in rows]),
+        "time_vs_progress": _nanmean([spearman(np.arange(len(r["progress"])), r["progress"]) for r in rows]),
         "auc_return": auc(ret(good), ret(bad)), "auc_final_value": auc(final(good), final(bad)),
         "mean_return_success": _nanmean(ret(good)), "mean_return_failure": _nanmean(ret(bad)),
         "step_corr_progress": _pearson(np.concatenate([r["deltas"] for r in rows]), step_progress),

@@ -50,7 +50,9 @@ def gate_done(p_done, values, min_value: float = 0.0) -> np.ndarray:
     return np.where(v >= min_value, p, 0.0)
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of ``a`` and ``b``; NaN where either is constant (no order), ``a``
+    is not finite or there are fewer than 2 points."""
     from scipy.stats import spearmanr
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -62,14 +64,14 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def voc(values) -> float:
     """Rank correlation of values with frame order (-1..1; NaN for a constant curve)."""
     v = np.asarray(values)
-    return _spearman(v, np.arange(len(v)))
+    return spearman(v, np.arange(len(v)))
 
 
 def vroc(reversed_values) -> float:
     """``reversed_values[k]`` is the value of the k-th frame of the reversed video, i.e. of
     forward frame n-1-k; correlate with that forward order."""
     v = np.asarray(reversed_values)
-    return _spearman(v, np.arange(len(v))[::-1])
+    return spearman(v, np.arange(len(v))[::-1])
 
 
 def voc_f1(voc_value: float, vroc_value: float) -> float:

@@ -20,6 +20,8 @@ def _plt():
 def plot_scores(score, title: str, path: str | Path) -> None:
     """Value curve, pairwise deltas and done probability of one scored trajectory; ``title``
     says what was scored and how (task, episode or video, outcome, reading)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
     idx = np.asarray(score.indices)
@@ -37,8 +39,6 @@ def plot_scores(score, title: str, path: str | Path) -> None:
     axes[2].set_ylabel("p(done)")
     axes[2].set_ylim(-0.05, 1.05)
     axes[2].set_xlabel("frame")
-    from matplotlib.ticker import MaxNLocator
-
     axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))  # frames are whole numbers
     fig.tight_layout()
     fig.savefig(path, dpi=110)

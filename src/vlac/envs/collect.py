@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
 from vlac.data.writer import DatasetWriter, remove_dataset
 from vlac.envs.behaviours import DEFAULT_MIX, parse_mix, schedule
-from vlac.envs.tasks import resolve_tasks
 from vlac.envs.metaworld_env import FPS
+from vlac.envs.tasks import resolve_tasks
 from vlac.envs.variants import parse_variant
 
 

@@ -30,9 +30,9 @@ from vlac.envs.variants import SceneVariant, parse_variant
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 MAX_STEP_MM = 10.0
+"""Meta-World moves its mocap target by 0.01 m per unit of normalised action: 1.0 == 10 mm."""
 FPS = 80
 """Control steps per simulated second: Meta-World advances 12.5 ms per step (5 substeps of 2.5 ms)."""
-"""Meta-World moves its mocap target by 0.01 m per unit of normalised action: 1.0 == 10 mm."""
 CLOSED_EFFORT = 0.6
 """Grip effort sent for ``open = 0``. A full 1.0 squeezes thin objects out of the fingers in several
 tasks (assembly, basketball); 0.6 keeps every suite task's expert >= 0.9 with a binary gripper."""

@@ -28,7 +28,7 @@ from vlac.rl.config import RLConfig
 from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord
 from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.learner import Learner
-from vlac.rl.workers import CriticWorker, DataService, Evaluator, InferenceWorker, LogService
+from vlac.rl.workers import LOCKSTEP_FPS, CriticWorker, DataService, Evaluator, InferenceWorker, LogService
 from vlac.utils.imports import require
 
 
@@ -124,9 +124,7 @@ class RLLoop:
         self.critic = None if self.cfg.critic == "none" else remote(CriticWorker).remote(
             self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
         self.learner = remote(Learner).remote(lc)
-        # the dataset's frame rate: the robots' control period, or (lock-step, simulation only) the
-        # simulator's 80 steps per simulated second
-        fps = 1.0 / self.cfg.period if self.cfg.period > 0 else 80.0
+        fps = 1.0 / self.cfg.period if self.cfg.period > 0 else LOCKSTEP_FPS  # the dataset's frame rate
         self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out), fps=fps)
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
         status = ray.get(self.learner.status.remote())

@@ -112,13 +112,18 @@ def _fit_frame(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
 
 
+LOCKSTEP_FPS = 80.0
+"""The RL dataset's frame rate when robots run in lock-step (``--period 0``, simulation only): the
+simulator's control rate (`vlac.envs.metaworld_env.FPS`); real robots' rate is 1 / their period."""
+
+
 class DataService:
     """Persists every finished episode, in the LeRobot layout (what the robot saw and did, with the
     simulator's success flag when there is one) plus the RL record (rewards, done probabilities,
     decoded tokens and log-probabilities) in ``OUT/rl_steps/``; returns once it is on disk. Frames
     of another size than ``image_size`` are centre-cropped and resized to it."""
 
-    def __init__(self, out: str, image_size: int = 96, fps: float = 80.0):
+    def __init__(self, out: str, image_size: int = 96, fps: float = LOCKSTEP_FPS):
         from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
         from vlac.data.writer import DatasetWriter
 
