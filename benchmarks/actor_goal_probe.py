@@ -54,9 +54,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from vlac.actor.actor import Actor, ActorInput
-    from vlac.envs.behaviours import make_behaviour
-    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
-    from vlac.envs.tasks import TASKS
+    from vlac.sim.behaviours import make_behaviour
+    from vlac.sim.env import SimEnvConfig, SimRobotEnv
+    from vlac.data.tasks import TASKS
 
     actor = Actor.load(args.checkpoint or None)
     env = SimRobotEnv(SimEnvConfig(task=args.task, max_steps=1000))

@@ -15,10 +15,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from vlac.envs.behaviours import BEHAVIOURS, make_behaviour  # noqa: E402
-from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv  # noqa: E402
-from vlac.envs.rollout import episode_seed, rollout  # noqa: E402
-from vlac.envs.tasks import TASKS  # noqa: E402
+from vlac.sim.behaviours import BEHAVIOURS, make_behaviour  # noqa: E402
+from vlac.sim.env import SimEnvConfig, SimRobotEnv  # noqa: E402
+from vlac.sim.rollout import episode_seed, rollout  # noqa: E402
+from vlac.data.tasks import TASKS  # noqa: E402
 
 
 def run_task(args):

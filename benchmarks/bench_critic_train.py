@@ -33,7 +33,7 @@ def main() -> None:
     import torch
 
     from vlac.critic.critic import DEFAULT_CHECKPOINT
-    from vlac.critic.samples import SampleSource, Trajectory, load_trajectories
+    from vlac.train.samples import SampleSource, Trajectory, load_trajectories
     from vlac.data.dataset import LeRobotDataset
     from vlac.model.vlm import VLM
 
@@ -44,7 +44,7 @@ def main() -> None:
         trajs = load_trajectories([LeRobotDataset(args.data)])
     else:
         rng = np.random.default_rng(0)
-        size = vlm.settings.image_size
+        size = vlm.preprocess.image_size
         trajs = [Trajectory(f"task {k % 4}", rng.integers(0, 256, (60, size, size, 3), dtype=np.uint8), str(k))
                  for k in range(16)]
     source = SampleSource(trajs)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
 
 from vlac.data.collect import CollectConfig, collect  # noqa: E402
 from vlac.data.dataset import FrameDataset, LeRobotDataset  # noqa: E402

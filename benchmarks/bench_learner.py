@@ -20,6 +20,7 @@ import torch
 from vlac.actor.actor import DEFAULT_CHECKPOINT
 from vlac.rl.episodes import EpisodeRecord, Step
 from vlac.rl.learner import Learner, LearnerConfig
+from vlac.rl.messages import ActRequest
 from vlac.rl.workers import InferenceWorker
 
 
@@ -31,8 +32,8 @@ def episode(worker: InferenceWorker, steps: int, seed: int) -> EpisodeRecord:
         image = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
         step = Step(k, 0.0, image, state)
         if k < steps:
-            [res] = worker.act([{"robot": "bench", "obs_id": k, "image": image, "state": state, "task": rec.task}])
-            step.sample, step.reward, step.p_done, step.version = res["sample"], 0.01, 0.1, 0
+            [res] = worker.act([ActRequest("bench", k, image, state, rec.task)])
+            step.sample, step.reward, step.p_done, step.version = res.sample, 0.01, 0.1, 0
         rec.steps.append(step)
     return rec
 

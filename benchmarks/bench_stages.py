@@ -41,8 +41,8 @@ def main() -> None:
     from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR
     from vlac.actor.actor import Actor, ActorInput
     from vlac.critic.critic import Critic
-    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
-    from vlac.envs.tasks import TASKS
+    from vlac.sim.env import SimEnvConfig, SimRobotEnv
+    from vlac.data.tasks import TASKS
     from vlac.rl.episodes import EpisodeRecord, Step
     from vlac.rl.learner import Learner, LearnerConfig
 

@@ -36,9 +36,9 @@ from tqdm import tqdm  # noqa: E402
 def rollouts(actor, task: str, seeds: list[int], temperature: float, max_steps: int, label: bool) -> list[dict]:
     """The actor's episodes (lockstep batch), with the expert's action at every visited state."""
     from vlac.actor.actor import ActorInput
-    from vlac.envs.behaviours import make_behaviour
-    from vlac.envs.metaworld_env import MAX_STEP_MM, SimEnvConfig, SimRobotEnv
-    from vlac.envs.tasks import TASKS
+    from vlac.sim.behaviours import make_behaviour
+    from vlac.sim.env import MAX_STEP_MM, SimEnvConfig, SimRobotEnv
+    from vlac.data.tasks import TASKS
 
     envs = [SimRobotEnv(SimEnvConfig(task=task, max_steps=max_steps)) for _ in seeds]
     experts = [make_behaviour("expert") for _ in seeds]
@@ -70,8 +70,8 @@ def rollouts(actor, task: str, seeds: list[int], temperature: float, max_steps: 
 
 
 def expert_demos(task: str, seeds: list[int], max_steps: int) -> list[dict]:
-    from vlac.envs.rollout import run_episode
-    from vlac.envs.metaworld_env import SimEnvConfig
+    from vlac.sim.rollout import run_episode
+    from vlac.sim.env import SimEnvConfig
 
     out = []
     for s in seeds:
@@ -123,8 +123,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from vlac.actor.actor import Actor, ActorInput
-    from vlac.envs.rollout import episode_seed
-    from vlac.envs.tasks import TASKS
+    from vlac.sim.rollout import episode_seed
+    from vlac.data.tasks import TASKS
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)

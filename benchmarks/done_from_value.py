@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from vlac.critic import metrics as M
-from vlac.critic.report import markdown_table
+from vlac.utils.report import markdown_table
 
 
 def main() -> None:

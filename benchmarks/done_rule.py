@@ -15,7 +15,7 @@ import argparse
 import json
 
 from vlac.critic import metrics as M
-from vlac.critic.report import markdown_table
+from vlac.utils.report import markdown_table
 
 
 def summarise(records: list[dict], threshold: float, patience: int) -> dict:

@@ -21,7 +21,7 @@ import json
 import numpy as np
 from tqdm import tqdm
 
-from vlac.critic.fidelity import auc  # the one AUC of success against failure
+from vlac.eval.fidelity import auc  # the one AUC of success against failure
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
 
     from vlac.critic.critic import Critic
     from vlac.critic.metrics import value_curve
-    from vlac.critic.report import markdown_table
+    from vlac.utils.report import markdown_table
     from vlac.data.dataset import LeRobotDataset
 
     ds = LeRobotDataset(args.dataset)

@@ -6,7 +6,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
-from vlac.envs.collect import CollectConfig, collect  # noqa: E402
+from vlac.sim.collect import CollectConfig, collect  # noqa: E402
 
 
 def pytest_configure(config):

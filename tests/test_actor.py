@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vlac.actor.actor import Actor, ActorInput
-from vlac.actor.samples import ActionSource, Demo
+from vlac.train.actions import ActionSource, Demo
 from vlac.data.lerobot_format import DatasetError
 from vlac.model.tokenizer import train_tokenizer
 from vlac.model.vlm import VLM

@@ -88,7 +88,7 @@ def test_first_hour_errors_and_help_read_as_one_line(tmp_path, capsys, small_dat
     import shutil
 
     from vlac.critic.critic import DEFAULT_CHECKPOINT
-    from vlac.critic.train import TrainConfig
+    from vlac.train.trainer import TrainConfig
     from vlac.model import CheckpointError
     from vlac.model.vlm import VLM
 
@@ -139,7 +139,7 @@ def test_readme_flag_tables_match_the_cli():
     import re
     from pathlib import Path
 
-    from vlac.envs.collect import CollectConfig
+    from vlac.sim.collect import CollectConfig
     from vlac.rl.learner import LearnerConfig
     from vlac.scripts.data import RepairConfig
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from vlac.critic.critic import DEFAULT_CHECKPOINT, Critic, Reference
-from vlac.critic.samples import SampleSource, load_trajectories
+from vlac.train.samples import SampleSource, load_trajectories
 from vlac.data.dataset import LeRobotDataset
 from vlac.data.video import encode_video
 from vlac.model import CheckpointError
 from vlac.model.prompts import done_prompt, goal_done_prompt, one_shot_pair_prompt, pair_prompt
 from vlac.model.tokenizer import train_tokenizer
-from vlac.model.vlm import VLM, Prompt, to_rgb_uint8
+from vlac.model.preprocess import to_rgb_uint8
+from vlac.model.vlm import VLM, Prompt
 from vlac.scripts.cli import main
 
 
@@ -276,7 +277,7 @@ def test_eval_skips_an_unreadable_episode_and_keeps_the_rest(small_dataset, tmp_
     """`vlac critic eval` aborted on one damaged episode, losing those already scored (issue 24)."""
     import shutil
 
-    from vlac.critic.evaluate import EvalConfig, evaluate
+    from vlac.eval.critic_eval import EvalConfig, evaluate
 
     data = tmp_path / "data"
     shutil.copytree(small_dataset, data)

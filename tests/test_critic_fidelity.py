@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from vlac.critic.fidelity import parse_policy, ranking, task_measures
-from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
+from vlac.eval.fidelity import parse_policy, ranking, task_measures
+from vlac.sim.env import SimEnvConfig, SimRobotEnv
 from vlac.scripts.cli import main
 
 
@@ -91,7 +91,7 @@ def test_fidelity_command_end_to_end_and_reuse(tmp_path, capsys):
 
 
 def test_the_done_rule_is_chosen_on_one_half_and_judged_on_the_other():
-    from vlac.critic.fidelity import choose_done_rule, done_outcomes
+    from vlac.eval.fidelity import choose_done_rule, done_outcomes
     from vlac.critic.metrics import DoneRule
 
     def row(success, p_done, first=None):

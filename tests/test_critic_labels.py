@@ -8,7 +8,7 @@ import pytest
 
 from vlac.critic import labels as L
 from vlac.critic import metrics as M
-from vlac.critic.samples import SampleSource, Trajectory
+from vlac.train.samples import SampleSource, Trajectory
 
 
 # ------------------------------------------------------------------------------ labels
@@ -231,8 +231,8 @@ def test_episode_termination_by_done_detector():
 
 
 def test_progress_gated_done_hand_computed(tmp_path):
-    from vlac.critic.calibrate import CalibrateConfig, calibrate
-    from vlac.critic.evaluate import done_scores
+    from vlac.eval.calibrate import CalibrateConfig, calibrate
+    from vlac.eval.critic_eval import done_scores
 
     assert M.value_step(0.5, 0.5) == 0.75 and M.value_step(0.5, -0.5) == 0.25 and M.value_step(0.9, 2.0) == 1.0
     v = M.value_curve([0.2, -0.1, 0.5])
@@ -271,7 +271,7 @@ def test_progress_gated_done_hand_computed(tmp_path):
 def test_table_rows_keep_expert_episodes_apart():
     """The issue's VOC targets are over expert episodes: a successful regression episode (reaches
     the goal, then undoes it) gets its own row instead of lowering the expert row."""
-    from vlac.critic.evaluate import BASELINES, summarise
+    from vlac.eval.critic_eval import BASELINES, summarise
 
     def rec(behaviour, success, voc, vroc):
         m = {"voc": voc, "vroc": vroc, "nr": 0.1, "final_value": 0.9, "values": [0.0, 0.5, 0.9]}
@@ -317,7 +317,7 @@ def test_done_hard_negatives_from_failed_episodes():
 
 
 def test_failed_late_frames_come_from_failed_episodes_where_the_flag_is_off(small_dataset):
-    from vlac.critic.samples import load_failed_late_frames
+    from vlac.train.samples import load_failed_late_frames
     from vlac.data.dataset import LeRobotDataset
 
     ds = LeRobotDataset(small_dataset)

@@ -21,8 +21,8 @@ from vlac.data.lerobot_format import (
     SIM_ACTION_NAMES, SIM_STATE_NAMES, DatasetError, make_features,
 )
 from vlac.data.writer import DatasetWriter
-from vlac.envs.metaworld_env import SimEnvConfig
-from vlac.envs.rollout import episode_seed, run_episode
+from vlac.sim.env import SimEnvConfig
+from vlac.sim.rollout import episode_seed, run_episode
 
 
 def _episodes():

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from lerobot_layout import assert_lerobot_layout
 
-from vlac.envs.collect import CollectConfig, collect
+from vlac.sim.collect import CollectConfig, collect
 from vlac.data.dataset import LeRobotDataset
 from vlac.data.lerobot_format import DatasetError
 from vlac.data.repair import repair_dataset

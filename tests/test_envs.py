@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from vlac.envs.behaviours import BEHAVIOURS, make_behaviour, parse_mix, schedule
-from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv, action_to_metaworld, metaworld_to_action
-from vlac.envs.rollout import episode_seed, rollout, run_episode
-from vlac.envs.tasks import TASKS, resolve_tasks
-from vlac.envs.variants import VARIANTS, parse_variant
+from vlac.sim.behaviours import BEHAVIOURS, make_behaviour, parse_mix, schedule
+from vlac.sim.env import SimEnvConfig, SimRobotEnv, action_to_metaworld, metaworld_to_action
+from vlac.sim.rollout import episode_seed, rollout, run_episode
+from vlac.data.tasks import TASKS, resolve_tasks
+from vlac.sim.variants import VARIANTS, parse_variant
 
 
 def test_suite_has_train_and_heldout_tasks_with_paraphrases():

@@ -5,6 +5,7 @@ events are the gateway's message dicts, resets are recorded as the gateway would
 import numpy as np
 import pytest
 
+from vlac.model.preprocess import Preprocess
 from vlac.rl.fleet import Fleet, FleetRules
 
 TASK = "reach the red goal point with the gripper"
@@ -38,7 +39,7 @@ def test_the_done_rule_ends_an_episode_with_a_reset_and_cuts_what_follows():
     for k in range(5):
         fleet.observation("r0", _obs(k), now=k, task=TASK)
         _act(fleet)
-    assert [it["key"] for it in fleet.to_score] == [("r0", 0, k) for k in range(4)]  # every acted transition
+    assert [it.key for it in fleet.to_score] == [("r0", 0, k) for k in range(4)]  # every acted transition
     for k, p in enumerate([0.95, 0.2, 0.95, 0.97]):  # the 0.2 breaks the first streak
         fleet.scored(("r0", 0, k), reward=0.1, p_done=p)
     assert resets == [("r0", 0, "done")]
@@ -81,13 +82,27 @@ def test_late_and_unexecuted_actions_and_a_restarted_robot():
 
 
 def test_caps_end_and_keep_an_episode_and_frames_are_kept_at_the_model_size():
-    fleet, resets = _fleet(max_steps=3, frame_side=64)
+    fleet, resets = _fleet(max_steps=3, preprocess=Preprocess(image_size=64))
     fleet.episode_start("r0", TASK, 0)
     for k in range(3):
         fleet.observation("r0", _obs(k, side=200), now=k, task=TASK)
     assert resets == [("r0", 0, "limit")] and fleet.counters["episodes_capped"] == 1
     [rec] = fleet.finishing
     assert rec.reason == "limit" and len(rec.steps) == 3 and rec.steps[0].image.shape == (64, 64, 3)
+
+
+def test_the_models_camera_is_read_and_every_camera_is_kept():
+    """A real robot's cameras, none called "main": the models read the one their pipeline names;
+    every camera is kept (at the models' size) for the dataset."""
+    fleet, _ = _fleet(preprocess=Preprocess(image_size=32, camera="front"))
+    msg = _obs(0)
+    msg["images"] = {"wrist": np.zeros((48, 64, 3), np.uint8), "front": np.full((96, 96, 3), 200, np.uint8)}
+    fleet.observation("r0", msg, now=0.0, task="scoop the rice")
+    [step] = fleet.robots["r0"].rec.steps
+    assert step.image.shape == (32, 32, 3) and (step.image == 200).all()
+    assert sorted(step.cameras) == ["front", "wrist"] and step.cameras["wrist"].shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="reads camera 'front'.*'wrist'"):
+        Preprocess(camera="front").view({"wrist": step.cameras["wrist"]})
 
 
 def test_robots_wait_for_the_learner_only_at_an_episode_start():
@@ -131,7 +146,7 @@ def test_an_operator_takes_over_when_the_critics_value_stalls_and_its_steps_are_
     assert steps[4].sample is None  # ... but it never ran: the operator's did
     assert [s.operator_action for s in steps[4:7]] == [[0.0, 5.0, 0.0, 1.0]] * 3
     assert fleet.counters["operator_steps"] == 3 and fleet.counters["unexecuted_actions"] == 0
-    assert [it["key"][2] for it in fleet.to_score][-3:] == [4, 5, 6]  # the critic follows the operator too
+    assert [it.key[2] for it in fleet.to_score][-3:] == [4, 5, 6]  # the critic follows the operator too
     for k in range(4, 7):
         fleet.scored(("r0", 0, k), reward=0.01, p_done=0.0)
     for k in range(8, 14):  # stalled again: one takeover per episode

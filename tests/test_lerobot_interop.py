@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from lerobot_layout import assert_lerobot_layout
 
-from vlac.envs.collect import CollectConfig, collect
+from vlac.sim.collect import CollectConfig, collect
 from vlac.data.dataset import FrameDataset, LeRobotDataset
 from vlac.data.episode import Episode
 from vlac.data.lerobot_format import DatasetError

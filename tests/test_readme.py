@@ -119,7 +119,7 @@ def _media(cwd: Path) -> None:
 
 def test_readme_optional_values_are_the_cli_defaults():
     """A value the README shows as optional (`[--steps 3000]`) is the command's default."""
-    from vlac.critic.train import TrainConfig
+    from vlac.train.trainer import TrainConfig
 
     readme = README.read_text()
     assert f"[--steps {TrainConfig.steps}]" in readme

@@ -19,6 +19,7 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR  # noqa: E402
 from vlac.rl.episodes import EpisodeRecord, Step  # noqa: E402
 from vlac.rl.learner import Learner, LearnerConfig  # noqa: E402
+from vlac.rl.messages import ActRequest, ScoreRequest  # noqa: E402
 from vlac.rl.workers import InferenceWorker  # noqa: E402
 
 
@@ -28,9 +29,8 @@ def _episode(worker, n, reason, task="reach the red goal point with the gripper"
     for k in range(n):
         img = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
         state = np.array([0, 600, 200, 1.0], np.float32)
-        [res] = worker.act([{"robot": "r", "obs_id": k, "image": img, "state": state, "task": task}])
-        rec.steps.append(Step(k, 0.0, img, state, res["sample"], 0.0, float(rng.normal(0.05, 0.1)), 0.1,
-                              res["version"]))
+        [res] = worker.act([ActRequest("r", k, img, state, task)])
+        rec.steps.append(Step(k, 0.0, img, state, res.sample, 0.0, float(rng.normal(0.05, 0.1)), 0.1, res.version))
     rec.steps.append(Step(n, 0.0, img, state))  # the last observation: no action
     return rec
 
@@ -52,28 +52,40 @@ def test_reward_fidelity_against_the_simulator_flag():
     assert both["return_failed"] == pytest.approx(-0.1)
 
 
-def test_data_service_stores_frames_of_any_camera_size(tmp_path):
+def test_data_service_stores_every_camera_under_the_robots_names(tmp_path):
+    """A real robot's episode: two cameras (neither called main), kept by the run's observation
+    pipeline at the models' size, state and action columns named as the robot announced them; a
+    resumed run rebuilds the camera the models read."""
     from vlac.data.dataset import LeRobotDataset
+    from vlac.model.preprocess import Preprocess
     from vlac.rl.workers import DataService
 
-    rec = EpisodeRecord("cam", "reach the red goal point with the gripper", 0, reason="limit", success=False)
+    pre = Preprocess(image_size=96, camera="front")
+    rec = EpisodeRecord("arm-1", "Scoop the rice into the rice cooker.", 0, reason="limit")
     rng = np.random.default_rng(0)
-    for k in range(3):
-        img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)  # a real camera's 4:3 frame
-        rec.steps.append(Step(k, 0.0, img, np.zeros(4, np.float32), {"action": [1, 2, 3, 1]}, 0.0, 0.1, 0.0))
-    rec.steps.append(Step(3, 0.0, img, np.zeros(4, np.float32)))
-    data = DataService(str(tmp_path), image_size=96)
-    assert data.add(rec) == 0
-    ep = LeRobotDataset(tmp_path / "episodes").episode(0)
-    assert ep.images["main"].shape == (3, 96, 96, 3)
+    for k in range(4):
+        frames = {"wrist": pre.frame(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)),  # a 4:3 camera
+                  "front": pre.frame(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))}
+        sample = {"action": [1, 2, 3, 1]} if k < 3 else None
+        rec.steps.append(Step(k, 0.0, pre.view(frames), np.zeros(4, np.float32), sample, 0.0, 0.1, 0.0, cameras=frames))
+    names = (["x", "y", "z", "grip"], ["dx", "dy", "dz", "grip_cmd"])
+    data = DataService(str(tmp_path), camera="front")
+    assert data.add(rec, *names) == 0
+    ds = LeRobotDataset(tmp_path / "episodes")
+    ep = ds.episode(0)
+    assert sorted(ep.images) == ["front", "wrist"] and ep.images["wrist"].shape == (3, 96, 96, 3)
+    assert ds.info["features"]["observation.state"]["names"] == names[0]
+    assert ds.info["features"]["action"]["names"] == names[1]
+    assert ep.task == rec.task and "sim.success" not in ds.info["features"]  # a real robot has no flag
     # a resumed run gets back what was persisted but not trained on, ready for the learner
-    rec.reason, rec.success = "done", True
-    assert data.add(rec) == 1
+    rec.reason = "done"
+    assert data.add(rec) == 1  # the dataset's own names, whatever this call says
     assert data.untrained(2) == []
-    [back] = DataService(str(tmp_path), image_size=96).untrained(1)
-    assert (back.robot, back.task, back.reason, back.success, len(back.acted)) == ("cam", rec.task, "done", True, 3)
+    [back] = DataService(str(tmp_path), camera="front").untrained(1)
+    assert (back.robot, back.task, back.reason, back.success, len(back.acted)) == ("arm-1", rec.task, "done", None, 3)
     assert back.rewards("dense").tolist() == pytest.approx(rec.rewards("dense").tolist())
-    assert [s.sample for s in back.acted] == [s.sample for s in rec.acted] and back.acted[0].image.shape == (96, 96, 3)
+    assert [s.sample for s in back.acted] == [s.sample for s in rec.acted]
+    assert np.abs(back.acted[0].image.astype(int) - rec.steps[0].cameras["front"].astype(int)).mean() < 8  # video
 
 
 def test_rewards_terminals_and_truncation():
@@ -237,8 +249,7 @@ def test_crashed_inference_worker_is_restarted(ray_local):
     w = ray.remote(num_cpus=0.1, max_restarts=-1)(InferenceWorker).remote(str(ACTOR))
     pid = ray.get(w.pid.remote())
     os.kill(pid, signal.SIGKILL)
-    req = [{"robot": "r", "obs_id": 0, "image": np.zeros((96, 96, 3), np.uint8),
-            "state": np.array([0, 600, 200, 1.0]), "task": "push the puck to the goal"}]
+    req = [ActRequest("r", 0, np.zeros((96, 96, 3), np.uint8), np.array([0, 600, 200, 1.0]), "push the puck to the goal")]
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -247,7 +258,7 @@ def test_crashed_inference_worker_is_restarted(ray_local):
         except ray.exceptions.RayActorError:  # the call that met the dead process; the loop re-queues it
             assert time.monotonic() < deadline
             time.sleep(0.5)
-    assert out[0]["obs_id"] == 0 and ray.get(w.pid.remote()) != pid
+    assert out[0].obs_id == 0 and ray.get(w.pid.remote()) != pid
 
 
 def _pump(loop, robot, until, seconds=10.0):
@@ -473,7 +484,7 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     o0 = observe(0, None)
     answer()
     assert robot.wait_action(o0, 5.0) is not None  # executed in time
-    o1 = observe(1, o0)
+    observe(1, o0)
     steps = loop.fleet.robots["r0"].rec.steps
     assert steps[0].sample is not None and len(loop.fleet.to_score) == 1  # transition 0 -> 1 is scored
     answer()  # the answer to o1 comes, but the robot had already held still
@@ -537,24 +548,21 @@ def test_a_request_the_model_rejects_fails_alone():
     rng = np.random.default_rng(0)
     img = lambda side=96: rng.integers(0, 255, (side, side, 3), dtype=np.uint8)  # noqa: E731
     state, task = np.array([0, 600, 200, 1.0], np.float32), "reach the red goal point with the gripper"
-    out = InferenceWorker(str(ACTOR), seed=0).act([
-        {"robot": "a", "obs_id": 0, "image": img(), "state": state, "task": task},
-        {"robot": "b", "obs_id": 1, "image": img(1), "state": state, "task": task},
-        {"robot": "c", "obs_id": 2, "image": img(), "state": state, "task": task}])
-    assert [o["robot"] for o in out] == ["a", "b", "c"]
-    assert "sample" in out[0] and "sample" in out[2] and "shape (1, 1, 3)" in out[1]["error"]
-    scored = CriticWorker().score([{"key": 0, "task": task, "before": img(), "after": img()},
-                                   {"key": 1, "task": task, "before": img(1), "after": img()},
-                                   {"key": 2, "task": "push the puck to the goal", "before": img(), "after": img()}])
-    assert [s["key"] for s in scored] == [0, 1, 2] and "error" in scored[1]
+    out = InferenceWorker(str(ACTOR), seed=0).act([ActRequest("a", 0, img(), state, task),
+                                                   ActRequest("b", 1, img(1), state, task),
+                                                   ActRequest("c", 2, img(), state, task)])
+    assert [o.robot for o in out] == ["a", "b", "c"]
+    assert out[0].sample and out[2].sample and out[1].sample is None and "shape (1, 1, 3)" in out[1].error
+    scored = CriticWorker().score([ScoreRequest(0, task, img(), img()), ScoreRequest(1, task, img(1), img()),
+                                   ScoreRequest(2, "push the puck to the goal", img(), img())])
+    assert [s.key for s in scored] == [0, 1, 2] and scored[1].error and scored[0].error is None
     # the loop keeps a large frame at the size the models read: what they see barely changes
-    from vlac.model.vlm import fit_frame
-
     vlm, big = InferenceWorker(str(ACTOR)).actor.vlm, img(300)[:, :250]
-    assert fit_frame(big, 96).shape == (96, 96, 3) and fit_frame(img(), 96).shape == (96, 96, 3)
-    diff = (vlm.pixel_values([fit_frame(big, 96)]) - vlm.pixel_values([big])).abs().max().item()
-    assert diff <= 0.5 / 255 / min(vlm.settings.std) + 1e-5  # uint8 rounding, nothing more
-    assert all(np.isfinite(scored[k]["reward"]) and 0 <= scored[k]["p_done"] <= 1 for k in (0, 2))
+    pre = vlm.preprocess
+    assert pre.frame(big).shape == (96, 96, 3) and pre.frame(img()).shape == (96, 96, 3)
+    diff = (vlm.pixel_values([pre.frame(big)]) - vlm.pixel_values([big])).abs().max().item()
+    assert diff <= 0.5 / 255 / min(pre.std) + 1e-5  # uint8 rounding, nothing more
+    assert all(np.isfinite(scored[k].reward) and 0 <= scored[k].p_done <= 1 for k in (0, 2))
 
 
 def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local, tmp_path):
@@ -597,11 +605,11 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     loop.fleet.waiting.clear()
     ref = broken.remote()
     ray.wait([ref])
-    loop.inflight[0], loop.ready = InFlight(ref, [{"robot": "r0", "obs_id": oid}]), {ref}
+    loop.inflight[0], loop.ready = InFlight(ref, [ActRequest("r0", oid, None, None, task)]), {ref}
     loop._collect_inference()  # RayTaskError(ValueError) used to escape RLLoop.run
     pump(lambda: any(code == "model-error" for _, code, _ in robot.errors))
     assert loop.counters["request_errors"] == 1 and "the model rejected it" in robot.errors[-1][2]
-    loop.critic_inflight, loop.ready = InFlight(ref, [{"key": ("r0", 0, 0)}]), {ref}
+    loop.critic_inflight, loop.ready = InFlight(ref, [ScoreRequest(("r0", 0, 0), task, None, None)]), {ref}
     loop._score()
     assert loop.counters["scoring_errors"] == 1 and loop.critic_inflight is None
     # 2,000 px frames (12 MB) are kept at the 96 px the models read (27 KB); the second passes
@@ -688,8 +696,8 @@ def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward
     rollout, real gateway and client on 127.0.0.1, the loop's own event handling). The critic arm
     drops them; oracle-dense keeps the simulator's own rewards; oracle-sparse ends the episode at
     the flag. The learner never gets the episode's success flag."""
-    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
-    from vlac.envs.behaviours import make_behaviour
+    from vlac.sim.env import SimEnvConfig, SimRobotEnv
+    from vlac.sim.behaviours import make_behaviour
     from vlac.rl.config import RLConfig
     from vlac.rl.loop import RLLoop
     from vlac.transport.client import RobotClient
@@ -756,7 +764,7 @@ def test_history_reaches_serving_and_ppo_prompts_identically(tmp_path):
         step = Step(k, 0.0, rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), np.array([0, 600, 200, 1.0], np.float32))
         rec.steps.append(step)
         req = fleet.request(Waiting("r", step, 0.0))
-        prompts.append(actor.prompt(ActorInput(req["image"], req["state"], req["task"], req["history"])).text)
+        prompts.append(actor.prompt(ActorInput(req.image, req.state, req.task, req.history)).text)
         step.sample, step.reward = {"action": [k + 1.0, -k, 0.0, 1.0]}, 0.0
         if k == 1:
             step.sample = None  # not executed (the robot held still): never part of the history
@@ -768,7 +776,7 @@ def test_history_reaches_serving_and_ppo_prompts_identically(tmp_path):
 def test_one_done_rule_for_the_loop_eval_and_calibration():
     """p(done) equal to the threshold is done everywhere (the loop used >=, eval >)."""
     from vlac.critic import metrics as M
-    from vlac.critic.evaluate import done_scores
+    from vlac.eval.critic_eval import done_scores
 
     assert M.done_frames([0.4, 0.5, 0.6], 0.5).tolist() == [False, True, True]
     assert M.first_done([0.2, 0.5, 0.5], 0.5, patience=2) == 2
@@ -784,10 +792,12 @@ def test_one_done_rule_for_the_loop_eval_and_calibration():
 
 def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
     """`kill PID` (SIGTERM, what schedulers send) ended `vlac rl` at once, without loop_stats.json;
-    now it stops as Ctrl-C does: open episodes persisted, figures written, its robot stopped."""
+    now it stops as Ctrl-C does: open episodes persisted, figures written, its robot stopped, and it
+    exits with 143 also when the signal lands inside one of Ray's waits (Ray turned that into 1)."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3", "--robots", "1",
-           "--episodes", "1000", "--episodes-per-update", "1000", "--max-steps", "6", "--eval-episodes", "0"]
+           "--episodes", "1000", "--episodes-per-update", "1000", "--max-steps", "6", "--eval-episodes", "0",
+           "--learner.reward", "oracle-sparse", "--critic", "none"]  # (a reference arm: no critic runs)
     loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1"})
     try:
@@ -806,5 +816,76 @@ def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
 
     assert stats["episodes"] >= 2 and LeRobotDataset(out / "episodes").num_episodes >= 2
     assert robot and not any(_alive(p) for p in robot)
-    assert (out / "report.md").is_file()  # the report of what was collected, also after SIGTERM
+    assert stats["seconds_per_episode"]["critic"] == 0  # a reference arm run without any critic
+    rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
+    assert all(np.isnan(r["return"]) and np.isfinite(r["oracle_return"]) for r in rows), rows
+    report = (out / "report.md").read_text()  # the report of what was collected, also after SIGTERM
+    assert "ORACLE sparse: simulator's success flag (reference arm)" in report
+    assert "The critic against the simulator's flag" not in report
 
+
+NO_SIM = '''import sys
+
+
+class NoSimulator:
+    """The machine of a user with real robots only: the sim extra is not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("metaworld", "mujoco", "gymnasium"):
+            raise ModuleNotFoundError(f"No module named {name!r} (no simulator on this machine)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoSimulator())
+'''
+
+
+def test_a_real_robot_runs_the_loop_without_a_simulator(tmp_path):
+    """A robot with its own task text (not a suite task), two cameras (neither called main) and its
+    own state and action names runs `vlac rl` on a machine where Meta-World, MuJoCo and gymnasium
+    cannot be imported (in this process and in every Ray worker): episodes are served, scored,
+    stored under the robot's names with both cameras, and trained on."""
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.transport.client import RobotClient
+
+    (tmp_path / "nosim").mkdir()
+    (tmp_path / "nosim" / "sitecustomize.py").write_text(NO_SIM)
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(tmp_path / "nosim")}
+    probe = subprocess.run([sys.executable, "-c", "import metaworld"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "no simulator on this machine" in probe.stderr  # the block holds
+    out, task = tmp_path / "run", "Scoop the rice into the rice cooker."
+    cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--robots", "0", "--eval-episodes", "0",
+           "--episodes", "2", "--episodes-per-update", "2", "--learner.minibatch", "4"]
+    loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    names = (["x", "y", "z", "grip"], ["dx", "dy", "dz", "grip_cmd"])
+    try:
+        address = _wait_for(out / "gateway.txt", 120)
+        robot = RobotClient(address, "arm-1", "piper", ["wrist", "front"], task, 4, 4,
+                            state_names=names[0], action_names=names[1])
+        assert robot.wait_welcome(60)
+        rng = np.random.default_rng(0)
+        state = np.array([0.0, 600.0, 200.0, 1.0], np.float32)
+        for episode in range(2):
+            robot.start_episode(episode)
+            for step in range(5):
+                images = {"wrist": rng.integers(0, 255, (120, 160, 3), dtype=np.uint8),
+                          "front": rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)}
+                oid = robot.send_obs(images, state, episode=episode, step=step)
+                action = robot.wait_action(oid, 60)
+                assert action is not None and action.shape == (4,)
+                state = state + np.r_[action[:3], 0.0].astype(np.float32)
+            robot.end_episode(episode, "limit")
+        text, _ = loop.communicate(timeout=300)
+        robot.close()
+    finally:
+        loop.kill()
+    assert loop.returncode == 0, text[-3000:]
+    ds = LeRobotDataset(out / "episodes")
+    assert ds.num_episodes == 2 and sorted(ds.camera_keys) == ["front", "wrist"]
+    assert ds.info["features"]["observation.state"]["names"] == names[0]
+    assert ds.info["features"]["action"]["names"] == names[1]
+    assert ds.episode(0).task == task
+    updates = [json.loads(x) for x in (out / "learner.jsonl").read_text().splitlines()]
+    assert updates and updates[0]["steps"] > 0
+    rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
+    assert all(r["robot"] == "arm-1" and r["success"] is None and np.isfinite(r["return"]) for r in rows)

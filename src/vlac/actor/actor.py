@@ -13,7 +13,6 @@ One checkpoint folder holds the model, its tokenizer, the templates (``vlac_conf
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,8 @@ from vlac.actor.decoding import DecodePlan, RowState, constrained_log_probs
 from vlac.actor.template import ActionTemplate, TemplateError, get_template
 from vlac.model import CheckpointError
 from vlac.model import prompts as P
-from vlac.model.vlm import VLAC_CONFIG, VLM, Prompt
+from vlac.model.preprocess import VLAC_CONFIG, read_preprocess
+from vlac.model.vlm import VLM, Prompt
 from vlac.utils.imports import require
 
 torch = require("torch", extra="model")
@@ -97,7 +97,7 @@ class Actor:
             torch.nn.init.zeros_(value_head.weight)
             torch.nn.init.zeros_(value_head.bias)
         self.value_head = value_head.to(vlm.device, torch.float32)
-        vlm.settings.extra["actor"] = {"action_template": self.action_template.spec,
+        vlm.preprocess.extra["actor"] = {"action_template": self.action_template.spec,
                                        "state_template": self.state_template.spec, "history": history}
 
     # ------------------------------------------------------------------------ persistence
@@ -112,7 +112,7 @@ class Actor:
                                   "--checkpoint DIR (train one with `vlac actor train`)")
         safetensors = require("safetensors.torch", extra="model")
         vlm = VLM.load(path, device=device, dtype=dtype)
-        cfg = {**vlm.settings.extra.get("actor", {}), **overrides}
+        cfg = {**vlm.preprocess.extra.get("actor", {}), **overrides}
         head = None
         if (path / VALUE_HEAD).is_file():
             state = safetensors.load_file(str(path / VALUE_HEAD))
@@ -129,7 +129,7 @@ class Actor:
         path = Path(path) if path else DEFAULT_CHECKPOINT
         if not (path / VLAC_CONFIG).is_file():
             return 0  # Actor.templates names the problem
-        return int(json.loads((path / VLAC_CONFIG).read_text()).get("extra", {}).get("actor", {}).get("history", 0))
+        return int(read_preprocess(path).extra.get("actor", {}).get("history", 0))
 
     @staticmethod
     def templates(path: str | Path | None = None) -> tuple[ActionTemplate, ActionTemplate]:
@@ -139,7 +139,7 @@ class Actor:
         if not (path / VLAC_CONFIG).is_file():
             raise CheckpointError(f"{path} has no {VLAC_CONFIG}: not a vlac checkpoint folder; pass the folder "
                                   "that `vlac actor train` wrote (or leave it empty for the built-in actor)")
-        cfg = json.loads((path / VLAC_CONFIG).read_text()).get("extra", {}).get("actor", {})
+        cfg = read_preprocess(path).extra.get("actor", {})
         return (get_template(cfg.get("action_template", "sim-arm")),
                 get_template(cfg.get("state_template", "sim-arm-state")))
 

@@ -129,7 +129,7 @@ class ActionTemplate:
 
 
 BUILTIN = {
-    # The simulated arm (vlac.envs): end-effector step in mm (at most 10 per step) and a binary gripper.
+    # The simulated arm (vlac.sim): end-effector step in mm (at most 10 per step) and a binary gripper.
     "sim-arm": "{x: $x[-10:10]mm, y: $y[-10:10]mm, z: $z[-10:10]mm, open: $open[0:1]}",
     # Its state: end-effector position in mm and the gripper opening in percent.
     "sim-arm-state": "{x: $x[-1000:1000]mm, y: $y[-1000:1000]mm, z: $z[-1000:1000]mm, open: $open[0:100:0.01]}",

@@ -28,7 +28,8 @@ from vlac.critic import labels as L
 from vlac.critic.metrics import pair_indices, value_curve
 from vlac.model import prompts as P
 from vlac.model.tokenizer import number_token_ids
-from vlac.model.vlm import VLM, CheckpointError, Prompt, to_rgb_uint8
+from vlac.model.preprocess import to_rgb_uint8
+from vlac.model.vlm import VLM, CheckpointError, Prompt
 from vlac.utils.imports import require
 
 torch = require("torch", extra="model")

@@ -30,7 +30,7 @@ def train_tokenizer(task_texts: list[str]):
     """Train the word-level tokenizer on prompts + ``task_texts`` + the integers."""
     tokenizers = require("tokenizers", extra="model")
     transformers = require("transformers", extra="model")
-    from vlac.envs.tasks import TASKS
+    from vlac.data.tasks import TASKS
     from vlac.model.prompts import prompt_corpus
 
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(unk_token=UNK))

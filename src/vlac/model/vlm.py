@@ -1,5 +1,5 @@
 """The VLAC vision-language model: an InternVL-architecture model through transformers
-(``InternVLForConditionalGeneration``), with its tokenizer and image settings.
+(``InternVLForConditionalGeneration``), with its tokenizer and observation pipeline (``vlac.model.preprocess``).
 
 The same class serves the tiny preset (built from a config, trains on CPU) and any local
 transformers-format InternVL checkpoint (e.g. InternVL3-1B-hf), optionally with LoRA.
@@ -13,22 +13,18 @@ transformers-format InternVL checkpoint (e.g. InternVL3-1B-hf), optionally with 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
-from vlac.model.prompts import IMAGE, SYSTEM_PROMPT
 from vlac.model import CheckpointError
+from vlac.model.preprocess import Preprocess, read_preprocess
+from vlac.model.prompts import IMAGE, SYSTEM_PROMPT
 from vlac.model.tokenizer import IM_END, IM_START, IMG_CONTEXT, IMG_END, IMG_START
 from vlac.utils.imports import require
 
 torch = require("torch", extra="model")
 transformers = require("transformers", extra="model")
-
-VLAC_CONFIG = "vlac_config.json"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -37,21 +33,6 @@ class Prompt:
 
     text: str
     images: list = field(default_factory=list)
-
-
-@dataclass
-class ImageSettings:
-    """How camera images become pixel values; saved as ``vlac_config.json``."""
-
-    image_size: int = 96
-    """Side of the square the image is centre-cropped and resized to."""
-    mean: tuple = IMAGENET_MEAN
-    std: tuple = IMAGENET_STD
-    system_prompt: bool = True
-    """Open each chat with the release's system prompt. The tiny preset leaves it out: it adds
-    ~35 tokens to every sample (a quarter of the training compute) and carries no information."""
-    extra: dict = field(default_factory=dict)
-    """Anything else a checkpoint records (e.g. which objectives it was trained on)."""
 
 
 @dataclass
@@ -69,79 +50,13 @@ class TinyPreset:
     max_positions: int = 1024
 
 
-def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
-    """Accept HxWx3 RGB (uint8 or float in [0, 1]), 3xHxW, HxW grey or HxWx4 RGBA; anything else
-    is rejected with the shape it had and what is expected."""
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
-        a = np.moveaxis(a, 0, -1)  # channel-first (3, H, W) -> (H, W, 3)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4) or min(a.shape[:2]) < 8:
-        raise ValueError(f"{name} has shape {a.shape}; expected an RGB image HxWx3 (or 3xHxW, HxW grey, "
-                         "HxWx4 RGBA) of at least 8x8 pixels")
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    a = a[..., :3]
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
-        raise ValueError(f"{name} has dtype {a.dtype}; expected uint8 0..255 or float 0..1")
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} contains NaN or inf values")
-        if a.min() < 0 or a.max() > 1.0 + 1e-6:
-            raise ValueError(f"{name} is float with values in [{a.min():.3g}, {a.max():.3g}]; float images "
-                             "must be scaled to [0, 1] (or pass uint8 0..255)")
-        return np.round(a * 255).astype(np.uint8)
-    if a.min() < 0 or a.max() > 255:
-        raise ValueError(f"{name} is integer with values outside 0..255")
-    return a.astype(np.uint8)
-
-
-def read_image_settings(path: str | Path) -> ImageSettings:
-    """A checkpoint's image settings from its config files alone (no weights)."""
-    path = Path(path)
-    if (path / VLAC_CONFIG).is_file():
-        raw = json.loads((path / VLAC_CONFIG).read_text())
-        return ImageSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    # a plain transformers InternVL checkpoint: read its image size from the vision config
-    cfg = json.loads((path / "config.json").read_text())
-    size = cfg.get("vision_config", {}).get("image_size", 448)
-    return ImageSettings(image_size=int(size[0] if isinstance(size, list) else size))
-
-
-def _square(a: np.ndarray, s: int) -> "torch.Tensor":
-    """HxWx3 uint8 -> (3, s, s) float in [0, 1]: centre-cropped square, resized (antialiased)."""
-    h, w = a.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    crop = np.ascontiguousarray(a[top:top + side, left:left + side])
-    t = torch.from_numpy(crop if crop.flags.writeable else crop.copy()).permute(2, 0, 1)  # (a received frame
-    t = t.float().div_(255.0)[None]  # (1, 3, side, side)                                     is read-only)
-    if side != s:
-        t = torch.nn.functional.interpolate(t, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-    return t[0]
-
-
-def fit_frame(image: np.ndarray, side: int) -> np.ndarray:
-    """A camera frame reduced to what a model reading ``side`` px sees (centre crop, the model's
-    own resampling, uint8): frames larger than that are only ever read at this size, so keeping
-    them whole costs memory and nothing else. Frames with a short side of at most ``side`` px are
-    returned as they are."""
-    if min(image.shape[:2]) <= side:
-        return image
-    t = _square(to_rgb_uint8(image), side)
-    return t.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
 class VLM:
-    """Model + tokenizer + image settings, with batch encoding for training and scoring."""
+    """Model + tokenizer + observation pipeline, with batch encoding for training and scoring."""
 
-    def __init__(self, model, tokenizer, settings: ImageSettings):
+    def __init__(self, model, tokenizer, preprocess: Preprocess):
         self.model = model
         self.tokenizer = tokenizer
-        self.settings = settings
+        self.preprocess = preprocess
         cfg = model.config
         self.image_seq_length = int(cfg.image_seq_length)
         self.image_token_id = int(cfg.image_token_id)
@@ -168,7 +83,7 @@ class VLM:
             downsample_ratio=0.5, tie_word_embeddings=True)
         torch.manual_seed(seed)
         model = transformers.InternVLForConditionalGeneration(cfg)
-        return cls(model, tokenizer, ImageSettings(image_size=p.image_size, system_prompt=False))
+        return cls(model, tokenizer, Preprocess(image_size=p.image_size, system_prompt=False))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", dtype: str = "float32") -> "VLM":
@@ -185,7 +100,7 @@ class VLM:
             raise CheckpointError(f"checkpoint folder {path} is missing {', '.join(what)}; it must be a folder "
                                   "written by `vlac critic train` or `vlac actor train`, or a transformers InternVL "
                                   "checkpoint")
-        settings = read_image_settings(path)
+        preprocess = read_preprocess(path)
         tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json")
         if not any((path / f).is_file() for f in tokenizer_files):  # transformers would advise sentencepiece
             raise CheckpointError(f"checkpoint folder {path} has no tokenizer ({', '.join(tokenizer_files)}); "
@@ -204,11 +119,11 @@ class VLM:
             if bars:
                 transformers.utils.logging.enable_progress_bar()
         model.to(device).eval()
-        return cls(model, tokenizer, settings)
+        return cls(model, tokenizer, preprocess)
 
     def save(self, path: str | Path, dtype: str | None = None) -> None:
         """Write weights (``dtype`` e.g. "float16" for a small release), config, tokenizer and
-        image settings. The model in memory keeps its dtype."""
+        observation pipeline. The model in memory keeps its dtype."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         model = self.model
@@ -224,7 +139,7 @@ class VLM:
         else:
             model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        (path / VLAC_CONFIG).write_text(json.dumps(asdict(self.settings), indent=2))
+        self.preprocess.save(path)
 
     def add_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05) -> None:
         """Wrap the language model's attention and MLP projections with LoRA adapters (peft)."""
@@ -259,18 +174,11 @@ class VLM:
     # ----------------------------------------------------------------------------- encoding
     def pixel_values(self, images: list) -> "torch.Tensor":
         """Images (any size) -> (N, 3, S, S) normalised, centre-cropped square and resized."""
-        s = self.settings.image_size
-        out = []
-        for k, im in enumerate(images):
-            out.append(_square(to_rgb_uint8(im, name=f"image {k}"), s))
-        x = torch.stack(out) if out else torch.zeros(0, 3, s, s)
-        mean = torch.tensor(self.settings.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.settings.std).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.device, self.dtype)
+        return self.preprocess.pixels(images).to(self.device, self.dtype)
 
     def chat_text(self, prompt_text: str) -> str:
         """The chat-formatted user turn up to where the assistant's answer starts."""
-        system = f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n" if self.settings.system_prompt else ""
+        system = f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n" if self.preprocess.system_prompt else ""
         return (f"{system}{IM_START}user\n{prompt_text.replace(IMAGE, self.image_block)}{IM_END}\n"
                 f"{IM_START}assistant\n")
 

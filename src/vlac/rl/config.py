@@ -14,7 +14,9 @@ class RLConfig:
     out: str = "runs/rl"
     """Run folder: episodes/ (LeRobot), rl_steps/, learner/ (checkpoint), tb/, report.md, *.png."""
     tasks: str = "reach-v3"
-    """Tasks of the simulated robots, assigned round-robin (also the evaluation tasks)."""
+    """Tasks of the simulated robots, assigned round-robin (also the evaluation tasks). Real robots
+    bring their own task text in their hello; a run with only real robots (``--robots 0
+    --eval-episodes 0``) needs no simulator and does not read this."""
     robots: int = 2
     """Simulated robots started by the loop (0: only robots started separately with `vlac robot sim`)."""
     episodes: int = 200
@@ -100,9 +102,10 @@ class RLConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from vlac.envs.tasks import resolve_tasks
+        if self.simulated:
+            from vlac.data.tasks import resolve_tasks
 
-        resolve_tasks(self.tasks)
+            resolve_tasks(self.tasks)
         if self.episodes < 1 or self.episodes_per_update < 1 or self.inference_workers < 1:
             raise ValueError("episodes, episodes_per_update and inference_workers must be >= 1")
         if not 0.0 <= self.done_min_value <= 1.0:
@@ -137,7 +140,12 @@ class RLConfig:
             raise ValueError("max_episode_mb must be > 0 and max_episode_steps >= 0")
 
     @property
+    def simulated(self) -> bool:
+        """Whether the loop itself runs the simulator: its own robots or evaluation episodes."""
+        return self.robots > 0 or self.eval_episodes > 0
+
+    @property
     def task_list(self) -> list[str]:
-        from vlac.envs.tasks import resolve_tasks
+        from vlac.data.tasks import resolve_tasks
 
         return [t.name for t in resolve_tasks(self.tasks)]

@@ -41,6 +41,7 @@ class Step:
     history: list | None = None  # executed actions the actor's prompt showed (serving and PPO alike)
     oracle_reward: float | None = None  # the simulator's shaped reward of this transition: oracle arms only
     operator_action: list | None = None  # an operator's action ran from this step instead of the policy's
+    cameras: dict | None = None  # every camera's frame as kept (``image`` is one of them); the dataset stores all
 
 
 @dataclass

@@ -6,7 +6,7 @@ No Ray and no sockets: the loop feeds it the gateway's events and the workers' a
 carries out what it asks for (resets go through ``send_reset``; transitions to score pile up in
 ``to_score``; finished episodes in ``finishing``), so each rule here is unit-tested on its own.
 
-    >>> fleet = Fleet(FleetRules(frame_side=96), send_reset=gateway.send_reset)
+    >>> fleet = Fleet(FleetRules(read_preprocess(actor_path)), send_reset=gateway.send_reset)
     >>> fleet.episode_start("arm-1", "open the drawer", 0)
     >>> fleet.observation("arm-1", msg, now=time.monotonic())    # queued for an action
     >>> fleet.scored(("arm-1", 0, 0), reward=0.1, p_done=0.2)    # the critic's verdict on 0 -> 1
@@ -22,16 +22,18 @@ from typing import Callable
 import numpy as np
 
 from vlac.critic.metrics import DoneRule, value_step
-from vlac.model.vlm import fit_frame
+from vlac.model.preprocess import Preprocess
 from vlac.rl.episodes import EpisodeRecord, Step
+from vlac.rl.messages import ActRequest, ScoreRequest
 
 
 @dataclass
 class FleetRules:
     """What the loop's configuration says about robots' episodes."""
 
-    frame_side: int = 96
-    """Frames are kept at the side the models read (a robot's 15 MB frame costs 27 KB a step)."""
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    """The models' observation pipeline: which camera they read, and frames kept as they read them
+    (a robot's 15 MB frame costs 27 KB a step)."""
     done_threshold: float = 0.9
     done_patience: int = 4
     done_min_value: float = 0.0
@@ -83,7 +85,7 @@ class Fleet:
         self.send_reset, self.send_takeover = send_reset, send_takeover
         self.robots: dict[str, RobotState] = {}
         self.waiting: deque[Waiting] = deque()
-        self.to_score: list[dict] = []  # {key: (robot, episode, step index), task, before, after, t_queued}
+        self.to_score: list[ScoreRequest] = []  # transitions waiting for the critic
         self.finishing: list[EpisodeRecord] = []  # closed, waiting for their last scores and the data service
         self.counters = counters if counters is not None else {}
         for k in ("unexecuted_actions", "episodes_capped", "late_answers", "takeovers", "operator_steps"):
@@ -109,9 +111,9 @@ class Fleet:
         if r.rec is None or r.rec.episode != msg["episode"]:
             r = self._open(robot, task, msg["episode"])
         rec = r.rec
-        cam = next(iter(msg["images"]))
-        image = fit_frame(msg["images"].get("main", msg["images"][cam]), self.rules.frame_side)
-        step = Step(msg["obs_id"], msg["t"], np.array(image), np.array(msg["state"], np.float32))
+        pre = self.rules.preprocess
+        frames = {cam: np.array(pre.frame(image)) for cam, image in msg["images"].items()}
+        step = Step(msg["obs_id"], msg["t"], pre.view(frames), np.array(msg["state"], np.float32), cameras=frames)
         prev = rec.steps[-1] if rec.steps else None
         if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
             prev.sample = None  # its action reached the robot too late (it held still): never trained on
@@ -128,10 +130,10 @@ class Fleet:
         if ran and not self.rules.scored:
             prev.reward = prev.p_done = float("nan")  # an oracle arm without a critic: nothing to score
         elif ran:
-            self.to_score.append({"key": (robot, rec.episode, len(rec.steps) - 1), "task": rec.task,
-                                  "before": prev.image, "after": step.image, "t_queued": now})
+            self.to_score.append(ScoreRequest((robot, rec.episode, len(rec.steps) - 1), rec.task, prev.image,
+                                              step.image, now))
         rec.steps.append(step)
-        rec.frame_bytes += step.image.nbytes
+        rec.frame_bytes += sum(f.nbytes for f in frames.values())
         if len(rec.steps) >= self.rules.max_steps or rec.frame_bytes > self.rules.max_mb * 2**20:
             self.counters["episodes_capped"] += 1
             self.send_reset(robot, rec.episode, "limit")
@@ -233,15 +235,14 @@ class Fleet:
         return step
 
     # ------------------------------------------------------------------ dispatch
-    def request(self, w: Waiting) -> dict | None:
+    def request(self, w: Waiting) -> ActRequest | None:
         """The inference request for a waiting observation (None if its episode closed); the action
         history its prompt shows is kept on the step, so the learner re-scores the very prompt."""
         r = self.robots.get(w.robot)
         if r is None or r.rec is None:
             return None
         w.step.history = r.rec.executed_actions(self.rules.history_len)
-        return {"robot": w.robot, "obs_id": w.step.obs_id, "image": w.step.image, "state": w.step.state,
-                "task": r.rec.task, "history": w.step.history, "t_recv": w.t_recv}
+        return ActRequest(w.robot, w.step.obs_id, w.step.image, w.step.state, r.rec.task, w.step.history, w.t_recv)
 
     def at_episode_start(self, robot: str) -> bool:
         r = self.robots.get(robot)

@@ -7,7 +7,6 @@ normalisation, a value warm-up, a KL early stop, a frozen vision tower, demonstr
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from vlac.rl.episodes import EpisodeRecord
 from vlac.rl.ppo import RunningMoments
-from vlac.utils.files import replace_dir
+from vlac.utils.files import atomic_dir
 from vlac.utils.imports import require, set_threads
 
 torch = require("torch", extra="model")
@@ -160,7 +159,7 @@ class Learner:
             self.return_moments = RunningMoments(**state.get("return_moments", {}))
         self.demos = None
         if cfg.demo_data:
-            from vlac.actor.samples import ActionSource, load_demos
+            from vlac.train.actions import ActionSource, load_demos
             from vlac.data.dataset import LeRobotDataset
 
             demos = load_demos([LeRobotDataset(p) for p in cfg.demo_data.split(",")], progress=False)
@@ -367,16 +366,13 @@ class Learner:
         return values
 
     def save(self) -> None:
-        """Atomic: write beside, then rename, so a kill mid-save keeps the previous checkpoint."""
-        tmp = self.dir.with_name("learner.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.actor.save(tmp / "model")
-        torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
-                    "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
-                    "return_moments": self.return_moments.state()}, tmp / "trainer.pt")
-        self.imitate.save(tmp / "imitate.pt")
-        self.operated.save(tmp / "operator.pt")
-        replace_dir(tmp, self.dir)
+        with atomic_dir(self.dir) as tmp:  # a kill mid-save keeps the previous checkpoint
+            self.actor.save(tmp / "model")
+            torch.save({"optimizer": self.opt.state_dict(), "step": self.step, "episodes_seen": self.episodes_seen,
+                        "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
+                        "return_moments": self.return_moments.state()}, tmp / "trainer.pt")
+            self.imitate.save(tmp / "imitate.pt")
+            self.operated.save(tmp / "operator.pt")
 
     def pid(self) -> int:
         return os.getpid()

@@ -28,6 +28,7 @@ from vlac.rl.config import RLConfig
 from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord
 from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.learner import Learner
+from vlac.rl.messages import ActReply, Score
 from vlac.rl.workers import LOCKSTEP_FPS, CriticWorker, DataService, Evaluator, InferenceWorker, LogService
 from vlac.utils.imports import require
 
@@ -82,7 +83,7 @@ class RLLoop:
         # Reference arms only: the simulator's reward and flag reach the learner in no other arm.
         self.oracle = cfg.learner.reward if cfg.learner.reward in ORACLE_REWARDS else ""
         self.scored = cfg.critic != "none"  # a reference arm may run without a critic
-        self.rules = FleetRules(frame_side=_frame_side(cfg.actor, cfg.critic), done_threshold=cfg.done_threshold,
+        self.rules = FleetRules(preprocess=observation_pipeline(cfg.actor, cfg.critic), done_threshold=cfg.done_threshold,
                                 done_patience=cfg.done_patience, done_min_value=cfg.done_min_value,
                                 oracle=self.oracle, scored=self.scored,
                                 max_steps=cfg.max_episode_steps or 10 * cfg.max_steps, max_mb=cfg.max_episode_mb,
@@ -125,7 +126,7 @@ class RLLoop:
             self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
         self.learner = remote(Learner).remote(lc)
         fps = 1.0 / self.cfg.period if self.cfg.period > 0 else LOCKSTEP_FPS  # the dataset's frame rate
-        self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out), fps=fps)
+        self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out), self.rules.preprocess.camera, fps)
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
         status = ray.get(self.learner.status.remote())
         self.version = status["step"]
@@ -173,10 +174,13 @@ class RLLoop:
         """The robots' link: the gateway whose events drive the fleet and which carries its resets."""
         self.gateway = gateway
         self.fleet = Fleet(self.rules, gateway.send_reset, self.counters, send_takeover=gateway.send_takeover)
+        self.names: dict[str, tuple] = {}  # robot -> (state names, action names) from its hello
 
     def _on_event(self, ev, now: float) -> None:
         msg, fleet = ev.msg, self.fleet
-        if ev.kind == "episode_start":
+        if ev.kind == "hello":  # how the dataset names its state and action columns
+            self.names[ev.robot] = (msg.get("state_names"), msg.get("action_names"))
+        elif ev.kind == "episode_start":
             fleet.episode_start(ev.robot, msg["task"], msg["episode"])
         elif ev.kind == "obs":
             fleet.observation(ev.robot, msg, now, self.gateway.robots[ev.robot].task)
@@ -203,7 +207,7 @@ class RLLoop:
             reqs = [q for q in (self.fleet.request(x) for x in batch) if q is not None]
             if not reqs:
                 continue
-            self.stats["assign"] += [now - q["t_recv"] for q in reqs]
+            self.stats["assign"] += [now - q.t_recv for q in reqs]
             self.inflight[k] = InFlight(w.act.remote(reqs), reqs, batch)
 
     def _collect_inference(self) -> None:
@@ -225,22 +229,21 @@ class RLLoop:
                     self.workers[k].set_weights.remote(*self.weights_ref)
                 continue
             except Exception as e:  # noqa: BLE001 - a failed call fails its requests, never the loop
-                results = [{"robot": q["robot"], "obs_id": q["obs_id"], "error": _first_line(e)} for q in reqs]
+                results = [ActReply(q.robot, q.obs_id, error=_first_line(e)) for q in reqs]
             now = time.monotonic()
-            if "seconds" in results[0]:
-                self.stats["inference_batch"].append(results[0]["seconds"])
+            if results[0].error is None:
+                self.stats["inference_batch"].append(results[0].seconds)
             for req, res in zip(reqs, results):
-                if "error" in res:
+                if res.error is not None:
                     self.counters["request_errors"] += 1
-                    self.gateway.send_error(res["robot"], "model-error", f"observation {res['obs_id']} could not be "
-                                            f"served: {res['error']}", "obs")
+                    self.gateway.send_error(res.robot, "model-error", f"observation {res.obs_id} could not be "
+                                            f"served: {res.error}", "obs")
                     continue
-                step = self.fleet.answered(res["robot"], res["obs_id"], res["sample"], res["version"], now,
-                                           req["t_recv"])
+                step = self.fleet.answered(res.robot, res.obs_id, res.sample, res.version, now, req.t_recv)
                 if step is None:  # the robot is gone or sent a newer observation meanwhile
                     continue
-                self.gateway.send_action(res["robot"], res["obs_id"], res["sample"]["action"], t_obs=step.t_obs)
-                self.stats["obs_to_action"].append(now - req["t_recv"])
+                self.gateway.send_action(res.robot, res.obs_id, res.sample["action"], t_obs=step.t_obs)
+                self.stats["obs_to_action"].append(now - req.t_recv)
                 # from the robot's capture stamp (wall clock): includes the time the message sat in
                 # the socket; exact where robots share the gateway's clock (127.0.0.1)
                 self.stats["capture_to_action"].append(step.t_action - step.t_obs)
@@ -258,30 +261,30 @@ class RLLoop:
                 self.fleet.to_score = items + self.fleet.to_score
                 results = []
             except Exception as e:  # noqa: BLE001 - unscored transitions are not trained on; the run goes on
-                results = [{"key": it["key"], "error": _first_line(e)} for it in items]
+                results = [Score(it.key, error=_first_line(e)) for it in items]
             now = time.monotonic()
             for item, res in zip(items, results):  # results come in the order of the items
-                if "error" in res:
+                if res.error is not None:
                     self.counters["scoring_errors"] += 1
                     continue
-                self.stats["critic"].append(res["seconds"])
+                self.stats["critic"].append(res.seconds)
                 # transition complete (next observation read) -> reward and done known
-                self.stats["reward_latency"].append(now - item["t_queued"])
-                self.fleet.scored(tuple(res["key"]), res["reward"], res["p_done"])
+                self.stats["reward_latency"].append(now - item.t_queued)
+                self.fleet.scored(tuple(res.key), res.reward, res.p_done)
         if self.critic_inflight is None and self.fleet.to_score:
             items, self.fleet.to_score = self.fleet.to_score[:32], self.fleet.to_score[32:]
             self.critic_inflight = InFlight(self.critic.score.remote(items), items)
 
     def _finish_episodes(self) -> None:
-        pending = {tuple(it["key"][:2]) for it in self.fleet.to_score}
+        pending = {tuple(it.key[:2]) for it in self.fleet.to_score}
         if self.critic_inflight is not None:
-            pending |= {tuple(it["key"][:2]) for it in self.critic_inflight.items}
+            pending |= {tuple(it.key[:2]) for it in self.critic_inflight.items}
         for rec in list(self.fleet.finishing):
             if (rec.robot, rec.episode) in pending:
                 continue
             self.fleet.finishing.remove(rec)
             try:
-                index = self.ray.get(self.data.add.remote(rec))  # on disk before anyone trains on it
+                index = self.ray.get(self.data.add.remote(rec, *self.names.get(rec.robot, (None, None))))  # on disk before anyone trains on it
             except Exception as e:  # noqa: BLE001 - one bad episode must not end the run or vanish
                 self._keep_unsaved(rec, e)
                 continue
@@ -447,7 +450,7 @@ class RLLoop:
         # A robot whose state or action size does not fit the actor is turned away at hello (error
         # reply, counted) instead of failing inside an inference worker.
         self.attach(Gateway(cfg.bind, keys=keys, allowed_clients=allowed, lost_after_s=cfg.lost_after,
-                            expect_dims=(state_t.dim, action_t.dim)))
+                            expect_dims=(state_t.dim, action_t.dim), expect_camera=self.rules.preprocess.camera))
         (self.out / "gateway.txt").write_text(self.gateway.address + "\n")
         print(f"gateway listening on {self.gateway.address}; add robots with "
               f"`vlac robot sim --task TASK --connect {self.gateway.address}`", flush=True)
@@ -487,6 +490,10 @@ class RLLoop:
                 self._learn(drain=True)
             self._evaluate(final=True)
             failed = False
+        except SystemExit:
+            if _TERMINATED:  # Ray turns an exception raised inside its waits into SystemExit(1)
+                raise SystemExit(128 + _TERMINATED[-1]) from None
+            raise
         finally:
             signal.signal(signal.SIGTERM, on_term)
             self.bar.close()
@@ -505,7 +512,9 @@ class RLLoop:
             (self.out / "loop_stats.json").write_text(json.dumps(summary, indent=1))
             self.log.close()
             self._write_report(failed)
-        self.ray.shutdown()
+            # Ray is shut down here, on every path: left to its exit hook after a stop by SIGTERM,
+            # its shutdown could end the process with code 1 instead of the stop's own code.
+            self.ray.shutdown()
         return summary
 
     def _save_open_episodes(self) -> None:
@@ -514,7 +523,7 @@ class RLLoop:
         self.fleet.close_all("abort")
         for rec in self.fleet.finishing:
             try:
-                index = self.ray.get(self.data.add.remote(rec), timeout=60)
+                index = self.ray.get(self.data.add.remote(rec, *self.names.get(rec.robot, (None, None))), timeout=60)
                 print(f"episode {rec.episode} of robot {rec.robot} ({len(rec.steps)} steps) "
                       + (f"saved as episode {index}" if index >= 0 else "not saved: no step of it was scored yet")
                       + " before stopping", flush=True)
@@ -547,7 +556,11 @@ class RLLoop:
                 **self.counters}
 
 
+_TERMINATED: list[int] = []  # the signal that stopped the run, if one did
+
+
 def _stop_on_sigterm(signum, frame) -> None:
+    _TERMINATED.append(signum)
     raise SystemExit(128 + signum)
 
 
@@ -559,16 +572,23 @@ def sim_robot_command(address: str, task: str, robot_id: str, max_steps: int, pe
             "--parent-pid", str(os.getpid())]
 
 
-def _frame_side(actor: str, critic: str) -> int:
-    """The largest image side the actor or the critic reads (their checkpoints' settings)."""
+def observation_pipeline(actor: str, critic: str):
+    """The one observation pipeline of a run: the actor's camera and normalisation, frames kept at
+    the largest side the actor or the critic reads (each model resizes to its own from there)."""
+    from dataclasses import replace
+
     from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR
     from vlac.critic.critic import DEFAULT_CHECKPOINT as CRITIC
-    from vlac.model.vlm import read_image_settings
+    from vlac.model.preprocess import read_preprocess
 
-    sides = [read_image_settings(actor or ACTOR).image_size]
-    if critic != "none":
-        sides.append(read_image_settings(critic or CRITIC).image_size)
-    return max(sides)
+    pre = read_preprocess(actor or ACTOR)
+    if critic == "none":
+        return pre
+    judge = read_preprocess(critic or CRITIC)
+    if pre.camera and judge.camera and pre.camera != judge.camera:
+        raise ValueError(f"the actor reads camera {pre.camera!r} and the critic {judge.camera!r}: one run feeds both "
+                         "the same frame, so use an actor and a critic trained on the same camera")
+    return replace(pre, image_size=max(pre.image_size, judge.image_size), camera=pre.camera or judge.camera)
 
 
 def _first_line(err: Exception) -> str:

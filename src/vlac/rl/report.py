@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlac.critic.report import _plt, fmt, markdown_table
+from vlac.utils.report import pyplot, fmt, markdown_table
 
 
 # loop_stats.json figures shown in report.md (and collected by benchmarks/bench_rl.py)
@@ -71,7 +71,7 @@ def reward_fidelity(episodes: list[dict]) -> list[dict]:
 
 def _robot_label(robot: str, episodes: list[dict]) -> str:
     """A robot and the task(s) it ran, by their Meta-World names where known."""
-    from vlac.envs.tasks import TASKS
+    from vlac.data.tasks import TASKS
 
     names = {t.instruction: name for name, t in TASKS.items()}
     tasks = sorted({names.get(e["task"], e["task"][:30]) for e in episodes})
@@ -101,7 +101,7 @@ def write_report(run: str | Path) -> Path:
     run = Path(run)
     episodes, evals, learner = _rows(run / "episodes.jsonl"), _rows(run / "eval.jsonl"), _rows(run / "learner.jsonl")
     stats = json.loads((run / "loop_stats.json").read_text()) if (run / "loop_stats.json").is_file() else {}
-    plt = _plt()
+    plt = pyplot()
     label = reward_label(run)
     key, name = _trained_return(run)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
@@ -205,7 +205,7 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     """Evaluation success against training episodes for several runs on one plot (e.g. dense
     critic rewards against the oracle-sparse baseline); each run is labelled with its reward
     source (oracle arms marked as references) after its name (default: the run folder's)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for run, name in zip(runs, names or [Path(r).name for r in runs]):
         evals = _rows(Path(run) / "eval.jsonl")
@@ -224,11 +224,3 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-
-
-if __name__ == "__main__":  # the older spelling of `vlac rl compare`: the same command
-    import sys
-
-    from vlac.scripts.rl import compare_main
-
-    compare_main(sys.argv[1:])

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vlac.model.preprocess import Preprocess
 from vlac.rl.episodes import EpisodeRecord, Step
 from vlac.rl.learner import apply_weights, load_actor
+from vlac.rl.messages import ActReply, ActRequest, Score, ScoreRequest
 from vlac.utils.imports import require, set_threads
 
 torch = require("torch", extra="model")
@@ -31,22 +33,21 @@ class InferenceWorker:
         self.generator = torch.Generator().manual_seed(seed)
         self.version = 0
 
-    def act(self, requests: list[dict]) -> list[dict]:
-        """``requests``: {robot, obs_id, image, state, task, history}; returns, in order,
-        {robot, obs_id, sample (ActionSample.to_dict()), version, seconds}, or {robot, obs_id,
-        error} for a request the model rejects (that request fails alone, never the batch)."""
+    def act(self, requests: list[ActRequest]) -> list[ActReply]:
+        """One reply per request, in order; a request the model rejects fails alone (its reply
+        carries the error), never the batch."""
         from vlac.actor.actor import ActorInput
 
         t0 = time.perf_counter()
 
-        def decode(batch: list[dict]) -> list[dict]:
-            inputs = [ActorInput(r["image"], r["state"], r["task"], r.get("history", [])) for r in batch]
+        def decode(batch: list[ActRequest]) -> list[dict]:
+            inputs = [ActorInput(r.image, r.state, r.task, r.history) for r in batch]
             samples = self.actor.act(inputs, temperature=self.temperature, top_k=self.top_k, generator=self.generator)
             return [{"sample": s.to_dict(), "version": self.version} for s in samples]
 
         out = _each_alone_on_error(decode, requests)
         dt = time.perf_counter() - t0
-        return [{"robot": r["robot"], "obs_id": r["obs_id"], "seconds": dt, **o} for r, o in zip(requests, out)]
+        return [ActReply(r.robot, r.obs_id, dt, **o) for r, o in zip(requests, out)]
 
     def set_weights(self, state: dict, version: int) -> int:
         apply_weights(self.actor, state)
@@ -67,27 +68,26 @@ class CriticWorker:
         self.critic = Critic.load(checkpoint or None, symmetric=symmetric)
         self.decoding = decoding
 
-    def score(self, items: list[dict]) -> list[dict]:
-        """``items``: {key, task, before, after}; returns {key, reward, p_done, seconds} in order,
-        or {key, error, seconds} for an item the model rejects (it fails alone)."""
+    def score(self, items: list[ScoreRequest]) -> list[Score]:
+        """One score per transition, in order; a transition the model rejects fails alone."""
         t0 = time.perf_counter()
 
-        def judge(group: list[dict]) -> list[dict]:
-            task = group[0]["task"]
-            rewards = self.critic.progress([(it["before"], it["after"]) for it in group], task, decoding=self.decoding)
-            done = self.critic.done([it["after"] for it in group], task)
+        def judge(group: list[ScoreRequest]) -> list[dict]:
+            task = group[0].task
+            rewards = self.critic.progress([(it.before, it.after) for it in group], task, decoding=self.decoding)
+            done = self.critic.done([it.after for it in group], task)
             return [{"reward": float(r), "p_done": float(d)} for r, d in zip(rewards, done)]
 
         out: list[dict] = [{} for _ in items]
-        for task in {it["task"] for it in items}:
-            idx = [k for k, it in enumerate(items) if it["task"] == task]
+        for task in {it.task for it in items}:
+            idx = [k for k, it in enumerate(items) if it.task == task]
             for k, o in zip(idx, _each_alone_on_error(judge, [items[k] for k in idx])):
                 out[k] = o
         per_item = (time.perf_counter() - t0) / max(len(items), 1)
-        return [{"key": it["key"], "seconds": per_item, **o} for it, o in zip(items, out)]
+        return [Score(it.key, per_item, **o) for it, o in zip(items, out)]
 
 
-def _each_alone_on_error(fn, batch: list[dict]) -> list[dict]:
+def _each_alone_on_error(fn, batch: list) -> list[dict]:
     """``fn`` over the batch at once; if the model rejects it, over each item alone, so one bad
     request gets ``{"error": ...}`` and the others their answers."""
     try:
@@ -98,44 +98,49 @@ def _each_alone_on_error(fn, batch: list[dict]) -> list[dict]:
     return [_each_alone_on_error(fn, [item])[0] for item in batch]
 
 
-def _fit_frame(image: np.ndarray, size: int) -> np.ndarray:
-    """A camera frame of any size as the dataset stores it: centre-cropped to a square and resized
-    to ``size`` (what the model sees anyway); frames already that size are kept as they are."""
-    if image.shape[:2] == (size, size):
-        return image
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = np.ascontiguousarray(image[top:top + side, left:left + side])
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
-
-
 LOCKSTEP_FPS = 80.0
 """The RL dataset's frame rate when robots run in lock-step (``--period 0``, simulation only): the
-simulator's control rate (`vlac.envs.metaworld_env.FPS`); real robots' rate is 1 / their period."""
+simulator's control rate (`vlac.sim.env.FPS`); real robots' rate is 1 / their period."""
 
 
 class DataService:
-    """Persists every finished episode, in the LeRobot layout (what the robot saw and did, with the
-    simulator's success flag when there is one) plus the RL record (rewards, done probabilities,
-    decoded tokens and log-probabilities) in ``OUT/rl_steps/``; returns once it is on disk. Frames
-    of another size than ``image_size`` are centre-cropped and resized to it."""
+    """Persists every finished episode, in the LeRobot layout (what the robot saw and did: every
+    camera, its state and action under the names the robot announced, the simulator's success flag
+    when there is one) plus the RL record (rewards, done probabilities, decoded tokens and
+    log-probabilities) in ``OUT/rl_steps/``; returns once it is on disk. Frames are stored as the
+    run's observation pipeline kept them. The dataset's schema comes from the first episode stored
+    (or from the dataset a resumed run appends to)."""
 
-    def __init__(self, out: str, image_size: int = 96, fps: float = LOCKSTEP_FPS):
-        from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
-        from vlac.data.writer import DatasetWriter
+    def __init__(self, out: str, camera: str = "", fps: float = LOCKSTEP_FPS):
+        from vlac.data.lerobot_format import read_json
 
         self.root = Path(out)
-        self.image_size = image_size
-        feats = make_features(["main"], (image_size, image_size), SIM_STATE_NAMES, SIM_ACTION_NAMES)
-        self.writer = DatasetWriter(self.root / "episodes", feats, fps=fps, robot_type="rl")
+        self.camera, self.fps = camera, fps
+        self.writer = None
+        info = self.root / "episodes" / "meta" / "info.json"
+        if info.is_file():  # a resumed run appends to its own dataset, whatever robot comes first
+            self._open(read_json(info)["features"])
         (self.root / "rl_steps").mkdir(parents=True, exist_ok=True)
         self._quarantined: list[str] = []
 
+    def _open(self, features: dict) -> None:
+        from vlac.data.writer import DatasetWriter
+
+        self.writer = DatasetWriter(self.root / "episodes", features, fps=self.fps, robot_type="rl")
+
+    def _features(self, rec: EpisodeRecord, state_names: list | None, action_names: list | None) -> dict:
+        from vlac.data.lerobot_format import make_features
+
+        first = rec.executed[0]
+        cameras = first.cameras or {"main": first.image}
+        act = first.sample["action"] if first.sample is not None else first.operator_action
+        state_names = state_names or [f"state_{i}" for i in range(len(first.state))]
+        action_names = action_names or [f"action_{i}" for i in range(len(act))]
+        return make_features(list(cameras), first.image.shape[:2], state_names, action_names,
+                             with_success=rec.success is not None)
+
     def count(self) -> int:
-        return self.writer.num_episodes
+        return 0 if self.writer is None else self.writer.num_episodes
 
     def untrained(self, start: int) -> list[EpisodeRecord]:
         """Episodes ``start``.. of the run folder rebuilt for the learner (frames and states from the
@@ -145,7 +150,7 @@ class DataService:
         from vlac.data.dataset import LeRobotDataset
         from vlac.data.lerobot_format import DatasetError
 
-        if start >= self.writer.num_episodes:
+        if start >= self.count():
             return []
         ds = LeRobotDataset(self.root / "episodes")
         out = []
@@ -167,7 +172,8 @@ class DataService:
                                f"{ep.length} frames")
         rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
                             success=side["success"], done_step=side["done_step"])
-        rec.steps = [Step(d["obs_id"], d["t_obs"], ep.images["main"][k], ep.state[k], d["sample"], d["t_action"],
+        view = Preprocess(camera=self.camera).view(ep.images)  # the camera the run's models read
+        rec.steps = [Step(d["obs_id"], d["t_obs"], view[k], ep.state[k], d["sample"], d["t_action"],
                           d["reward"], d["p_done"], d.get("version"), d.get("history"), d.get("oracle_reward"),
                           d.get("operator_action"))
                      for k, d in enumerate(side["steps_detail"])]
@@ -191,12 +197,16 @@ class DataService:
         """The quarantine lines so far (a Ray actor's own output does not reach the console)."""
         return list(self._quarantined)
 
-    def add(self, rec: EpisodeRecord) -> int:
+    def add(self, rec: EpisodeRecord, state_names: list | None = None, action_names: list | None = None) -> int:
+        """Store a finished episode; ``state_names`` / ``action_names``: what its robot announced."""
         from vlac.data.episode import Episode
+        from vlac.data.lerobot_format import SUCCESS_KEY
 
         steps = rec.executed  # the policy's steps and an operator's, in order
         if not steps:
             return -1
+        if self.writer is None:
+            self._open(self._features(rec, state_names, action_names))
         index = self.writer.num_episodes
         side = {**rec.summary(), "dataset_index": index, "done_step": rec.done_step,
                 "steps_detail": [{"obs_id": s.obs_id, "t_obs": s.t_obs, "t_action": s.t_action, "reward": s.reward,
@@ -207,20 +217,22 @@ class DataService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(side))
         os.replace(tmp, path)
-        frames = [_fit_frame(s.image, self.image_size) for s in steps]
-        flags = np.zeros(len(steps), dtype=bool)
-        if rec.success:
-            flags[-1] = True
-        self.writer.add_episode(Episode(rec.task, {"main": np.stack(frames)},
-                                        np.stack([s.state for s in steps]).astype(np.float32),
+        cameras = steps[0].cameras or {"main": None}
+        images = {cam: np.stack([s.cameras[cam] if s.cameras else s.image for s in steps]) for cam in cameras}
+        flags = None
+        if SUCCESS_KEY in self.writer.features:
+            flags = np.zeros(len(steps), dtype=bool)
+            flags[-1] = bool(rec.success)
+        self.writer.add_episode(Episode(rec.task, images, np.stack([s.state for s in steps]).astype(np.float32),
                                         np.stack([np.asarray(s.sample["action"] if s.sample is not None
                                                              else s.operator_action, np.float32) for s in steps]), flags,
                                         {"behaviour": f"rl:{rec.robot}", "seed": rec.episode, "scene_variant": "default",
-                                         "env_task": rec.robot, "success": bool(rec.success)}))
+                                         "env_task": rec.robot, "success": rec.success}))
         return index
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class Evaluator:
@@ -232,8 +244,8 @@ class Evaluator:
 
     def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
                  max_steps: int, temperature: float = 0.0) -> dict:
-        from vlac.actor.evaluate import ActorEvalConfig, run_batch
-        from vlac.envs.rollout import episode_seed
+        from vlac.sim.actor_eval import ActorEvalConfig, run_batch
+        from vlac.sim.rollout import episode_seed
 
         if state is not None:
             apply_weights(self.actor, state)

@@ -6,7 +6,8 @@ from vlac.utils.cli import parse_config
 
 
 def train_main(argv: list[str]) -> None:
-    from vlac.actor.train import ActorTrainConfig, train_actor
+    from vlac.train.config import ActorTrainConfig
+    from vlac.train.trainer import train_actor
 
     cfg = parse_config(ActorTrainConfig, argv, prog="vlac actor train",
                        description="Behaviour cloning of the actor on LeRobot-layout demonstrations.")
@@ -14,7 +15,7 @@ def train_main(argv: list[str]) -> None:
 
 
 def eval_main(argv: list[str]) -> None:
-    from vlac.actor.evaluate import ActorEvalConfig, evaluate
+    from vlac.sim.actor_eval import ActorEvalConfig, evaluate
 
     cfg = parse_config(ActorEvalConfig, argv, prog="vlac actor eval",
                        description="Roll the actor out on simulated robots: success and progress per task "

@@ -15,7 +15,7 @@ import sys
 from vlac.data.lerobot_format import DatasetError
 from vlac.actor.template import TemplateError
 from vlac.model import CheckpointError
-from vlac.envs.tasks import UnknownTask
+from vlac.data.tasks import UnknownTask
 from vlac.utils.imports import MissingExtra
 
 

@@ -12,7 +12,7 @@ from vlac.utils.cli import parse_config
 
 
 def train_main(argv: list[str]) -> None:
-    from vlac.critic.train import TrainConfig, train
+    from vlac.train.trainer import TrainConfig, train
 
     cfg = parse_config(TrainConfig, argv, prog="vlac critic train",
                        description="Train the critic (multitask SFT) on LeRobot-layout datasets.")
@@ -108,7 +108,7 @@ def score_main(argv: list[str]) -> None:
     # The model stack (the "model" extra) is imported after parsing, so --help always prints, and
     # before any data is read, so a missing extra is reported at once.
     from vlac.critic.critic import Critic
-    from vlac.critic.report import plot_scores
+    from vlac.utils.report import plot_scores
 
     reference = None
     if cfg.dataset:
@@ -164,7 +164,7 @@ def score_main(argv: list[str]) -> None:
 
 
 def eval_main(argv: list[str]) -> None:
-    from vlac.critic.evaluate import EvalConfig, evaluate
+    from vlac.eval.critic_eval import EvalConfig, evaluate
 
     cfg = parse_config(EvalConfig, argv, prog="vlac critic eval",
                        description="VOC / VROC / VOC-F1 / NR and done accuracy (paper Table 1 layout).")
@@ -172,7 +172,7 @@ def eval_main(argv: list[str]) -> None:
 
 
 def filter_main(argv: list[str]) -> None:
-    from vlac.critic.evaluate import FilterConfig, filter_dataset
+    from vlac.eval.critic_eval import FilterConfig, filter_dataset
 
     cfg = parse_config(FilterConfig, argv, prog="vlac critic filter",
                        description="Flag episodes with low VOC or a high negative rate.")
@@ -180,7 +180,7 @@ def filter_main(argv: list[str]) -> None:
 
 
 def calibrate_done_main(argv: list[str]) -> None:
-    from vlac.critic.calibrate import CalibrateConfig, calibrate
+    from vlac.eval.calibrate import CalibrateConfig, calibrate
 
     cfg = parse_config(CalibrateConfig, argv, prog="vlac critic calibrate-done",
                        description="Choose the done threshold and value gate on `vlac critic eval` output "
@@ -192,7 +192,7 @@ def calibrate_done_main(argv: list[str]) -> None:
 
 
 def fidelity_main(argv: list[str]) -> None:
-    from vlac.critic.fidelity import FidelityConfig, fidelity
+    from vlac.eval.fidelity import FidelityConfig, fidelity
 
     cfg = parse_config(FidelityConfig, argv, prog="vlac critic fidelity",
                        description="Reward fidelity on an actor's own rollouts, as the RL loop runs and scores "
@@ -210,7 +210,7 @@ class ReportConfig:
 
 
 def report_main(argv: list[str]) -> None:
-    from vlac.critic.evaluate import rebuild_report
+    from vlac.eval.critic_eval import rebuild_report
 
     cfg = parse_config(ReportConfig, argv, prog="vlac critic report",
                        description="Rebuild report.md / report.json / plots of an eval folder from its "

@@ -12,7 +12,7 @@ from vlac.utils.cli import parse_config
 
 
 def collect_main(argv: list[str]) -> None:
-    from vlac.envs.collect import CollectConfig, collect
+    from vlac.sim.collect import CollectConfig, collect
 
     cfg = parse_config(CollectConfig, argv, prog="vlac data collect",
                        description="Collect scripted episodes from simulated robots into a LeRobot v3.0 dataset.")

@@ -72,7 +72,7 @@ def rl_main(argv: list[str]) -> None:
 
 
 def sim_main(argv: list[str]) -> None:
-    from vlac.robots.sim import main
+    from vlac.sim.robot import main
 
     main(argv)
 

@@ -29,7 +29,7 @@ from vlac.transport.link import CurveKeys, is_loopback
 class RobotClient:
     def __init__(self, address: str, robot_id: str, embodiment: str, cameras: list[str], task: str,
                  state_dim: int, action_dim: int, server_key: bytes | None = None, keys: CurveKeys | None = None,
-                 heartbeat_s: float = 1.0, hello_every_s: float = 1.0, reconnect_ms: int = 100,
+                 state_names: list[str] | None = None, action_names: list[str] | None = None, heartbeat_s: float = 1.0, hello_every_s: float = 1.0, reconnect_ms: int = 100,
                  reconnect_max_ms: int = 5000, queue: int = 8):
         if not robot_id:
             raise ValueError("robot_id must be a non-empty string")
@@ -39,6 +39,9 @@ class RobotClient:
         self.address, self.robot_id, self.task = address, robot_id, task
         self.hello = {"type": "hello", "robot": robot_id, "embodiment": embodiment, "cameras": list(cameras),
                       "task": task, "state_dim": int(state_dim), "action_dim": int(action_dim)}
+        for name, names in (("state_names", state_names), ("action_names", action_names)):
+            if names is not None:
+                self.hello[name] = list(names)
         self._ctx = zmq.Context()
         s = self._ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.IDENTITY, robot_id.encode())

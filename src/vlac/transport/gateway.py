@@ -33,6 +33,8 @@ class RobotInfo:
     task: str
     state_dim: int
     action_dim: int
+    state_names: list | None = None
+    action_names: list | None = None
     last_seen: float = field(default_factory=time.monotonic)
     episode: int | None = None
 
@@ -47,7 +49,7 @@ class Event:
 class Gateway:
     def __init__(self, address: str = "tcp://127.0.0.1:0", keys: CurveKeys | None = None,
                  allowed_clients: dict[bytes, str] | None = None, max_bytes: int = proto.MAX_MESSAGE_BYTES,
-                 lost_after_s: float = 5.0, expect_dims: tuple[int, int] | None = None):
+                 lost_after_s: float = 5.0, expect_dims: tuple[int, int] | None = None, expect_camera: str = ""):
         if (keys is None or allowed_clients is None) and not is_loopback(address):
             raise ValueError(f"binding the gateway to {address} (not loopback) requires CURVE encryption and "
                              "authentication: pass --keys FILE (the gateway's key pair) and --robot-keys FILES "
@@ -79,6 +81,7 @@ class Gateway:
         self.max_bytes = max_bytes
         self.lost_after_s = lost_after_s
         self.expect_dims = expect_dims
+        self.expect_camera = expect_camera  # the camera the served models read, if they name one
         self.robots: dict[str, RobotInfo] = {}
         self.received = 0
         self.errors: Counter = Counter()
@@ -118,8 +121,15 @@ class Gateway:
                         f"{msg['action_dim']}, but the policy served here reads {sd} state values and writes "
                         f"{ad} action values; connect it to a loop whose actor matches its embodiment", kind))
                     continue
+                if self.expect_camera and self.expect_camera not in msg["cameras"]:
+                    self._reject(ident, proto.ProtocolError(
+                        "incompatible", f"robot {robot!r} announced cameras {msg['cameras']}, but the models served "
+                        f"here read camera {self.expect_camera!r}; send that camera or use models trained on yours",
+                        kind))
+                    continue
                 self.robots[robot] = RobotInfo(robot, msg["embodiment"], msg["cameras"], msg["task"],
-                                               msg["state_dim"], msg["action_dim"])
+                                               msg["state_dim"], msg["action_dim"], msg.get("state_names"),
+                                               msg.get("action_names"))
                 self._send(ident, {"type": "welcome", "robot": robot, "session": self.session})
                 events.append(Event("hello", robot, msg))
                 continue

@@ -6,7 +6,9 @@ transformers or Ray. Every message is one frame: a msgpack map with ``v`` (proto
 states, actions) travel as msgpack extension 1: ``dtype`` string, shape and raw bytes.
 
 Robot -> gateway
-    hello          embodiment, cameras [names], task, state_dim, action_dim   (registration; repeat after a reconnect)
+    hello          embodiment, cameras [names], task, state_dim, action_dim   (registration; repeat after a reconnect),
+                   state_names, action_names (optional [names], one per value: how the RL dataset
+                   labels the state and action columns; default state_0.., action_0..)
     obs            obs_id (int, increasing), episode (int), step (int), t (capture time, s since epoch),
                    images {camera: HxWx3 uint8}, state (S,) float,
                    executed (optional int: obs_id of the action executed since the previous
@@ -203,6 +205,12 @@ def _check_hello(msg: dict) -> None:
     for name in ("state_dim", "action_dim"):
         if not 1 <= msg[name] <= MAX_DIM:
             raise ProtocolError("bad-field", f"hello field {name!r} must be in 1..{MAX_DIM}, got {msg[name]}", "hello")
+    for name, dim in (("state_names", "state_dim"), ("action_names", "action_dim")):
+        names = msg.get(name)
+        if names is not None and not (isinstance(names, list) and len(names) == msg[dim] and all(
+                isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS for n in names)):
+            raise ProtocolError("bad-field", f"hello field {name!r} must list {msg[dim]} names ({dim}) of at most "
+                                             f"{MAX_NAME_CHARS} characters each, got {names!r:.200}", "hello")
 
 
 def _check_obs(msg: dict) -> None:

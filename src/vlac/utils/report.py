@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +22,7 @@ def plot_scores(score, title: str, path: str | Path) -> None:
     says what was scored and how (task, episode or video, outcome, reading)."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
     idx = np.asarray(score.indices)
     axes[0].plot(idx, score.values, "o-", ms=3)
@@ -49,7 +49,7 @@ def plot_value_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray, bool]
                       title: str = "") -> None:
     """One panel per task; each curve (frame indices, values, success) drawn green if the
     episode succeeded and red if it failed, so failures stand out against successes."""
-    plt = _plt()
+    plt = pyplot()
     tasks = sorted(curves)
     if not tasks:
         return

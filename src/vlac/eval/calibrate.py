@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vlac.critic.evaluate import done_scores, read_episodes
-from vlac.critic.report import markdown_table
+from vlac.eval.critic_eval import done_scores, read_episodes
+from vlac.utils.report import markdown_table
 
 
 @dataclass

@@ -64,10 +64,11 @@ class SimRobotConfig:
 
 
 def run_sim_robot(cfg: SimRobotConfig) -> dict:
-    from vlac.envs.behaviours import make_behaviour
-    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
-    from vlac.envs.rollout import episode_seed
-    from vlac.envs.tasks import TASKS
+    from vlac.sim.behaviours import make_behaviour
+    from vlac.sim.env import SimEnvConfig, SimRobotEnv
+    from vlac.sim.rollout import episode_seed
+    from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES
+    from vlac.data.tasks import TASKS
     from vlac.transport.link import CurveKeys
 
     stop = _Stop(cfg.parent_pid)
@@ -78,7 +79,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     keys = CurveKeys.load(cfg.keys) if cfg.keys else None
     task = TASKS[cfg.task].instruction
     client = RobotClient(cfg.connect, robot_id, embodiment="sim-arm", cameras=env.camera_keys, task=task,
-                         state_dim=4, action_dim=4, server_key=server_key, keys=keys)
+                         state_dim=4, action_dim=4, server_key=server_key, keys=keys,
+                         state_names=SIM_STATE_NAMES, action_names=SIM_ACTION_NAMES)
     print(f"robot {robot_id}: waiting for a gateway at {cfg.connect} (up to {cfg.welcome_timeout:.0f} s)", flush=True)
     stats = {"episodes": 0, "steps": 0, "idle_steps": 0, "successes": 0, "wait_s": 0.0, "operator_steps": 0,
              "takeovers": 0}
@@ -201,7 +203,7 @@ def main(argv: list[str]) -> None:
 
     cfg = parse_config(SimRobotConfig, argv, prog="vlac robot sim",
                        description="One simulated robot connecting to a gateway (the real-robot protocol).")
-    from vlac.envs.tasks import resolve_tasks
+    from vlac.data.tasks import resolve_tasks
 
     from vlac.transport.link import is_loopback
 

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vlac.critic.metrics import spearman
-from vlac.critic.report import _plt, fmt, markdown_table
+from vlac.utils.report import pyplot, fmt, markdown_table
 
 POLICIES = "expert,noisy@1,noisy@2,random-bursts,stall,actor@0,actor@1,actor@2"
 
@@ -106,7 +106,7 @@ class Episode:
 
 def parse_policy(spec: str) -> tuple[str, float | None]:
     """``"noisy@1"`` -> ("noisy", 1.0); ``"expert"`` -> ("expert", None); actor@T: T the temperature."""
-    from vlac.envs.behaviours import BEHAVIOURS
+    from vlac.sim.behaviours import BEHAVIOURS
 
     name, _, arg = spec.strip().partition("@")
     if name != "actor" and name not in BEHAVIOURS:
@@ -122,14 +122,14 @@ def parse_policy(spec: str) -> tuple[str, float | None]:
 
 
 def _seeds(cfg: FidelityConfig, task: str, n: int, offset: int) -> list[int]:
-    from vlac.envs.rollout import episode_seed
+    from vlac.sim.rollout import episode_seed
 
     return [episode_seed(cfg.seed + offset, task, k) for k in range(n)]
 
 
 def _actor_rollouts(actor, task: str, seeds: list[int], temperature: float, cfg: FidelityConfig,
                     policy: str) -> list[Episode]:
-    from vlac.actor.evaluate import ActorEvalConfig, run_batch
+    from vlac.sim.actor_eval import ActorEvalConfig, run_batch
 
     ecfg = ActorEvalConfig(out="", max_steps=cfg.max_steps, post_success_steps=10**9, temperature=temperature)
     out = []
@@ -140,8 +140,8 @@ def _actor_rollouts(actor, task: str, seeds: list[int], temperature: float, cfg:
 
 def _scripted_rollout(name: str, sigma: float | None, task: str, seed: int, cfg: FidelityConfig,
                       policy: str) -> Episode:
-    from vlac.envs.behaviours import make_behaviour
-    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
+    from vlac.sim.behaviours import make_behaviour
+    from vlac.sim.env import SimEnvConfig, SimRobotEnv
 
     behaviour = make_behaviour(name, **({"sigma": sigma} if sigma is not None else {}))
     with SimRobotEnv(SimEnvConfig(task=task, max_steps=cfg.max_steps)) as env:
@@ -185,7 +185,7 @@ def collect(cfg: FidelityConfig, actor, plan: list[tuple[str, str, int, int]]) -
 def score(critic, episodes: list[Episode], cfg: FidelityConfig) -> list[dict]:
     """Every transition of every episode as the loop's critic worker scores it."""
     from vlac.critic.metrics import DoneRule, value_curve
-    from vlac.envs.tasks import TASKS
+    from vlac.data.tasks import TASKS
 
     rows, rule = [], DoneRule(cfg.done_threshold, cfg.done_patience, cfg.done_min_value)
     for e in tqdm(episodes, desc="score", unit="ep"):
@@ -308,7 +308,7 @@ def ranking(rows: list[dict], policies: list[str]) -> dict:
 
 def identical_frames(critic, episodes: list[Episode]) -> float:
     """Mean reward of (frame, the same frame), over the first and middle frame of each episode."""
-    from vlac.envs.tasks import TASKS
+    from vlac.data.tasks import TASKS
 
     values = []
     for e in episodes:
@@ -319,7 +319,7 @@ def identical_frames(critic, episodes: list[Episode]) -> float:
 
 def latency(critic, episode: Episode, n: int = 20) -> float:
     """Median seconds to score one transition at batch 1 (progress + done, as the loop asks)."""
-    from vlac.envs.tasks import TASKS
+    from vlac.data.tasks import TASKS
 
     text, times = TASKS[episode.task].instruction, []
     for k in range(min(n, len(episode.frames) - 1)):
@@ -333,7 +333,7 @@ def latency(critic, episode: Episode, n: int = 20) -> float:
 def fidelity(cfg: FidelityConfig) -> dict:
     from vlac.actor.actor import Actor
     from vlac.critic.critic import Critic
-    from vlac.envs.tasks import resolve_tasks
+    from vlac.data.tasks import resolve_tasks
     from vlac.utils.imports import set_threads
 
     if cfg.rebuild:
@@ -395,7 +395,7 @@ def rebuild(folder: str) -> dict:
 
 
 def write_report(out: Path, cfg: FidelityConfig, rows: list[dict], identical: float, seconds: float) -> dict:
-    from vlac.envs.tasks import resolve_tasks
+    from vlac.data.tasks import resolve_tasks
 
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
     policies = [p.strip() for p in cfg.policies.split(",") if p.strip()] if cfg.ranking_episodes > 0 else []
@@ -456,7 +456,7 @@ def markdown(report: dict) -> str:
 def plot_curves(rows: list[dict], path: Path, per_outcome: int = 3) -> None:
     """Per task: the critic's value curve (solid) beside true progress (dashed) for a few
     successful (green) and failed (red) episodes."""
-    plt = _plt()
+    plt = pyplot()
     tasks = sorted({r["task"] for r in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -474,7 +474,7 @@ def plot_curves(rows: list[dict], path: Path, per_outcome: int = 3) -> None:
 
 
 def plot_ranking(rank: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(rank), figsize=(4.2 * len(rank), 3.4), squeeze=False)
     for ax, (task, v) in zip(axes[0], rank.items()):
         for p, x in v["policies"].items():

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from vlac.envs.tasks import TASKS, TaskSpec, resolve_tasks
-from vlac.envs.variants import SceneVariant, parse_variant
+from vlac.data.tasks import TASKS, TaskSpec, resolve_tasks
+from vlac.sim.variants import SceneVariant, parse_variant
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -44,13 +44,13 @@ CAMERA_KEYS = {"gripperPOV": "gripper", "behindGripper": "behind"}
 @dataclass
 class SimEnvConfig:
     task: str = "reach-v3"
-    """Meta-World v3 task name (see ``vlac.envs.tasks.TASKS``)."""
+    """Meta-World v3 task name (see ``vlac.data.tasks.TASKS``)."""
     image_size: int = 96
     """Square image side in pixels (96 px keeps pucks and goal markers 2-3 px wide; see README)."""
     camera: str = "corner4"
     """Main camera: one of the model's cameras (topview, corner, corner2, corner3, corner4, ...)."""
     variant: str = "default"
-    """Scene variant, names joined with '+' (see ``vlac.envs.variants.VARIANTS``)."""
+    """Scene variant, names joined with '+' (see ``vlac.sim.variants.VARIANTS``)."""
     max_steps: int = 150
     """Episode limit in steps."""
     fast_render: bool = True

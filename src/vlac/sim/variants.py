@@ -5,7 +5,7 @@ in the order given and are deterministic (no randomness), so a variant name full
 scene's look. Variants change only how the scene *looks*, never its physics, so the same seed
 and the same actions give the same trajectory under every variant.
 
-    >>> from vlac.envs.variants import parse_variant
+    >>> from vlac.sim.variants import parse_variant
     >>> parse_variant("dim+gripper-cam").extra_cameras
     ('gripperPOV',)
 """

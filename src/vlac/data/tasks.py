@@ -6,7 +6,7 @@ Tasks are split into a default training set and a held-out set kept for generali
 the held-out tasks reuse the training vocabulary ("press", "slide", "door", ...) in new
 combinations, so a model can transfer without words it has never seen.
 
-    >>> from vlac.envs.tasks import resolve_tasks
+    >>> from vlac.data.tasks import resolve_tasks
     >>> [t.name for t in resolve_tasks("reach-v3,push-v3")]
     ['reach-v3', 'push-v3']
     >>> len(resolve_tasks("heldout"))

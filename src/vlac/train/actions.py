@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from vlac.actor.actor import ActorInput
 from vlac.actor.template import ActionTemplate
-from vlac.critic.samples import iter_episodes
+from vlac.train.samples import iter_episodes
 from vlac.data.dataset import LeRobotDataset
 from vlac.data.lerobot_format import DatasetError
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vlac.envs.metaworld_env import MAX_STEP_MM, SimRobotEnv, metaworld_to_action
-from vlac.envs.tasks import TASKS
+from vlac.sim.env import MAX_STEP_MM, SimRobotEnv, metaworld_to_action
+from vlac.data.tasks import TASKS
 
 BEHAVIOURS = ("expert", "noisy", "random-bursts", "stall", "regression", "other-task")
 

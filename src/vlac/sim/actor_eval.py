@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vlac.critic.report import _plt, fmt, markdown_table
-from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
-from vlac.envs.rollout import episode_seed
+from vlac.utils.report import pyplot, fmt, markdown_table
+from vlac.sim.env import SimEnvConfig, SimRobotEnv
+from vlac.sim.rollout import episode_seed
 from vlac.utils.imports import set_threads
-from vlac.envs.tasks import TASKS, resolve_tasks
+from vlac.data.tasks import TASKS, resolve_tasks
 
 
 @dataclass
@@ -148,7 +148,7 @@ def evaluate(cfg: ActorEvalConfig) -> dict:
         critic = Critic.load(None if cfg.critic == "default" else cfg.critic)
     writer = None
     if cfg.record:
-        from vlac.envs.metaworld_env import FPS
+        from vlac.sim.env import FPS
         from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
         from vlac.data.writer import DatasetWriter
 
@@ -245,7 +245,7 @@ def _markdown(report: dict, names, tasks, variants) -> str:
 
 
 def _plot(report: dict, names, tasks, variants, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     labels = [f"{t}\n{v}" if len(variants) > 1 else t for v in variants for t in tasks]
     x = np.arange(len(labels))
     w = 0.8 / len(names)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
 from vlac.data.writer import DatasetWriter, remove_dataset
-from vlac.envs.behaviours import DEFAULT_MIX, parse_mix, schedule
-from vlac.envs.metaworld_env import FPS
-from vlac.envs.tasks import resolve_tasks
-from vlac.envs.variants import parse_variant
+from vlac.sim.behaviours import DEFAULT_MIX, parse_mix, schedule
+from vlac.sim.env import FPS
+from vlac.data.tasks import resolve_tasks
+from vlac.sim.variants import parse_variant
 
 
 @dataclass
@@ -67,7 +67,7 @@ class PlanItem:
 
 
 def make_plan(cfg: CollectConfig) -> list[PlanItem]:
-    from vlac.envs.rollout import episode_seed
+    from vlac.sim.rollout import episode_seed
 
     behaviours = schedule(cfg.mix, cfg.episodes_per_task)
     # round-robin over tasks, so a stopped collection has every task represented
@@ -81,9 +81,9 @@ _ENVS: dict = {}
 
 def _run(args):
     cfg, item = args
-    from vlac.envs.behaviours import make_behaviour
-    from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
-    from vlac.envs.rollout import rollout
+    from vlac.sim.behaviours import make_behaviour
+    from vlac.sim.env import SimEnvConfig, SimRobotEnv
+    from vlac.sim.rollout import rollout
 
     if item.task not in _ENVS:
         _ENVS[item.task] = SimRobotEnv(SimEnvConfig(task=item.task, image_size=cfg.image_size, camera=cfg.camera,
@@ -106,7 +106,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict:
 
     if cfg.overwrite:
         remove_dataset(cfg.out)
-    from vlac.envs.metaworld_env import CAMERA_KEYS
+    from vlac.sim.env import CAMERA_KEYS
 
     cams = ["main", *(CAMERA_KEYS.get(c, c) for c in cfg.scene.extra_cameras)]
     features = make_features(cams, (cfg.image_size, cfg.image_size), SIM_STATE_NAMES, SIM_ACTION_NAMES)

@@ -12,117 +12,16 @@ TensorBoard logs in ``OUT/tb``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vlac.utils.files import replace_dir
+from vlac.train.config import ActorTrainConfig, TrainConfig
+from vlac.utils.files import atomic_dir
 from vlac.utils.imports import require, set_threads
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    """Comma-separated LeRobot-layout dataset folders to train on."""
-    out: str
-    """Run folder: checkpoints (checkpoint/), the final model (model/), TensorBoard logs (tb/)."""
-    init: str = ""
-    """Start from this checkpoint folder (a vlac checkpoint or a transformers InternVL one);
-    empty builds the tiny preset with a tokenizer trained on the data's tasks."""
-    camera: str = ""
-    """Camera key to train on (default: each dataset's first camera)."""
-    steps: int = 3000
-    """Optimizer steps."""
-    batch_size: int = 32
-    """Samples per step (progress groups of 4 and done pairs stay whole)."""
-    lr: float = 8e-4
-    """Peak learning rate (AdamW)."""
-    warmup: int = 100
-    """Linear warm-up steps before the cosine decay."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    grad_clip: float = 1.0
-    """Gradient norm clip."""
-    weights: str = "progress:0.5,one_shot:0.2,done:0.2,describe:0.1"
-    """Mixture weight of each objective (progress, one_shot, done, done_goal: done with a reference
-    episode's goal image shown first, describe, and the actor's action: behaviour cloning of the
-    datasets' actions)."""
-    fine_step: int = 3
-    """Frames between i and i+1 in the fine pairs of a joint group (the paper's ~0.2 s)."""
-    mismatch_prob: float = 0.05
-    """Probability that a progress sample gets another task's description and label 0."""
-    diff_threshold: float = 0.01
-    """Pairs whose mean pixel difference is below this fraction get label 0."""
-    reference_frames: int = 3
-    """Frames of the reference episode in one-shot prompts."""
-    done_failed: float = 0.0
-    """Share of done pairs whose not-done frame is a late frame of a failed episode (simulator flag
-    off): hard negatives against calling failures done. 0 is the paper's recipe."""
-    done_labels: str = "position"
-    """Where done labels come from: position (the paper: 0 before 0.8 T, 1 after 0.95 T) or flag
-    (the dataset's per-frame success flag: 1 where on, 0 before the first success; not in the
-    paper, needs sim.success)."""
-    done_near: float = 0.0
-    """Share of done pairs whose not-done frame is one of the last 20% of the episode's not-done
-    frames, just short of the goal (hard negatives; most useful with --done-labels flag)."""
-    failed_data: str = ""
-    """More datasets (comma-separated) used only for those hard negatives, e.g. an RL run's
-    `episodes/` (the policy's own failures); their successful episodes are not used."""
-    val_every: int = 250
-    """Validate (and checkpoint) every this many steps."""
-    val_episodes: int = 12
-    """Successful episodes held back from training for validation."""
-    seed: int = 0
-    """Seed of the model initialisation and of the sample stream."""
-    device: str = "cpu"
-    """cpu or cuda."""
-    dtype: str = "float32"
-    """Training dtype: float32 on CPU; bfloat16 for large checkpoints on a GPU."""
-    lora_r: int = 0
-    """LoRA rank for large checkpoints (0 trains every weight)."""
-    save_dtype: str = "float16"
-    """dtype of the final model's weights (float16 halves the size of a release)."""
-    threads: int = 0
-    """torch threads (0: torch's default)."""
-    stop_after: int = 0
-    """Stop (with a checkpoint) after this many steps, e.g. on a pre-emptible machine; running the
-    same command again resumes exactly. 0: run to --steps."""
-    action_template: str = "sim-arm"
-    """With the action objective: the action template (a built-in name or a $name[lo:hi] spec)."""
-    state_template: str = "sim-arm-state"
-    """With the action objective: the template the end-effector state is written in."""
-    history: int = 0
-    """With the action objective: previous actions shown in the actor prompt."""
-    value_weight: float = 0.0
-    """With the action objective: weight of the value head's loss against the demonstrations'
-    discounted remaining progress (0: the value head is left for RL)."""
-    gamma: float = 0.99
-    """Discount of the value head's targets."""
-
-    def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError(f"steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2")
-        self.mixture()  # validates the weights
-
-    def mixture(self) -> dict[str, float]:
-        valid = ("progress", "one_shot", "done", "done_goal", "describe", "action")
-        out = {}
-        for item in self.weights.split(","):
-            name, _, w = item.partition(":")
-            if name.strip() not in valid:
-                raise ValueError(f"unknown objective {name!r} in weights {self.weights!r}; valid: {valid}")
-            try:
-                out[name.strip()] = float(w)
-            except ValueError:
-                raise ValueError(f"weight of {name!r} in {self.weights!r} is not a number") from None
-        if sum(out.values()) <= 0 or min(out.values()) < 0:
-            raise ValueError(f"weights {self.weights!r} must be >= 0 with a positive sum")
-        total = sum(out.values())
-        return {k: round(v / total, 6) for k, v in out.items() if v > 0}  # 0.5, not 0.5000000000000001
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -131,14 +30,11 @@ def _rng_state(rng: np.random.Generator) -> dict:
 
 
 def _save_checkpoint(path: Path, net, opt, sched, step: int, rng, cfg: TrainConfig) -> None:
-    """Write to a temporary folder and rename, so a kill mid-save keeps the previous one."""
     torch = require("torch", extra="model")
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    net.save(tmp / "model")
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                "rng": _rng_state(rng), "config": asdict(cfg)}, tmp / "trainer.pt")
-    replace_dir(tmp, path)
+    with atomic_dir(path) as tmp:  # a kill mid-save keeps the previous checkpoint
+        net.save(tmp / "model")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                    "rng": _rng_state(rng), "config": asdict(cfg)}, tmp / "trainer.pt")
 
 
 def _validation_set(source, seed: int, batch_size: int, mixture: dict) -> dict:
@@ -164,8 +60,9 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.critic.critic import Critic
     from vlac.critic.metrics import value_curve, voc, vroc
     from vlac.actor.actor import Actor
-    from vlac.actor.samples import ActionSource, load_demos
-    from vlac.critic.samples import SampleSource, Trajectory, load_failed_late_frames, load_trajectories
+    from vlac.train.actions import ActionSource, load_demos
+    from vlac.train.objectives import ActionObjective, PromptObjective
+    from vlac.train.samples import SampleSource, Trajectory, load_failed_late_frames, load_trajectories
     from vlac.data.dataset import LeRobotDataset
     from vlac.model.tokenizer import train_tokenizer
     from vlac.model.vlm import VLM
@@ -233,7 +130,7 @@ def train(cfg: TrainConfig) -> dict:
         if val_demos:
             val_src = ActionSource(val_demos, net.action_template, net.state_template, cfg.history, cfg.gamma)
             val_actions = val_src.draw(np.random.default_rng(cfg.seed + 7919), cfg.batch_size)
-    vlm.settings.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
+    vlm.preprocess.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
                                "reference_frames": cfg.reference_frames, "train_data": cfg.data,
                                "done_labels": cfg.done_labels, "done_failed": cfg.done_failed,
                                "done_near": cfg.done_near})
@@ -257,6 +154,8 @@ def train(cfg: TrainConfig) -> dict:
         mix = {k: v for k, v in mix.items() if k not in ("one_shot", "done_goal")}
         mix = {k: round(v / sum(mix.values()), 6) for k, v in mix.items()}
     names, probs = list(mix), np.array(list(mix.values()))
+    objectives = {name: ActionObjective(actions, cfg.value_weight) if name == "action" else PromptObjective(name, source)
+                  for name in names}
     writer = SummaryWriter(str(out / "tb"))
     n_tasks = len({t.task for t in train_trajs})
     print(f"{'actor' if acting else 'critic'}: {vlm.num_parameters() / 1e6:.1f}M parameters; {len(train_trajs)} "
@@ -269,13 +168,10 @@ def train(cfg: TrainConfig) -> dict:
         net.train()
         t0 = time.perf_counter()
         name = names[int(rng.choice(len(names), p=probs))]
-        if name == "action":
-            loss, parts = net.bc_loss(*actions.draw(rng, cfg.batch_size), value_weight=cfg.value_weight)
-            if "value" in parts:
-                writer.add_scalar("train/loss_value", parts["value"], step + 1)
-        else:
-            prompts, answers = source.draw(name, rng, cfg.batch_size)
-            loss = vlm.loss(vlm.encode(prompts, answers))
+        loss, parts = objectives[name].loss(net, rng, cfg.batch_size)
+        for part, value in parts.items():
+            if part != name:
+                writer.add_scalar(f"train/loss_{part}", value, step + 1)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step} (objective {name}); "
                                      f"lower --lr (now {cfg.lr}) or resume from {ckpt}")
@@ -327,3 +223,15 @@ def train(cfg: TrainConfig) -> dict:
     net.save(out / "model", dtype=cfg.save_dtype or None)
     print(f"model written to {out / 'model'}")
     return {"model": str(out / "model"), "history": history}
+
+
+def train_actor(cfg: ActorTrainConfig) -> dict:
+    from vlac.critic.critic import DEFAULT_CHECKPOINT as CRITIC
+
+    if "action" not in cfg.mixture():
+        raise ValueError(f"--weights {cfg.weights!r} has no action objective; add e.g. action:1")
+    if cfg.init == "critic":
+        cfg.init = str(CRITIC)
+    elif cfg.init == "none":
+        cfg.init = ""
+    return train(cfg)

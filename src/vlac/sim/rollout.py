@@ -17,9 +17,9 @@ import zlib
 import numpy as np
 
 from vlac.data.episode import Episode
-from vlac.envs.behaviours import Behaviour, make_behaviour
-from vlac.envs.metaworld_env import SimEnvConfig, SimRobotEnv
-from vlac.envs.tasks import TASKS
+from vlac.sim.behaviours import Behaviour, make_behaviour
+from vlac.sim.env import SimEnvConfig, SimRobotEnv
+from vlac.data.tasks import TASKS
 
 
 def episode_seed(base_seed: int, task: str, index: int) -> int:

@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from vlac.critic import metrics as M
-from vlac.critic.report import fmt, markdown_table, plot_value_curves
+from vlac.utils.report import fmt, markdown_table, plot_value_curves
 from vlac.data.lerobot_format import DatasetError
-from vlac.envs.tasks import TASKS
+from vlac.data.tasks import TASKS
 from vlac.utils.imports import set_threads
 
 BASELINES = {
