@@ -35,7 +35,7 @@ setup: $(VENV)/.installed
 
 demo: setup
 	@echo "== 1/4 data: one expert (succeeds) and one stalled (fails) episode each of reach and push, LeRobot layout"
-	$(BIN)/vlac data collect --tasks reach-v3,push-v3 --episodes-per-task 2 --behaviours expert:0.5,stall:0.5 --out runs/demo
+	$(BIN)/vlac data collect --tasks reach-v3 push-v3 --episodes-per-task 2 --behaviours expert:0.5 stall:0.5 --out runs/demo
 	$(BIN)/vlac data info runs/demo
 	@echo "== 2/4 critic: the same task (reach), a success (episode 0) and a failure (episode 2) side by side."
 	@echo "   Final value = the critic's progress estimate 0..1 (Eq. 7 over its pairwise deltas, each pair read both"
@@ -45,13 +45,13 @@ demo: setup
 	$(BIN)/vlac critic score --dataset runs/demo --episode 2 --symmetric --out runs/demo/score-failure
 	@echo "== 3/4 actor: the built-in behaviour-cloned actor rolled out on reach and push (simulator success flag)."
 	@echo "   2 episodes of 60 steps: expect 0.0-0.5; over 40 episodes of 150 steps it succeeds 0.20 on reach, 0.125 on push"
-	@echo "   (model card; \`vlac actor eval --tasks reach-v3,push-v3 --episodes 40 --out runs/actor-eval\`)."
-	$(BIN)/vlac actor eval --tasks reach-v3,push-v3 --episodes 2 --max-steps 60 --out runs/demo/actor-eval
+	@echo "   (model card; \`vlac actor eval --tasks reach-v3 push-v3 --episodes 40 --out runs/actor-eval\`)."
+	$(BIN)/vlac actor eval --tasks reach-v3 push-v3 --episodes 2 --max-steps 60 --out runs/demo/actor-eval
 	@echo "== 4/4 RL loop: two simulated robots over ZeroMQ, Ray workers, critic rewards, one PPO update."
 	@echo "   4 episodes cannot change success (expect the same before and after); a real run takes hundreds:"
 	@echo "   \`vlac rl --config configs/rl/reach-v3.yaml --episodes 200 --out runs/rl-reach\` (see BENCHMARKS.md, RL loop)."
 	rm -rf runs/demo/rl
-	$(BIN)/vlac rl --out runs/demo/rl --tasks reach-v3,push-v3 --robots 2 --episodes 4 --episodes-per-update 4 \
+	$(BIN)/vlac rl --out runs/demo/rl --tasks reach-v3 push-v3 --robots 2 --episodes 4 --episodes-per-update 4 \
 	  --max-steps 30 --eval-episodes 2
 	@echo "== done: runs/demo/score-*/scores.png, runs/demo/actor-eval/report.md, runs/demo/rl/report.md"
 

@@ -1,7 +1,7 @@
 """Does the actor see where to go? Linear probes from the actor's own features to the goal, and
 how much its actions follow the goal, on frames of a task whose goal moves between episodes.
 
-    python benchmarks/actor_goal_probe.py [--task reach-v3] [--episodes 150] [--checkpoint DIR] [--threads 1]
+    python benchmarks/actor_goal_probe.py [--task reach-v3] [--episodes 150] [--actor DIR] [--threads 1]
 
 For each episode (fresh seeded goal and start), a few random steps are taken so that hand and
 goal positions vary independently, then one frame is read. Reported per axis (x, y, z):
@@ -47,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="reach-v3")
     ap.add_argument("--episodes", type=int, default=150)
-    ap.add_argument("--checkpoint", default="")
+    ap.add_argument("--actor", default="builtin")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=30_000)
     args = ap.parse_args()
@@ -58,7 +58,7 @@ def main() -> None:
     from vlac.sim.env import SimEnvConfig, SimRobotEnv
     from vlac.data.tasks import TASKS
 
-    actor = Actor.load(args.checkpoint or None)
+    actor = Actor.load(args.actor)
     env = SimRobotEnv(SimEnvConfig(task=args.task, max_steps=1000))
     task = TASKS[args.task].instruction
     rng = np.random.default_rng(args.seed)
@@ -89,7 +89,7 @@ def main() -> None:
     def corr(a: np.ndarray, y: np.ndarray, j: int) -> str:
         return f"{np.corrcoef(a[:, j], y[:, j])[0, 1]:.2f}" if a[:, j].std() > 0 and y[:, j].std() > 0 else "-"
 
-    print(f"\n{args.task}, {args.episodes} frames, actor {args.checkpoint or 'built-in'}\n")
+    print(f"\n{args.task}, {args.episodes} frames, actor {args.actor}\n")
     print("| target | axis | probe R^2, image features | probe R^2, value-head feature | corr(actor's greedy action, "
           "target) | corr(expert's action, target) |\n|---|---|---|---|---|---|")
     for name, rows in targets.items():

@@ -2,7 +2,7 @@
 is 50 ms on CPU for the tiny preset), actions/s at batch 8 and 32, and the teacher-forced
 re-scoring PPO uses (batch 32).
 
-    python benchmarks/bench_actor.py [--checkpoint DIR] [--threads 2] [--repeats 30]
+    python benchmarks/bench_actor.py [--actor DIR] [--threads 2] [--repeats 30]
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from vlac.actor.actor import Actor, ActorInput
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default="")
+    ap.add_argument("--actor", default="builtin")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    actor = Actor.load(args.checkpoint or None)
+    actor = Actor.load(args.actor)
     rng = np.random.default_rng(0)
 
     def inputs(n):

@@ -1,7 +1,7 @@
 """Critic inference speed on this machine: reward latency for one step pair at batch 1 (the
 paper's real-time budget is 0.1 s), throughput in pairs/s at batch 32, one-shot and done.
 
-    python benchmarks/bench_critic.py [--checkpoint DIR] [--threads 2] [--repeats 30]
+    python benchmarks/bench_critic.py [--critic DIR] [--threads 2] [--repeats 30]
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from vlac.critic.critic import Critic, Reference
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default="")
+    ap.add_argument("--critic", default="builtin")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    critic = Critic.load(args.checkpoint or None)
+    critic = Critic.load(args.critic)
     rng = np.random.default_rng(0)
     img = lambda: rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)  # noqa: E731
     pair = [(img(), img())]

@@ -22,7 +22,7 @@ import numpy as np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default="", help="critic checkpoint (default: the built-in one)")
+    ap.add_argument("--critic", default="builtin", help="critic checkpoint (default: the built-in one)")
     ap.add_argument("--data", default="", help="LeRobot dataset (default: random frames)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-sizes", default="32,128")
@@ -32,14 +32,14 @@ def main() -> None:
 
     import torch
 
-    from vlac.critic.critic import DEFAULT_CHECKPOINT
+    from vlac.model import model_path
     from vlac.train.samples import SampleSource, Trajectory, load_trajectories
     from vlac.data.dataset import LeRobotDataset
     from vlac.model.vlm import VLM
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    vlm = VLM.load(args.checkpoint or DEFAULT_CHECKPOINT, device=args.device)
+    vlm = VLM.load(model_path(args.critic, "critic"), device=args.device)
     if args.data:
         trajs = load_trajectories([LeRobotDataset(args.data)])
     else:

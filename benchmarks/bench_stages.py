@@ -74,7 +74,7 @@ def main() -> None:
             [s] = actor.act([ActorInput(step.image, state, task)])
             step.sample, step.reward, step.p_done, step.version = s.to_dict(), 0.01, 0.1, 0
         rec.steps.append(step)
-    learner = Learner(LearnerConfig(checkpoint=str(ACTOR), out=tempfile.mkdtemp(), threads=args.threads,
+    learner = Learner(LearnerConfig(actor=str(ACTOR), out=tempfile.mkdtemp(), threads=args.threads,
                                     target_kl=0.0, epochs=2))
     learner.update([rec])  # the run's first update (value warm-up, optimiser state): not timed
     t0 = time.perf_counter()

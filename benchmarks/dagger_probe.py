@@ -84,7 +84,7 @@ def expert_demos(task: str, seeds: list[int], max_steps: int) -> list[dict]:
 def fine_tune(checkpoint: str, samples: list[tuple], steps: int, lr: float, batch: int, seed: int):
     from vlac.actor.actor import Actor
 
-    actor = Actor.load(checkpoint or None)
+    actor = Actor.load(checkpoint)
     opt = torch.optim.AdamW(actor.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     actor.train(True)
@@ -110,7 +110,7 @@ def success(actor, task: str, seeds: list[int], temperature: float, max_steps: i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="lever-pull-v3")
-    ap.add_argument("--checkpoint", default="", help="actor (default: the built-in tiny actor)")
+    ap.add_argument("--actor", default="builtin", help="actor (default: the built-in tiny actor)")
     ap.add_argument("--episodes", type=int, default=40, help="rollouts (and expert demos) for the fine-tuning data")
     ap.add_argument("--eval-episodes", type=int, default=40)
     ap.add_argument("--steps", type=int, default=300)
@@ -132,7 +132,7 @@ def main() -> None:
     text = TASKS[args.task].instruction
     train_seeds = [episode_seed(40_000, args.task, i) for i in range(args.episodes)]
     eval_seeds = [episode_seed(41_000, args.task, i) for i in range(args.eval_episodes)]
-    prior = Actor.load(args.checkpoint or None)
+    prior = Actor.load(args.actor)
     t0 = time.perf_counter()
     report = {"args": vars(args), "arms": {}}
     with torch.no_grad():
@@ -151,7 +151,7 @@ def main() -> None:
                                "sampled": success(prior, args.task, eval_seeds, 1.0, args.max_steps)}
     print(json.dumps(report, indent=1), flush=True)
     for arm in [a for a in args.arms.split(",") if a]:
-        actor, losses = fine_tune(args.checkpoint, data[arm], args.steps, args.lr, args.batch, seed=0)
+        actor, losses = fine_tune(args.actor, data[arm], args.steps, args.lr, args.batch, seed=0)
         report["arms"][arm] = {"samples": len(data[arm]), "loss_first_last": [float(np.mean(losses[:20])), float(np.mean(losses[-20:]))],
                                "greedy": success(actor, args.task, eval_seeds, 0.0, args.max_steps),
                                "sampled": success(actor, args.task, eval_seeds, 1.0, args.max_steps)}

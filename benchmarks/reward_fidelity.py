@@ -27,7 +27,7 @@ from vlac.eval.fidelity import auc  # the one AUC of success against failure
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset")
-    ap.add_argument("--checkpoint", default="")
+    ap.add_argument("--critic", default="builtin")
     ap.add_argument("--symmetric", action="store_true")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
@@ -38,7 +38,7 @@ def main() -> None:
     from vlac.data.dataset import LeRobotDataset
 
     ds = LeRobotDataset(args.dataset)
-    critic = Critic.load(args.checkpoint or None, symmetric=args.symmetric)
+    critic = Critic.load(args.critic, symmetric=args.symmetric)
     key = ds.camera_keys[0]
     rows = []
     for i in tqdm(range(ds.num_episodes), desc="score", unit="ep"):

@@ -17,15 +17,15 @@ vlac data collect --out $D/train --tasks $TASKS --episodes-per-task 100 --behavi
 
 # Behaviour cloning from the built-in critic (progress pre-training) and from scratch (ablation).
 vlac actor train --data $D/train --out $R-tiny --init critic --steps 1500 --val-every 500 --threads 1 &
-vlac actor train --data $D/train --out $R-scratch --init none --steps 1500 --val-every 500 --threads 1 &
+vlac actor train --data $D/train --out $R-scratch --init scratch --steps 1500 --val-every 500 --threads 1 &
 wait
 
 # Table 2: both checkpoints on the six tasks (20 new episodes each, seeds never trained on), task
 # progress from the built-in critic; then the default under scene variants.
-vlac actor eval --checkpoint $R-tiny/model,$R-scratch/model --names progress-pretrained,no-pretraining \
+vlac actor eval --actor $R-tiny/model,$R-scratch/model --names progress-pretrained no-pretraining \
   --tasks $TASKS --episodes 20 --threads 2 --out $R-eval
 # 20 more episodes per task for the shipped checkpoint (other seeds), pooled with the above.
-vlac actor eval --checkpoint $R-scratch/model --names no-pretraining --tasks $TASKS --episodes 20 --seed 11000 \
+vlac actor eval --actor $R-scratch/model --names no-pretraining --tasks $TASKS --episodes 20 --seed 11000 \
   --critic none --threads 2 --out $R-eval-b
-vlac actor eval --checkpoint $R-scratch/model --names default --tasks reach-v3,sweep-into-v3,dial-turn-v3,lever-pull-v3 \
-  --variants dim,table-dark,cam-shift --episodes 10 --critic none --threads 2 --out $R-eval-variants
+vlac actor eval --actor $R-scratch/model --names default --tasks reach-v3 sweep-into-v3 dial-turn-v3 lever-pull-v3 \
+  --variants dim table-dark cam-shift --episodes 10 --critic none --threads 2 --out $R-eval-variants

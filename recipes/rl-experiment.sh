@@ -15,4 +15,4 @@ mkdir -p runs
 vlac rl --config configs/rl/reach-push.yaml --episodes $N --out runs/$NAME-dense "$@" > runs/$NAME-dense.log 2>&1 &
 vlac rl --config configs/rl/reach-push-sparse.yaml --episodes $N --out runs/$NAME-sparse "$@" > runs/$NAME-sparse.log 2>&1 &
 wait
-vlac rl compare --runs runs/$NAME-dense,runs/$NAME-sparse --names dense,sparse --out runs/$NAME-compare.png
+vlac rl compare --runs runs/$NAME-dense runs/$NAME-sparse --names dense sparse --out runs/$NAME-compare.png

@@ -158,7 +158,7 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     from vlac.scripts.cli import main
 
     run = tmp_path / "run"
-    main(["actor", "train", "--data", str(expert_dataset), "--out", str(run), "--init", "none", "--steps", "3",
+    main(["actor", "train", "--data", str(expert_dataset), "--out", str(run), "--init", "scratch", "--steps", "3",
           "--batch-size", "4", "--val-every", "3", "--val-episodes", "1", "--threads", "1",
           "--weights", "action:0.6,progress:0.4"])
     model = run / "model"
@@ -173,7 +173,7 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     said = capsys.readouterr()
     assert "3 episodes are too few to hold any back for validation" in said.out + said.err
     out = tmp_path / "eval"
-    main(["actor", "eval", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "6", "--checkpoint", str(model),
+    main(["actor", "eval", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "6", "--actor", str(model),
           "--names", "bc", "--critic", "none", "--out", str(out), "--record", str(tmp_path / "rec")])
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["bc"]["episodes"] == 2
@@ -185,5 +185,5 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     rec = LeRobotDataset(tmp_path / "rec")
     assert rec.num_episodes == 2 and rec.episode(0).action.shape[1] == 4
     with pytest.raises(SystemExit, match="template"):
-        main(["actor", "train", "--data", str(expert_dataset), "--out", str(tmp_path / "r2"), "--init", "none",
+        main(["actor", "train", "--data", str(expert_dataset), "--out", str(tmp_path / "r2"), "--init", "scratch",
               "--steps", "1", "--action-template", "{x: 3mm}"])

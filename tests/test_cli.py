@@ -104,8 +104,8 @@ def test_first_hour_errors_and_help_read_as_one_line(tmp_path, capsys, small_dat
     (ck / "tokenizer.json").unlink()
     with pytest.raises(CheckpointError, match="has no tokenizer"):  # not transformers' sentencepiece advice
         VLM.load(ck)
-    weights = "progress:0.5,one_shot:0.3,done:0.1,describe:0.1"
-    mix = TrainConfig(data=str(small_dataset), out=str(tmp_path / "m"), weights=weights).mixture()
+    weights = ["progress:0.5", "one_shot:0.3", "done:0.1", "describe:0.1"]
+    mix = TrainConfig(data=[str(small_dataset)], out=str(tmp_path / "m"), weights=weights).mixture()
     assert mix == {"progress": 0.5, "one_shot": 0.3, "done": 0.1, "describe": 0.1}  # not 0.5000000000000001
 
 
@@ -147,10 +147,15 @@ def test_readme_flag_tables_match_the_cli():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     checked = 0
 
+    def default_of(f):
+        if f.default_factory is not dataclasses.MISSING:  # a list, written space-separated
+            return " ".join(str(x) for x in f.default_factory())
+        return f.default
+
     def defaults(command: str) -> dict:
         if command == "vlac rl learner":  # the nested learner settings: --learner.NAME
-            return {f"learner.{f.name}": f.default for f in dataclasses.fields(LearnerConfig)}
-        return {f.name: f.default for f in dataclasses.fields(configs[command])}
+            return {f"learner.{f.name}": default_of(f) for f in dataclasses.fields(LearnerConfig)}
+        return {f.name: default_of(f) for f in dataclasses.fields(configs[command])}
 
     for command, body in re.findall(r"`(vlac [a-z]+ [a-z-]+)` flags \(defaults in brackets\):\n\n((?:\|.*\n)+)", readme):
         fields = defaults(command)

@@ -218,7 +218,7 @@ def test_score_bad_input(small_dataset, tmp_path):
     with pytest.raises(SystemExit, match="missing"):
         (tmp_path / "ck").mkdir()
         (tmp_path / "ck" / "config.json").write_text("{}")
-        main(["critic", "score", "--dataset", str(small_dataset), "--checkpoint", str(tmp_path / "ck"),
+        main(["critic", "score", "--dataset", str(small_dataset), "--critic", str(tmp_path / "ck"),
               "--out", str(tmp_path)])
 
 
@@ -284,7 +284,7 @@ def test_eval_skips_an_unreadable_episode_and_keeps_the_rest(small_dataset, tmp_
     ds = LeRobotDataset(data)
     video = ds.video_path(ds.episodes.iloc[1], "observation.images.main")
     video.write_bytes(video.read_bytes()[:200])  # cut short, as a killed copy leaves it
-    report = evaluate(EvalConfig(dataset=str(data), out=str(tmp_path / "e"), one_shot=False, max_episodes=2))
+    report = evaluate(EvalConfig(dataset=[str(data)], out=str(tmp_path / "e"), one_shot=False, max_episodes=2))
     assert len(report["config"]["skipped"]) == 1 and "episode 1" in report["config"]["skipped"][0]
     assert len((tmp_path / "e" / "episodes.jsonl").read_text().splitlines()) == 1
     assert "Skipped 1 unreadable episode(s)" in (tmp_path / "e" / "report.md").read_text()

@@ -256,16 +256,16 @@ def test_progress_gated_done_hand_computed(tmp_path):
     # calibration over the same records picks the gate, from the files `vlac critic eval` writes
     (tmp_path / "ev").mkdir()
     (tmp_path / "ev" / "episodes.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
-    res = calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "cal"), thresholds="0.5",
-                                    min_values="0,0.8"))
+    res = calibrate(CalibrateConfig(episodes=[str(tmp_path / "ev")], out=str(tmp_path / "cal"), thresholds=[0.5],
+                                    min_values=[0, 0.8]))
     assert (res["best"]["min_value"], res["best"]["f1"], res["ungated_at_0.5"]["f1"]) == (0.8, 1.0, 0.5)
     assert (tmp_path / "cal" / "calibrate.png").stat().st_size > 1000
     with pytest.raises(FileNotFoundError, match="vlac critic eval --out"):
-        calibrate(CalibrateConfig(episodes=str(tmp_path / "nowhere"), out=str(tmp_path / "x")))
-    with pytest.raises(ValueError, match="comma-separated numbers"):
-        calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "x"), thresholds="high"))
+        calibrate(CalibrateConfig(episodes=[str(tmp_path / "nowhere")], out=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="--thresholds is empty"):
+        calibrate(CalibrateConfig(episodes=[str(tmp_path / "ev")], out=str(tmp_path / "x"), thresholds=[]))
     with pytest.raises(ValueError, match="has no episodes"):
-        calibrate(CalibrateConfig(episodes=str(tmp_path / "ev"), out=str(tmp_path / "x"), split="held-out"))
+        calibrate(CalibrateConfig(episodes=[str(tmp_path / "ev")], out=str(tmp_path / "x"), split="held-out"))
 
 
 def test_table_rows_keep_expert_episodes_apart():

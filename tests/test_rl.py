@@ -107,8 +107,8 @@ def test_rewards_terminals_and_truncation():
 def test_learner_mixes_in_demonstration_replay(tmp_path, expert_dataset):
     """Paper Eq. 6: the NLL of demonstrated action tokens is added to the PPO loss."""
     worker = InferenceWorker(str(ACTOR), seed=0)
-    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1,
-                        demo_data=str(expert_dataset), demo_batch=4)
+    cfg = LearnerConfig(actor=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1,
+                        demo_data=[str(expert_dataset)], demo_batch=4)
     stats = Learner(cfg).update([_episode(worker, 5, "done", seed=3)])
     assert stats["steps"] == 5 and np.isfinite(stats["demo_nll"]) and stats["demo_nll"] > 0
 
@@ -118,7 +118,7 @@ def test_learner_imitates_its_own_episodes_that_ended_at_a_done(tmp_path):
     loss; truncated episodes do not; the buffer is capped and survives a restart."""
     worker = InferenceWorker(str(ACTOR), seed=0)
     done, cut = _episode(worker, 5, "done", seed=3), _episode(worker, 4, "limit", seed=4)
-    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1, demo_batch=4,
+    cfg = LearnerConfig(actor=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1, demo_batch=4,
                         self_imitation=0.5, self_imitation_steps=8, target_kl=0.0)
     learner = Learner(cfg)
     stats = learner.update([done, cut])
@@ -136,7 +136,7 @@ def test_learner_imitates_its_own_episodes_that_ended_at_a_done(tmp_path):
     assert [a.tolist() for _, a, _ in again.imitate.items] == kept
     again.update([done])
     assert len(again.imitate) == 8  # the newest 8 steps
-    off = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "off"), minibatch=4, epochs=1))
+    off = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path / "off"), minibatch=4, epochs=1))
     assert off.update([done])["imitated_episodes"] == 0 and not off.imitate
 
 
@@ -158,7 +158,7 @@ def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_pa
     assert ep.length == 6 and ep.action[2].tolist() == [0.0, 4.0, -2.0, 1.0]
     [back] = data.untrained(0)
     assert [s.operator_action for s in back.operated] == [[0.0, 4.0, -2.0, 1.0]] * 2 and len(back.acted) == 4
-    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "run"), minibatch=4, epochs=1, demo_batch=4,
+    cfg = LearnerConfig(actor=str(ACTOR), out=str(tmp_path / "run"), minibatch=4, epochs=1, demo_batch=4,
                         target_kl=0.0)
     learner = Learner(cfg)
     stats = learner.update([back])
@@ -172,7 +172,7 @@ def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_pa
     assert stats["steps"] == 0 and stats["update"] == 2 and stats["operator_buffer"] == 5
     # replay alone after PPO's epochs, outside its KL stop, at its own learning rate: with PPO's at 0
     # the operator's actions still get likelier, and PPO's rate is back for the next update
-    again = Learner(LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path / "replay"), minibatch=4, epochs=1,
+    again = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path / "replay"), minibatch=4, epochs=1,
                                   demo_batch=2, lr=0.0, replay_lr=1e-3, replay_steps=12))
     stats = again.update([back])
     assert stats["replay_steps"] == 12 and stats["replay_loss_last"] < stats["replay_loss_first"]
@@ -187,7 +187,7 @@ def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):
     for rec in episodes:  # returns far from the value head's 0..1 (as the simulator's shaped reward)
         for s in rec.acted:
             s.reward *= 40.0
-    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1)
+    cfg = LearnerConfig(actor=str(ACTOR), out=str(tmp_path), minibatch=4, epochs=1)
     learner = Learner(cfg)
     stats = learner.update(episodes)
     pooled = np.concatenate([discounted_returns(r.rewards(), r.terminals(), cfg.gamma) for r in episodes])
@@ -202,7 +202,7 @@ def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):
 def test_learner_stops_an_update_when_the_policy_moved_too_far(tmp_path):
     worker = InferenceWorker(str(ACTOR), seed=0)
     episodes = [_episode(worker, 6, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
-    common = dict(checkpoint=str(ACTOR), lr=5e-3, minibatch=4, epochs=3)
+    common = dict(actor=str(ACTOR), lr=5e-3, minibatch=4, epochs=3)
     free = Learner(LearnerConfig(out=str(tmp_path / "free"), target_kl=0.0, **common)).update(episodes)
     assert free["gradient_steps"] == 9 and free["kl_stop"] == 0  # 3 epochs x 3 minibatches of 11 steps
     held = Learner(LearnerConfig(out=str(tmp_path / "held"), target_kl=1e-4, **common)).update(episodes)
@@ -212,7 +212,7 @@ def test_learner_stops_an_update_when_the_policy_moved_too_far(tmp_path):
 def test_learner_updates_and_resumes_at_the_same_step(tmp_path):
     worker = InferenceWorker(str(ACTOR), seed=0)
     episodes = [_episode(worker, 6, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
-    cfg = LearnerConfig(checkpoint=str(ACTOR), out=str(tmp_path), lr=1e-4, minibatch=4, epochs=2)
+    cfg = LearnerConfig(actor=str(ACTOR), out=str(tmp_path), lr=1e-4, minibatch=4, epochs=2)
     learner = Learner(cfg)
     before = {k: v.clone() for k, v in learner.weights()[0].items()}
     stats = learner.update(episodes)
@@ -439,9 +439,9 @@ def test_rl_config_demands_authentication_off_loopback(tmp_path):
     with pytest.raises(ValueError, match="robot-keys"):
         RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"))
     with pytest.raises(ValueError, match="cannot read CURVE key file"):
-        RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=str(tmp_path / "nope.pub"))
-    cfg = RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=str(tmp_path / "arm.pub"))
-    assert cfg.robot_keys.endswith("arm.pub")
+        RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=[str(tmp_path / "nope.pub")])
+    cfg = RLConfig(bind="tcp://0.0.0.0:5555", keys=str(tmp_path / "gw.key"), robot_keys=[str(tmp_path / "arm.pub")])
+    assert cfg.robot_keys[0].endswith("arm.pub")
 
 
 def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, tmp_path):

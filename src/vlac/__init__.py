@@ -1,6 +1,6 @@
 """vlac: a Vision-Language-Action-Critic toolkit for real-world robot reinforcement learning.
 
-Packages: ``vlac.envs`` (simulated robots), ``vlac.data`` (LeRobot-layout datasets),
+Packages: ``vlac.sim`` (simulated robots), ``vlac.data`` (LeRobot-layout datasets), ``vlac.rl`` (the loop),
 ``vlac.scripts`` (the ``vlac`` command).
 """
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from vlac.actor.decoding import DecodePlan, RowState, constrained_log_probs
 from vlac.actor.template import ActionTemplate, TemplateError, get_template
-from vlac.model import CheckpointError
+from vlac.model import BUILTIN, CheckpointError, model_path
 from vlac.model import prompts as P
 from vlac.model.preprocess import VLAC_CONFIG, read_preprocess
 from vlac.model.vlm import VLM, Prompt
@@ -29,7 +29,7 @@ from vlac.utils.imports import require
 
 torch = require("torch", extra="model")
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "actor-tiny"
+DEFAULT_CHECKPOINT = BUILTIN["actor"]
 VALUE_HEAD = "value_head.safetensors"
 
 
@@ -106,10 +106,7 @@ class Actor:
              **overrides) -> "Actor":
         """Load an actor checkpoint (default: the built-in tiny actor). A checkpoint without a
         value head (e.g. a critic) gets a new zero one, reported on stderr."""
-        path = Path(path) if path else DEFAULT_CHECKPOINT
-        if path == DEFAULT_CHECKPOINT and not path.is_dir():
-            raise CheckpointError(f"the built-in actor checkpoint {path} is missing; reinstall vlac or pass "
-                                  "--checkpoint DIR (train one with `vlac actor train`)")
+        path = model_path(path, "actor")
         safetensors = require("safetensors.torch", extra="model")
         vlm = VLM.load(path, device=device, dtype=dtype)
         cfg = {**vlm.preprocess.extra.get("actor", {}), **overrides}
@@ -126,7 +123,7 @@ class Actor:
     @staticmethod
     def history_length(path: str | Path | None = None) -> int:
         """How many past actions an actor checkpoint's prompt shows, from its config alone."""
-        path = Path(path) if path else DEFAULT_CHECKPOINT
+        path = model_path(path, "actor")
         if not (path / VLAC_CONFIG).is_file():
             return 0  # Actor.templates names the problem
         return int(read_preprocess(path).extra.get("actor", {}).get("history", 0))
@@ -135,10 +132,10 @@ class Actor:
     def templates(path: str | Path | None = None) -> tuple[ActionTemplate, ActionTemplate]:
         """The action and state templates of an actor checkpoint, read from its config alone (no
         weights): what a robot must send and receive, checked before any model is loaded."""
-        path = Path(path) if path else DEFAULT_CHECKPOINT
+        path = model_path(path, "actor")
         if not (path / VLAC_CONFIG).is_file():
             raise CheckpointError(f"{path} has no {VLAC_CONFIG}: not a vlac checkpoint folder; pass the folder "
-                                  "that `vlac actor train` wrote (or leave it empty for the built-in actor)")
+                                  "that `vlac actor train` wrote (or builtin for the built-in actor)")
         cfg = read_preprocess(path).extra.get("actor", {})
         return (get_template(cfg.get("action_template", "sim-arm")),
                 get_template(cfg.get("state_template", "sim-arm-state")))

@@ -29,12 +29,13 @@ from vlac.critic.metrics import pair_indices, value_curve
 from vlac.model import prompts as P
 from vlac.model.tokenizer import number_token_ids
 from vlac.model.preprocess import to_rgb_uint8
-from vlac.model.vlm import VLM, CheckpointError, Prompt
+from vlac.model import BUILTIN, model_path
+from vlac.model.vlm import VLM, Prompt
 from vlac.utils.imports import require
 
 torch = require("torch", extra="model")
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "critic-tiny"
+DEFAULT_CHECKPOINT = BUILTIN["critic"]
 DECODINGS = ("rich", "greedy")
 
 
@@ -89,12 +90,8 @@ class Critic:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu", dtype: str = "float32", **kw) -> "Critic":
-        """Load a checkpoint folder; ``None`` loads the built-in default."""
-        p = Path(path) if path else DEFAULT_CHECKPOINT
-        if path is None and not (p / "config.json").is_file():
-            raise CheckpointError(f"the built-in default critic is missing from {p}; reinstall vlac or "
-                                  "pass --checkpoint DIR")
-        return cls(VLM.load(p, device=device, dtype=dtype), **kw)
+        """Load a checkpoint folder; ``builtin`` (or None) loads the built-in default."""
+        return cls(VLM.load(model_path(path, "critic"), device=device, dtype=dtype), **kw)
 
     # ------------------------------------------------------------------------------ primitives
     def _batches(self, items: list):

@@ -16,7 +16,7 @@ RL loop (``done_threshold`` / ``done_min_value`` in an RL config).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,39 +27,35 @@ from vlac.utils.report import markdown_table
 
 @dataclass
 class CalibrateConfig:
-    episodes: str
-    """Comma-separated ``vlac critic eval`` output folders (or their episodes.jsonl files)."""
+    episodes: list[str]
+    """``vlac critic eval`` output folders (or their episodes.jsonl files)."""
     out: str
     """Output folder: calibrate.json, calibrate.md and calibrate.png (F1 over the grid)."""
-    thresholds: str = "0.5,0.6,0.7,0.8,0.9,0.95"
+    thresholds: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
     """p(done) thresholds to try."""
-    min_values: str = "0,0.3,0.5,0.6,0.7,0.8,0.9"
+    min_values: list[float] = field(default_factory=lambda: [0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9])
     """Value gates to try (0: no gate)."""
     split: str = ""
     """Only episodes of this split (seen, held-out); default: all of them pooled."""
 
 
-def _floats(text: str, name: str) -> list[float]:
-    try:
-        vals = sorted({float(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise ValueError(f"--{name} {text!r} must be comma-separated numbers, e.g. 0.5,0.7,0.9") from None
-    if not vals:
-        raise ValueError(f"--{name} is empty; give comma-separated numbers, e.g. 0.5,0.7,0.9")
-    return vals
+def _floats(values: list[float], name: str) -> list[float]:
+    if not values:
+        raise ValueError(f"--{name} is empty; give numbers, e.g. --{name} 0.5 0.7 0.9")
+    return sorted(set(float(v) for v in values))
 
 
-def load_records(spec: str) -> list[dict]:
+def load_records(spec: list[str]) -> list[dict]:
     """Episode records of one or more ``vlac critic eval`` runs, with done probabilities."""
     records = []
-    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+    for part in spec:
         path = Path(part)
         path = path / "episodes.jsonl" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"{part}: no episodes.jsonl; give a folder written by `vlac critic eval --out`")
         records += [r for r in read_episodes(path) if "p" in r.get("done", {})]
     if not records:
-        raise ValueError(f"{spec}: no episode has done probabilities (the evaluated dataset needs the "
+        raise ValueError(f"{', '.join(spec)}: no episode has done probabilities (the evaluated dataset needs the "
                          "per-frame success flag, sim.success)")
     return records
 

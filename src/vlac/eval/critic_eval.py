@@ -13,7 +13,7 @@ scene variant, and successful vs failed episodes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +34,19 @@ BASELINES = {
 
 @dataclass
 class EvalConfig:
-    dataset: str
-    """Comma-separated dataset folders; every episode is evaluated."""
+    dataset: list[str]
+    """Dataset folders; every episode is evaluated."""
     out: str
     """Report folder: report.md, report.json, episodes.jsonl and value-curve PNGs."""
-    checkpoint: str = ""
-    """Critic checkpoint folder (default: the built-in tiny critic)."""
+    critic: str = "builtin"
+    """Critic: builtin (the built-in tiny critic) or a checkpoint folder."""
     skip: int = 3
     """Frame step between the two images of each scored pair."""
     camera: str = ""
     """Camera key (default: each dataset's first)."""
     one_shot: bool = True
     """Also score one-shot, with another successful episode of the same task as reference."""
-    reference_dataset: str = ""
+    reference_dataset: list[str] = field(default_factory=list)
     """Where references come from (default: the evaluated dataset itself)."""
     decoding: str = "rich"
     """rich or greedy."""
@@ -117,12 +117,11 @@ def evaluate(cfg: EvalConfig) -> dict:
     from vlac.critic.critic import Critic, Reference
     from vlac.data.dataset import LeRobotDataset
 
-    datasets = [LeRobotDataset(p.strip()) for p in cfg.dataset.split(",") if p.strip()]
-    ref_sets = ([LeRobotDataset(p.strip()) for p in cfg.reference_dataset.split(",") if p.strip()]
-                if cfg.reference_dataset else datasets)
+    datasets = [LeRobotDataset(p) for p in cfg.dataset]
+    ref_sets = [LeRobotDataset(p) for p in cfg.reference_dataset] or datasets
     refs = _references(ref_sets, cfg.camera or None) if cfg.one_shot else {}
     set_threads(cfg.threads)
-    critic = Critic.load(cfg.checkpoint or None, symmetric=cfg.symmetric)
+    critic = Critic.load(cfg.critic, symmetric=cfg.symmetric)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
@@ -337,7 +336,7 @@ def _how_made(cfg: dict) -> str:
         return ""
     refs = ("off" if not cfg.get("one_shot", True) else
             f"another successful episode of the task from {cfg.get('reference_dataset') or 'the evaluated data'}")
-    return (f"Made by `vlac critic eval` on {cfg.get('dataset', '?')}: critic {cfg.get('checkpoint') or 'built-in'}, "
+    return (f"Made by `vlac critic eval` on {cfg.get('dataset', '?')}: critic {cfg.get('critic') or cfg.get('checkpoint') or 'builtin'}, "
             f"{'symmetric' if cfg.get('symmetric') else 'plain'} reading, frame skip {cfg.get('skip', '?')}, "
             f"{cfg.get('decoding', 'rich')} decoding, one-shot reference: {refs}.")
 
@@ -400,8 +399,8 @@ class FilterConfig:
     """Dataset folder whose episodes are checked."""
     out: str
     """Output folder: filter.json (every episode's VOC, NR and flag)."""
-    checkpoint: str = ""
-    """Critic checkpoint folder (default: the built-in tiny critic)."""
+    critic: str = "builtin"
+    """Critic: builtin (the built-in tiny critic) or a checkpoint folder."""
     skip: int = 3
     """Frame step between the two images of each scored pair."""
     camera: str = ""
@@ -424,7 +423,7 @@ def filter_dataset(cfg: FilterConfig) -> dict:
     ds = LeRobotDataset(cfg.dataset)
     key = cfg.camera or ds.camera_keys[0]
     set_threads(cfg.threads)
-    critic = Critic.load(cfg.checkpoint or None)
+    critic = Critic.load(cfg.critic)
     rows = []
     for i in tqdm(range(ds.num_episodes), desc="filter", unit="ep"):
         ep = ds.episode(i)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +35,21 @@ from tqdm import tqdm
 from vlac.critic.metrics import spearman
 from vlac.utils.report import pyplot, fmt, markdown_table
 
-POLICIES = "expert,noisy@1,noisy@2,random-bursts,stall,actor@0,actor@1,actor@2"
+POLICIES = ("expert", "noisy@1", "noisy@2", "random-bursts", "stall", "actor@0", "actor@1", "actor@2")
 
 
 @dataclass
 class FidelityConfig:
     out: str
     """Report folder: report.md, fidelity.json, episodes.jsonl, fidelity.png, ranking.png, rollouts/."""
-    tasks: str = "reach-v3,push-v3,lever-pull-v3"
-    """Comma-separated simulated tasks."""
+    tasks: list[str] = field(default_factory=lambda: ["reach-v3", "push-v3", "lever-pull-v3"])
+    """Simulated tasks."""
     episodes: int = 30
     """Actor rollouts per task for the fidelity measures."""
-    actor: str = ""
-    """Actor checkpoint whose rollouts are scored (default: the built-in tiny actor)."""
-    critic: str = ""
-    """Critic checkpoint (default: the built-in critic)."""
+    actor: str = "builtin"
+    """Actor whose rollouts are scored: builtin (the built-in tiny actor) or a checkpoint folder."""
+    critic: str = "builtin"
+    """Critic: builtin (the built-in tiny critic) or a checkpoint folder."""
     temperature: float = 1.0
     """The actor's sampling temperature (the RL loop's inference workers use 1)."""
     max_steps: int = 100
@@ -66,7 +66,7 @@ class FidelityConfig:
     """... where the value curve has reached this (0: no gate); defaults as `vlac rl`."""
     ranking_episodes: int = 10
     """Episodes per policy and task for the policy ranking (0: skip it)."""
-    policies: str = POLICIES
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
     """Policies of the ranking: scripted behaviours (noisy@SIGMA: the expert plus Gaussian noise of
     SIGMA in normalised action units) and actor@TEMPERATURE (0: greedy)."""
     rebuild: bool = False
@@ -343,7 +343,7 @@ def fidelity(cfg: FidelityConfig) -> dict:
     if cfg.episodes < 2:
         raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed")
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
-    policies = [p.strip() for p in cfg.policies.split(",") if p.strip()] if cfg.ranking_episodes > 0 else []
+    policies = cfg.policies if cfg.ranking_episodes > 0 else []
     for p in policies:
         parse_policy(p)
     if cfg.reuse and not (Path(cfg.reuse) / "rollouts").is_dir():
@@ -355,6 +355,7 @@ def fidelity(cfg: FidelityConfig) -> dict:
     saved = Path(cfg.reuse) / "rollouts" / "settings.json" if cfg.reuse else None
     if saved is not None and saved.is_file():
         theirs = json.loads(saved.read_text())
+        theirs["actor"] = theirs.get("actor") or "builtin"  # folders written before "builtin" was spelled out
         differ = {k: (theirs.get(k), v) for k, v in settings.items() if theirs.get(k) != v}
         if differ:
             raise ValueError(f"--reuse {cfg.reuse}: its rollouts were made with other settings "
@@ -364,8 +365,8 @@ def fidelity(cfg: FidelityConfig) -> dict:
     out = Path(cfg.out)
     (out / "rollouts").mkdir(parents=True, exist_ok=True)
     (out / "rollouts" / "settings.json").write_text(json.dumps(settings))
-    actor = Actor.load(cfg.actor or None)
-    critic = Critic.load(cfg.critic or None, symmetric=cfg.symmetric)
+    actor = Actor.load(cfg.actor)
+    critic = Critic.load(cfg.critic, symmetric=cfg.symmetric)
     main_policy = f"actor@{cfg.temperature:g}"
     plan = [(main_policy, t, cfg.episodes, 0) for t in tasks]
     # ranking episodes use their own seeds (offset 1), so no policy shares a start with the main rollouts
@@ -388,7 +389,9 @@ def rebuild(folder: str) -> dict:
         raise FileNotFoundError(f"{folder}: no episodes.jsonl and fidelity.json; give a folder written by "
                                 "`vlac critic fidelity --out`")
     old = json.loads((out / "fidelity.json").read_text())
-    cfg = FidelityConfig(**old["config"])
+    # folders written before lists were lists hold "a,b" strings
+    cfg = FidelityConfig(**{k: v.split(",") if k in ("tasks", "policies") and isinstance(v, str) else v
+                            for k, v in old["config"].items()})
     rows = [{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in json.loads(line).items()}
             for line in (out / "episodes.jsonl").read_text().splitlines()]
     return write_report(out, cfg, rows, old["identical_frames"], old["latency_batch1_s"])
@@ -398,7 +401,7 @@ def write_report(out: Path, cfg: FidelityConfig, rows: list[dict], identical: fl
     from vlac.data.tasks import resolve_tasks
 
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
-    policies = [p.strip() for p in cfg.policies.split(",") if p.strip()] if cfg.ranking_episodes > 0 else []
+    policies = cfg.policies if cfg.ranking_episodes > 0 else []
     main_policy = f"actor@{cfg.temperature:g}"
     n_main = len(tasks) * cfg.episodes
     main_rows = rows[:n_main]

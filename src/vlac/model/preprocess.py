@@ -84,6 +84,24 @@ def read_preprocess(path: str | Path) -> Preprocess:
     return Preprocess(image_size=int(size[0] if isinstance(size, list) else size))
 
 
+def run_pipeline(actor: str, critic: str) -> Preprocess:
+    """The one observation pipeline of an RL run (``--actor`` and ``--critic`` as given, critic
+    possibly ``none``): the actor's camera and normalisation, frames kept at the largest side the
+    actor or the critic reads (each model resizes to its own from there)."""
+    from dataclasses import replace
+
+    from vlac.model import model_path
+
+    pre = read_preprocess(model_path(actor, "actor"))
+    if critic == "none":
+        return pre
+    judge = read_preprocess(model_path(critic, "critic"))
+    if pre.camera and judge.camera and pre.camera != judge.camera:
+        raise ValueError(f"the actor reads camera {pre.camera!r} and the critic {judge.camera!r}: one run feeds both "
+                         "the same frame, so use an actor and a critic trained on the same camera")
+    return replace(pre, image_size=max(pre.image_size, judge.image_size), camera=pre.camera or judge.camera)
+
+
 def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     """Accept HxWx3 RGB (uint8 or float in [0, 1]), 3xHxW, HxW grey or HxWx4 RGBA; anything else
     is rejected with the shape it had and what is expected."""

@@ -13,7 +13,7 @@ from vlac.rl.learner import LearnerConfig
 class RLConfig:
     out: str = "runs/rl"
     """Run folder: episodes/ (LeRobot), rl_steps/, learner/ (checkpoint), tb/, report.md, *.png."""
-    tasks: str = "reach-v3"
+    tasks: list[str] = field(default_factory=lambda: ["reach-v3"])
     """Tasks of the simulated robots, assigned round-robin (also the evaluation tasks). Real robots
     bring their own task text in their hello; a run with only real robots (``--robots 0
     --eval-episodes 0``) needs no simulator and does not read this."""
@@ -25,8 +25,8 @@ class RLConfig:
     """Gateway address; port 0 picks a free port (printed, and written to OUT/gateway.txt)."""
     keys: str = ""
     """Gateway CURVE key file (required when --bind is not loopback)."""
-    robot_keys: str = ""
-    """Comma-separated public keys of the robots the gateway admits (CURVE authentication; required
+    robot_keys: list[str] = field(default_factory=list)
+    """Public keys of the robots the gateway admits (CURVE authentication; required
     with --keys when --bind is not loopback; empty with --keys: any robot that knows the gateway's
     public key). Each is ID=FILE or a FILE from `vlac robot keys --name ID`: a key admits only the
     robot id it was made for."""
@@ -38,11 +38,11 @@ class RLConfig:
     """Actor replicas."""
     max_batch: int = 8
     """Most observations one replica decodes at once."""
-    actor: str = ""
-    """Actor checkpoint (default: the built-in behaviour-cloned tiny actor)."""
-    critic: str = ""
-    """Critic checkpoint for rewards and done (default: the built-in tiny critic). ``none`` only
-    with an oracle reward (a reference arm): no critic runs, its CPU goes to the rest."""
+    actor: str = "builtin"
+    """Actor: builtin (the built-in behaviour-cloned tiny actor) or a checkpoint folder."""
+    critic: str = "builtin"
+    """Critic for rewards and done: builtin (the built-in tiny critic), a checkpoint folder, or none
+    (only with an oracle reward, a reference arm: no critic runs, its CPU goes to the rest)."""
     critic_symmetric: bool = False
     """Score each step pair both ways and average the readings (less noisy rewards, two forward
     passes per step; see `vlac critic eval --symmetric`)."""
@@ -129,7 +129,7 @@ class RLConfig:
                              "pair too: pass --keys FILE (create it with `vlac robot keys`)")
         if self.keys:
             CurveKeys.load(self.keys)  # unreadable or malformed key files are named now, before Ray starts
-        load_robot_keys(self.robot_keys.split(","))
+        load_robot_keys(self.robot_keys)
         if self.done_patience < 1:
             raise ValueError(f"done_patience {self.done_patience} must be >= 1 (transitions in a row over the threshold)")
         if self.takeover_after < 0 or self.takeover_steps < 1 or self.takeovers_per_episode < 0:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import tyro
 
 from vlac.rl.episodes import EpisodeRecord
 from vlac.rl.ppo import RunningMoments
@@ -24,7 +26,7 @@ torch = require("torch", extra="model")
 def load_actor(checkpoint: str):
     from vlac.actor.actor import Actor
 
-    return Actor.load(checkpoint or None)
+    return Actor.load(checkpoint)
 
 
 def apply_weights(actor, state: dict) -> None:
@@ -36,10 +38,10 @@ def apply_weights(actor, state: dict) -> None:
 
 @dataclass
 class LearnerConfig:
-    checkpoint: str = ""
-    """Actor to start from (default: the built-in behaviour-cloned tiny actor)."""
-    out: str = "runs/rl"
-    """Run folder; the learner checkpoints into OUT/learner/."""
+    actor: Annotated[str, tyro.conf.Suppress] = "builtin"
+    """Actor to start from; `vlac rl` sets it from its --actor."""
+    out: Annotated[str, tyro.conf.Suppress] = "runs/rl"
+    """Run folder; the learner checkpoints into OUT/learner/. `vlac rl` sets it from its --out."""
     lr: float = 1e-5
     """AdamW learning rate."""
     epochs: int = 2
@@ -59,7 +61,7 @@ class LearnerConfig:
     learner's ceiling and the baseline the critic must beat."""
     done_bonus: float = 0.0
     """Added to the last dense reward of an episode the critic declared done."""
-    demo_data: str = ""
+    demo_data: list[str] = field(default_factory=list)
     """LeRobot dataset of demonstrations replayed with an NLL loss (paper Eq. 6); empty: none."""
     demo_weight: float = 0.1
     demo_batch: int = 16
@@ -143,7 +145,7 @@ class Learner:
         self.cfg = cfg
         self.dir = Path(cfg.out) / "learner"
         self.resumed = (self.dir / "trainer.pt").is_file()
-        self.actor = Actor.load(self.dir / "model") if self.resumed else load_actor(cfg.checkpoint)
+        self.actor = Actor.load(self.dir / "model") if self.resumed else load_actor(cfg.actor)
         if cfg.freeze_vision:
             for p in self.actor.vlm.vision_parameters():
                 p.requires_grad_(False)
@@ -162,7 +164,7 @@ class Learner:
             from vlac.train.actions import ActionSource, load_demos
             from vlac.data.dataset import LeRobotDataset
 
-            demos = load_demos([LeRobotDataset(p) for p in cfg.demo_data.split(",")], progress=False)
+            demos = load_demos([LeRobotDataset(p) for p in cfg.demo_data], progress=False)
             self.demos = ActionSource(demos, self.actor.action_template, self.actor.state_template, self.actor.history)
         # Replay beside PPO: the steps of the run's own episodes that ended at a done (self-imitation)
         # and the steps operators drove (human-guided exploration); both survive a restart.

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from vlac.model.preprocess import run_pipeline
 from vlac.rl.config import RLConfig
 from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord
 from vlac.rl.fleet import Fleet, FleetRules
@@ -68,7 +69,7 @@ class RLLoop:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         cfg.learner.out = str(self.out)
-        cfg.learner.checkpoint = cfg.learner.checkpoint or cfg.actor
+        cfg.learner.actor = cfg.actor
         (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic",
                                       "inference_batch", "update_seconds", "eval_seconds")}
@@ -83,11 +84,11 @@ class RLLoop:
         # Reference arms only: the simulator's reward and flag reach the learner in no other arm.
         self.oracle = cfg.learner.reward if cfg.learner.reward in ORACLE_REWARDS else ""
         self.scored = cfg.critic != "none"  # a reference arm may run without a critic
-        self.rules = FleetRules(preprocess=observation_pipeline(cfg.actor, cfg.critic), done_threshold=cfg.done_threshold,
+        self.rules = FleetRules(preprocess=run_pipeline(cfg.actor, cfg.critic), done_threshold=cfg.done_threshold,
                                 done_patience=cfg.done_patience, done_min_value=cfg.done_min_value,
                                 oracle=self.oracle, scored=self.scored,
                                 max_steps=cfg.max_episode_steps or 10 * cfg.max_steps, max_mb=cfg.max_episode_mb,
-                                history_len=Actor.history_length(cfg.actor or None),
+                                history_len=Actor.history_length(cfg.actor),
                                 wait_for_learner=cfg.wait_for_learner, takeover_after=cfg.takeover_after,
                                 takeover_gain=cfg.takeover_gain, takeover_steps=cfg.takeover_steps,
                                 takeovers_per_episode=cfg.takeovers_per_episode)
@@ -443,10 +444,10 @@ class RLLoop:
         cfg = self.cfg
         self._start_ray()
         keys = CurveKeys.load(cfg.keys) if cfg.keys else None
-        allowed = load_robot_keys(cfg.robot_keys.split(",")) or None
+        allowed = load_robot_keys(cfg.robot_keys) or None
         from vlac.actor.actor import Actor
 
-        action_t, state_t = Actor.templates(cfg.actor or None)
+        action_t, state_t = Actor.templates(cfg.actor)
         # A robot whose state or action size does not fit the actor is turned away at hello (error
         # reply, counted) instead of failing inside an inference worker.
         self.attach(Gateway(cfg.bind, keys=keys, allowed_clients=allowed, lost_after_s=cfg.lost_after,
@@ -570,25 +571,6 @@ def sim_robot_command(address: str, task: str, robot_id: str, max_steps: int, pe
     return [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address, "--task", task,
             "--robot-id", robot_id, "--max-steps", str(max_steps), "--period", str(period), "--seed", str(seed),
             "--parent-pid", str(os.getpid())]
-
-
-def observation_pipeline(actor: str, critic: str):
-    """The one observation pipeline of a run: the actor's camera and normalisation, frames kept at
-    the largest side the actor or the critic reads (each model resizes to its own from there)."""
-    from dataclasses import replace
-
-    from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR
-    from vlac.critic.critic import DEFAULT_CHECKPOINT as CRITIC
-    from vlac.model.preprocess import read_preprocess
-
-    pre = read_preprocess(actor or ACTOR)
-    if critic == "none":
-        return pre
-    judge = read_preprocess(critic or CRITIC)
-    if pre.camera and judge.camera and pre.camera != judge.camera:
-        raise ValueError(f"the actor reads camera {pre.camera!r} and the critic {judge.camera!r}: one run feeds both "
-                         "the same frame, so use an actor and a critic trained on the same camera")
-    return replace(pre, image_size=max(pre.image_size, judge.image_size), camera=pre.camera or judge.camera)
 
 
 def _first_line(err: Exception) -> str:

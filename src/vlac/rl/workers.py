@@ -25,7 +25,7 @@ torch = require("torch", extra="model")
 class InferenceWorker:
     """One actor replica: decodes actions for a batch of waiting observations."""
 
-    def __init__(self, checkpoint: str = "", temperature: float = 1.0, top_k: int = 0, threads: int = 1,
+    def __init__(self, checkpoint: str = "builtin", temperature: float = 1.0, top_k: int = 0, threads: int = 1,
                  seed: int = 0):
         set_threads(threads)
         self.actor = load_actor(checkpoint)
@@ -61,11 +61,11 @@ class InferenceWorker:
 class CriticWorker:
     """Scores transitions: reward = progress delta (before -> after), p_done of the after frame."""
 
-    def __init__(self, checkpoint: str = "", threads: int = 1, decoding: str = "rich", symmetric: bool = False):
+    def __init__(self, checkpoint: str = "builtin", threads: int = 1, decoding: str = "rich", symmetric: bool = False):
         from vlac.critic.critic import Critic
 
         set_threads(threads)
-        self.critic = Critic.load(checkpoint or None, symmetric=symmetric)
+        self.critic = Critic.load(checkpoint, symmetric=symmetric)
         self.decoding = decoding
 
     def score(self, items: list[ScoreRequest]) -> list[Score]:
@@ -238,7 +238,7 @@ class DataService:
 class Evaluator:
     """Success rate of given weights on fixed evaluation episodes (simulator flag; measurement)."""
 
-    def __init__(self, checkpoint: str = "", threads: int = 1):
+    def __init__(self, checkpoint: str = "builtin", threads: int = 1):
         set_threads(threads)
         self.actor = load_actor(checkpoint)
 

@@ -44,8 +44,8 @@ class ScoreConfig:
     """rich (expected value over number tokens) or greedy."""
     symmetric: bool = False
     """Score each pair both ways and average the readings (two forward passes per pair)."""
-    checkpoint: str = ""
-    """Critic checkpoint folder (default: the built-in tiny critic)."""
+    critic: str = "builtin"
+    """Critic: builtin (the built-in tiny critic) or a checkpoint folder."""
     threads: int = 0
     """torch threads (0: torch's default; set it to the cores this command may use, e.g. 1 beside a
     running `vlac rl`, or the model runs many times slower)."""
@@ -142,7 +142,7 @@ def score_main(argv: list[str]) -> None:
     from vlac.utils.imports import set_threads
 
     set_threads(cfg.threads)
-    critic = Critic.load(cfg.checkpoint or None, symmetric=cfg.symmetric)
+    critic = Critic.load(cfg.critic, symmetric=cfg.symmetric)
     from vlac.model.tokenizer import unknown_words
 
     unknown = unknown_words(critic.vlm.tokenizer, task)
@@ -154,8 +154,8 @@ def score_main(argv: list[str]) -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     how = (f"{'symmetric' if cfg.symmetric else 'plain'} reading, skip {cfg.skip}, "
-           f"{'one-shot' if reference is not None else 'zero-shot'}, critic {cfg.checkpoint or 'built-in'}")
-    result = {"task": task, "source": source, "checkpoint": cfg.checkpoint or "built-in",
+           f"{'one-shot' if reference is not None else 'zero-shot'}, critic {cfg.critic}")
+    result = {"task": task, "source": source, "critic": cfg.critic,
               "one_shot": reference is not None, "skip": cfg.skip, "symmetric": cfg.symmetric, **s.to_dict()}
     (out / "scores.json").write_text(json.dumps(result, indent=1))
     plot_scores(s, f"{task}\n{source}\n{how}", out / "scores.png")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +13,12 @@ from vlac.utils.cli import parse_config
 
 @dataclass
 class CompareConfig:
-    runs: str
-    """Comma-separated `vlac rl` run folders."""
+    runs: list[str]
+    """`vlac rl` run folders."""
     out: str
     """PNG file to write."""
-    names: str = ""
-    """Comma-separated labels (default: the run folders' names)."""
+    names: list[str] = field(default_factory=list)
+    """Labels (default: the run folders' names)."""
 
 
 def compare_main(argv: list[str]) -> None:
@@ -27,8 +27,7 @@ def compare_main(argv: list[str]) -> None:
     cfg = parse_config(CompareConfig, argv, prog="vlac rl compare",
                        description="Evaluation success of several `vlac rl` runs on one plot, each labelled with "
                                    "its reward source (oracle arms marked as references).")
-    runs = [r.strip() for r in cfg.runs.split(",") if r.strip()]
-    names = [n.strip() for n in cfg.names.split(",")] if cfg.names else None
+    runs, names = cfg.runs, cfg.names or None
     missing = [r for r in runs if not (Path(r) / "eval.jsonl").is_file()]
     if missing:
         raise SystemExit(f"error: no eval.jsonl in {', '.join(missing)}: give folders written by `vlac rl --out` "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +27,16 @@ from vlac.data.tasks import TASKS, resolve_tasks
 class ActorEvalConfig:
     out: str
     """Report folder: report.md, report.json, episodes.jsonl, success.png."""
-    tasks: str = "reach-v3,push-v3"
-    """Comma-separated tasks (or a split name: train, heldout)."""
+    tasks: list[str] = field(default_factory=lambda: ["reach-v3", "push-v3"])
+    """Tasks (or a split name: train, heldout)."""
     episodes: int = 10
-    """Episodes per task, checkpoint and variant (new object and goal positions each)."""
-    checkpoint: str = ""
-    """Comma-separated actor checkpoint folders (default: the built-in tiny actor)."""
-    names: str = ""
-    """Comma-separated labels of the checkpoints in the table (default: folder names)."""
-    variants: str = "default"
-    """Comma-separated scene variants (see `vlac data collect --help`)."""
+    """Episodes per task, actor and variant (new object and goal positions each)."""
+    actor: list[str] = field(default_factory=lambda: ["builtin"])
+    """Actors side by side: builtin (the built-in tiny actor) or checkpoint folders."""
+    names: list[str] = field(default_factory=list)
+    """Labels of the actors in the table (default: folder names)."""
+    variants: list[str] = field(default_factory=lambda: ["default"])
+    """Scene variants (see `vlac data collect --help`)."""
     max_steps: int = 150
     """Episode limit in steps."""
     post_success_steps: int = 3
@@ -47,8 +47,8 @@ class ActorEvalConfig:
     """Sample from the k most likely values only (0: all)."""
     seed: int = 10_000
     """Base seed of the evaluation episodes (training data used 0-5000)."""
-    critic: str = "default"
-    """Critic checkpoint scoring task progress ("default": the built-in critic; "none": skip)."""
+    critic: str = "builtin"
+    """Critic scoring task progress: builtin, a checkpoint folder, or none (skip)."""
     record: str = ""
     """Also write every evaluation episode to this LeRobot-layout dataset (with videos)."""
     image_size: int = 96
@@ -133,19 +133,18 @@ def evaluate(cfg: ActorEvalConfig) -> dict:
         raise ValueError(f"--episodes must be >= 1, got {cfg.episodes}")
     set_threads(cfg.threads)
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
-    variants = [v.strip() for v in cfg.variants.split(",") if v.strip()]
+    variants = cfg.variants
     for v in variants:
         SimEnvConfig(variant=v)  # fails early with the list of valid variants
-    ckpts = [c.strip() for c in cfg.checkpoint.split(",") if c.strip()] or [""]
-    names = [n.strip() for n in cfg.names.split(",") if n.strip()]
-    if names and len(names) != len(ckpts):
-        raise ValueError(f"--names has {len(names)} labels for {len(ckpts)} checkpoints")
-    names = names or [Path(c).name if c else "default" for c in ckpts]
+    ckpts = cfg.actor or ["builtin"]
+    if cfg.names and len(cfg.names) != len(ckpts):
+        raise ValueError(f"--names has {len(cfg.names)} labels for {len(ckpts)} actors")
+    names = cfg.names or [c if c == "builtin" else Path(c).name for c in ckpts]
     critic = None
     if cfg.critic != "none":
         from vlac.critic.critic import Critic
 
-        critic = Critic.load(None if cfg.critic == "default" else cfg.critic)
+        critic = Critic.load(cfg.critic)
     writer = None
     if cfg.record:
         from vlac.sim.env import FPS
@@ -164,7 +163,7 @@ def evaluate(cfg: ActorEvalConfig) -> dict:
         for name, ckpt, variant, task in jobs:
             if name not in actors:
                 actors.clear()  # one actor in memory at a time
-                actors[name] = Actor.load(ckpt or None)
+                actors[name] = Actor.load(ckpt)
             actor = actors[name]
             seeds = [episode_seed(cfg.seed, task, i) for i in range(cfg.episodes)]
             for r in run_batch(actor, task, variant, seeds, cfg):

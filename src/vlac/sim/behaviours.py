@@ -189,13 +189,15 @@ def make_behaviour(name: str, **kwargs) -> Behaviour:
     return _CLASSES[name](**kwargs)
 
 
-def parse_mix(spec: str | dict[str, float]) -> dict[str, float]:
-    """``"expert:0.6,stall:0.4"`` (or a dict) -> normalised proportions, order kept."""
+def parse_mix(spec: str | list[str] | dict[str, float]) -> dict[str, float]:
+    """``["expert:0.6", "stall:0.4"]`` (or ``"expert:0.6,stall:0.4"``, or a dict) -> normalised
+    proportions, order kept."""
     if isinstance(spec, dict):
         items = list(spec.items())
     else:
         items = []
-        for part in (p.strip() for p in spec.split(",") if p.strip()):
+        parts = spec.split(",") if isinstance(spec, str) else spec
+        for part in (p.strip() for p in parts if p.strip()):
             name, _, w = part.partition(":")
             try:
                 items.append((name.strip(), float(w) if w else 1.0))

@@ -5,13 +5,13 @@ and seed ``episode_seed(seed, t, j)``, whatever the number of workers. Episodes 
 in plan order, one at a time; re-running the same command skips every committed episode, so a
 killed collection resumes where it stopped.
 
-    >>> collect(CollectConfig(out="runs/demo", tasks="reach-v3,push-v3", episodes_per_task=2))
+    >>> collect(CollectConfig(out="runs/demo", tasks=["reach-v3", "push-v3"], episodes_per_task=2))
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vlac.data.lerobot_format import SIM_ACTION_NAMES, SIM_STATE_NAMES, make_features
 from vlac.data.writer import DatasetWriter, remove_dataset
@@ -25,11 +25,11 @@ from vlac.sim.variants import parse_variant
 class CollectConfig:
     out: str
     """Output dataset directory (created, or appended to when it holds a dataset of the same schema)."""
-    tasks: str = "train"
-    """Comma-separated Meta-World task names, or a split: train, heldout, all."""
+    tasks: list[str] = field(default_factory=lambda: ["train"])
+    """Meta-World task names, or a split: train, heldout, all."""
     episodes_per_task: int = 10
     """Episodes to collect for each task."""
-    behaviours: str = ",".join(f"{k}:{v}" for k, v in DEFAULT_MIX.items())
+    behaviours: list[str] = field(default_factory=lambda: [f"{k}:{v}" for k, v in DEFAULT_MIX.items()])
     """Behaviour mix as name:weight pairs (expert, noisy, random-bursts, stall, regression, other-task)."""
     variant: str = "default"
     """Scene variant, names joined with '+', e.g. dim+gripper-cam."""

@@ -5,18 +5,18 @@ needs (``vlac actor train``: the action objective, a start from the built-in cri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class TrainConfig:
-    data: str
-    """Comma-separated LeRobot-layout dataset folders to train on."""
+    data: list[str]
+    """LeRobot-layout dataset folders to train on."""
     out: str
     """Run folder: checkpoints (checkpoint/), the final model (model/), TensorBoard logs (tb/)."""
-    init: str = ""
-    """Start from this checkpoint folder (a vlac checkpoint or a transformers InternVL one);
-    empty builds the tiny preset with a tokenizer trained on the data's tasks."""
+    init: str = "scratch"
+    """Start from: scratch (the tiny preset, with a tokenizer trained on the data's tasks), critic or
+    actor (the built-in one), or a checkpoint folder (a vlac checkpoint or a transformers InternVL one)."""
     camera: str = ""
     """Camera key to train on (default: each dataset's first camera)."""
     steps: int = 3000
@@ -31,7 +31,7 @@ class TrainConfig:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Gradient norm clip."""
-    weights: str = "progress:0.5,one_shot:0.2,done:0.2,describe:0.1"
+    weights: list[str] = field(default_factory=lambda: ["progress:0.5", "one_shot:0.2", "done:0.2", "describe:0.1"])
     """Mixture weight of each objective (progress, one_shot, done, done_goal: done with a reference
     episode's goal image shown first, describe, and the actor's action: behaviour cloning of the
     datasets' actions)."""
@@ -53,8 +53,8 @@ class TrainConfig:
     done_near: float = 0.0
     """Share of done pairs whose not-done frame is one of the last 20% of the episode's not-done
     frames, just short of the goal (hard negatives; most useful with --done-labels flag)."""
-    failed_data: str = ""
-    """More datasets (comma-separated) used only for those hard negatives, e.g. an RL run's
+    failed_data: list[str] = field(default_factory=list)
+    """More datasets used only for those hard negatives, e.g. an RL run's
     `episodes/` (the policy's own failures); their successful episodes are not used."""
     val_every: int = 250
     """Validate (and checkpoint) every this many steps."""
@@ -96,7 +96,7 @@ class TrainConfig:
         from vlac.train.objectives import OBJECTIVES as valid
 
         out = {}
-        for item in self.weights.split(","):
+        for item in self.weights:
             name, _, w = item.partition(":")
             if name.strip() not in valid:
                 raise ValueError(f"unknown objective {name!r} in weights {self.weights!r}; valid: {valid}")
@@ -114,9 +114,10 @@ class TrainConfig:
 @dataclass
 class ActorTrainConfig(TrainConfig):
     init: str = "critic"
-    """Start from: "critic" (the built-in critic: progress pre-training), "none" (the tiny preset
-    from scratch: the paper's "without progress pre-training" ablation), or a checkpoint folder."""
-    weights: str = "action:1"
+    """Start from: critic (the built-in critic: progress pre-training), scratch (the tiny preset:
+    the paper's "without progress pre-training" ablation), actor (the built-in actor), or a
+    checkpoint folder."""
+    weights: list[str] = field(default_factory=lambda: ["action:1"])
     """Mixture weights: action (behaviour cloning) and optionally the critic objectives (progress,
     one_shot, done, describe) to keep one model in both roles."""
     steps: int = 2000

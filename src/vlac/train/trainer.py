@@ -64,13 +64,14 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.train.objectives import ActionObjective, PromptObjective
     from vlac.train.samples import SampleSource, Trajectory, load_failed_late_frames, load_trajectories
     from vlac.data.dataset import LeRobotDataset
+    from vlac.model import model_path
     from vlac.model.tokenizer import train_tokenizer
     from vlac.model.vlm import VLM
 
     set_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    datasets = [LeRobotDataset(p.strip()) for p in cfg.data.split(",") if p.strip()]
+    datasets = [LeRobotDataset(p) for p in cfg.data]
     mix = cfg.mixture()
     acting = "action" in mix
     critic_objectives = [k for k in mix if k != "action"]
@@ -92,7 +93,7 @@ def train(cfg: TrainConfig) -> dict:
               reference_frames=cfg.reference_frames, done_labels=cfg.done_labels, done_near=cfg.done_near)
     failed = []
     if cfg.done_failed > 0 and {"done", "done_goal"} & set(critic_objectives):
-        extra = [LeRobotDataset(p.strip()) for p in cfg.failed_data.split(",") if p.strip()]
+        extra = [LeRobotDataset(p) for p in cfg.failed_data]
         failed = load_failed_late_frames(datasets + extra, cfg.camera or None)
         print(f"done: {len(failed)} failed episodes give hard not-done frames "
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
@@ -111,8 +112,8 @@ def train(cfg: TrainConfig) -> dict:
 
     if resume:
         net = load(ckpt / "model")
-    elif cfg.init:
-        net = load(cfg.init)
+    elif cfg.init != "scratch":
+        net = load(model_path("builtin", cfg.init) if cfg.init in ("critic", "actor") else cfg.init)
         if cfg.lora_r:
             (net.vlm if acting else net).add_lora(cfg.lora_r)
     else:
@@ -130,6 +131,8 @@ def train(cfg: TrainConfig) -> dict:
         if val_demos:
             val_src = ActionSource(val_demos, net.action_template, net.state_template, cfg.history, cfg.gamma)
             val_actions = val_src.draw(np.random.default_rng(cfg.seed + 7919), cfg.batch_size)
+    # the camera it learns from is part of its observation pipeline: the RL loop feeds it that one
+    vlm.preprocess.camera = cfg.camera or datasets[0].camera_keys[0]
     vlm.preprocess.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
                                "reference_frames": cfg.reference_frames, "train_data": cfg.data,
                                "done_labels": cfg.done_labels, "done_failed": cfg.done_failed,
@@ -226,12 +229,6 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def train_actor(cfg: ActorTrainConfig) -> dict:
-    from vlac.critic.critic import DEFAULT_CHECKPOINT as CRITIC
-
     if "action" not in cfg.mixture():
-        raise ValueError(f"--weights {cfg.weights!r} has no action objective; add e.g. action:1")
-    if cfg.init == "critic":
-        cfg.init = str(CRITIC)
-    elif cfg.init == "none":
-        cfg.init = ""
+        raise ValueError(f"--weights {' '.join(cfg.weights)} has no action objective; add e.g. action:1")
     return train(cfg)

@@ -63,9 +63,44 @@ def _flags(values: dict, prefix: str) -> list[str]:
         elif isinstance(v, bool):
             out.append("--" + name if v else "--" + (prefix + "no-" + k.replace("_", "-")))
         elif isinstance(v, (list, tuple)):
-            out += ["--" + name, ",".join(str(x) for x in v)]
+            out += ["--" + name, *(str(x) for x in v)]
         else:
             out += ["--" + name, str(v)]
+    return out
+
+
+def _list_flags(cls: type, prefix: str = "") -> set[str]:
+    """The flags of ``cls`` (nested configs too: ``--learner.demo-data``) that take a list."""
+    import typing
+
+    out: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        name = prefix + f.name.replace("_", "-")
+        if dataclasses.is_dataclass(hint):
+            out |= _list_flags(hint, name + ".")
+        elif typing.get_origin(hint) in (list, tuple):
+            out.add("--" + name)
+    return out
+
+
+def _split_lists(argv: list[str], flags: set[str]) -> list[str]:
+    """A list flag takes its values space-separated (``--tasks reach-v3 push-v3``) or, as in the
+    commands of earlier releases, comma-separated (``--tasks reach-v3,push-v3``): both are one list."""
+    out, in_list = [], False
+    for arg in argv:
+        if arg.startswith("--"):
+            in_list = arg.split("=", 1)[0] in flags
+            if in_list and "=" in arg:
+                flag, value = arg.split("=", 1)
+                out += [flag, *(v for v in value.split(",") if v)]
+                continue
+            out.append(arg)
+        elif in_list and "," in arg:
+            out += [v for v in arg.split(",") if v]
+        else:
+            out.append(arg)
     return out
 
 
@@ -89,6 +124,7 @@ def parse_config(cls: type[T], argv: list[str], prog: str, description: str | No
         # (e.g. ``learner:``) becomes dotted flags (``--learner.lr``).
         prefix = _flags(values, "")
         argv = prefix + argv
+    argv = _split_lists(argv, _list_flags(cls))
     try:
         return tyro.cli(cls, args=argv, prog=prog, description=description)
     except ValueError as e:  # raised by the dataclass' __post_init__
