@@ -227,3 +227,78 @@ def test_a_config_with_a_done_patience_below_one_is_refused_before_anything_star
 
     with pytest.raises(ValueError, match="done_patience 0 must be >= 1"):
         RLConfig(done_patience=0)
+
+
+def _scored_episode(episode, rewards, reason="limit", start=None):
+    """A finished episode whose transitions the critic scored with ``rewards``."""
+    from vlac.rl.episodes import EpisodeRecord, Step
+
+    rec = EpisodeRecord("r0", TASK, episode, reason=reason, start=start)
+    for k, r in enumerate(rewards):
+        rec.steps.append(Step(k, 0.0, np.zeros((8, 8, 3), np.uint8), np.zeros(4, np.float32), {"action": [0] * 4},
+                              reward=r, p_done=0.0, robot_step=k))
+    rec.steps.append(Step(len(rewards), 0.0, np.zeros((8, 8, 3), np.uint8), np.zeros(4, np.float32),
+                          robot_step=len(rewards)))
+    return rec
+
+
+def test_return_points_come_from_the_critics_stalls_and_retire_when_too_easy_or_too_hard():
+    """The documented rule (`vlac.rl.returns`): the state after a value peak that the episode never
+    rose past is offered; an episode that kept rising, or the critic called done, is not; a point
+    is tried least-tried first and retired once its done rate says it teaches nothing."""
+    from vlac.rl.returns import ReturnBank, ReturnRules
+
+    bank = ReturnBank(ReturnRules(prob=1.0, stall_steps=5, judge_after=2))
+    stalled = [0.1] * 4 + [-0.01] * 8  # value rises to 0.34 at transition 3, then slips
+    point = bank.offer(_scored_episode(0, stalled))
+    assert point is not None and (point.episode, point.step) == (0, 4) and point.value == pytest.approx(0.3439)
+    assert bank.offer(_scored_episode(1, [0.05] * 12)) is None  # it kept rising: no stall
+    assert bank.offer(_scored_episode(2, stalled, reason="done")) is None  # the critic called it a success
+    assert bank.offer(_scored_episode(3, [0.0] * 12)) is None  # never made progress (value 0)
+    assert bank.offer(_scored_episode(4, [0.1] * 2 + [0.0] * 3)) is None  # too short to tell a stall
+    rng = np.random.default_rng(0)
+    assert bank.choose("r0", TASK, rng) is point and bank.choose("r0", "another task", rng) is None
+    assert bank.choose("r1", TASK, rng) is None  # a snapshot lives on the robot that took it
+    # two episodes from the point, both called done by the critic: too easy, retired
+    for episode in (5, 6):
+        assert bank.finished(_scored_episode(episode, [0.2] * 3, reason="done", start=(0, 4)), rng) is point or True
+    assert point.tries == 2 and point not in bank.points["r0"] and bank.summary()["return_points_retired"] == 1
+    assert bank.summary()["return_episodes"] == 2
+
+
+def test_a_simulated_robot_returns_to_an_earlier_state_over_zeromq():
+    """A real `vlac robot sim` keeps its episodes' exact states; `return_to` makes its next episode
+    start from the state it reached at that step (the same state, the same frame), and it says so."""
+    import subprocess
+    import sys
+    import time
+
+    from vlac.transport.gateway import Gateway
+
+    gw = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+    robot = subprocess.Popen([sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", gw.address,
+                              "--task", "reach-v3", "--robot-id", "arm", "--max-steps", "8", "--episodes", "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen, starts = {}, {}
+    try:
+        end = time.monotonic() + 120
+        while robot.poll() is None and time.monotonic() < end:
+            for ev in gw.poll(timeout_ms=50):
+                if ev.kind == "episode_start":
+                    starts[ev.msg["episode"]] = ev.msg.get("returned_to")
+                elif ev.kind == "obs":
+                    m = ev.msg
+                    seen[(m["episode"], m["step"])] = (m["state"], m["images"]["main"])
+                    if (m["episode"], m["step"]) == (0, 6):
+                        gw.send_return("arm", 0, 3)  # for its next episode
+                    gw.send_action("arm", m["obs_id"], np.array([5.0, -4.0, 3.0, 1.0], np.float32))
+        out, _ = robot.communicate(timeout=30)
+    finally:
+        robot.kill()
+        gw.close()
+    assert starts == {0: None, 1: [0, 3]}, (starts, out[-2000:])
+    state0, frame0 = seen[(0, 3)]
+    state1, frame1 = seen[(1, 0)]
+    assert np.allclose(state0, state1) and np.array_equal(frame0, frame1)
+    assert (1, 5) not in seen  # it goes on from step 3 of 8: 5 steps left, 0..4
+    assert "'returns': 1" in out

@@ -504,10 +504,11 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     loop.gateway.close()
 
 
-def test_rl_oracle_dense_on_policy_with_takeovers_and_a_missing_cluster(tmp_path):
+def test_rl_oracle_dense_on_policy_with_takeovers_returns_and_a_missing_cluster(tmp_path):
     """The oracle-dense reference arm with symmetric critic rewards logged and the critic's done off
     (every episode runs to the limit), the robot held for the learner (every update trains on the
-    policy being trained) and the simulated operator taking over; and `--ray-address` naming the
+    policy being trained), the simulated operator taking over, return-and-explore sending the robot
+    back to an earlier episode's state (a rule loose enough to offer every episode); and `--ray-address` naming the
     address when nothing answers there. (Joining a running cluster, with CURVE keys and a robot
     started by hand, is the README's cluster command, run by tests/test_readme.py.)"""
     import socket
@@ -516,7 +517,8 @@ def test_rl_oracle_dense_on_policy_with_takeovers_and_a_missing_cluster(tmp_path
              "--robots", "1", "--episodes", "3", "--episodes-per-update", "1", "--max-steps", "8",
              "--eval-episodes", "0", "--critic-symmetric", "--done-threshold", "1.5", "--wait-for-learner",
              "--learner.reward", "oracle-dense", "--takeover-after", "2", "--takeover-gain", "1.0",
-             "--takeover-steps", "2"]
+             "--takeover-steps", "2", "--return-explore", "auto", "--returns.prob", "1", "--returns.stall-steps", "2",
+             "--returns.min-value", "0", "--returns.gain", "1", "--returns.within", "0.5"]
     proc = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert json.loads((tmp_path / "alone" / "rl_config.json").read_text())["critic_symmetric"] is True
@@ -531,6 +533,10 @@ def test_rl_oracle_dense_on_policy_with_takeovers_and_a_missing_cluster(tmp_path
     assert loop_stats["takeovers"] >= 1 and loop_stats["operator_steps"] >= 1, loop_stats
     assert sum(r["operator_steps"] for r in rows) == loop_stats["operator_steps"]
     assert sum(u["operator_steps_added"] for u in updates) == loop_stats["operator_steps"]
+    # return-and-explore: episode 0 offers a point; the robot, held at episode 1's start while the
+    # learner ran, starts episode 2 from it (a robot applies a return to the next episode it begins)
+    assert rows[0]["start"] is None and rows[2]["start"] is not None and rows[2]["start"][0] in (0, 1), rows
+    assert loop_stats["return_points_offered"] >= 1 and loop_stats["return_episodes"] == 1, loop_stats
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -642,8 +648,8 @@ def test_robots_started_by_a_run_do_not_outlive_it(tmp_path):
     """`vlac rl` killed with SIGKILL left its `vlac robot sim` children running (re-parented,
     resending to a dead port); a robot the loop starts now stops when the loop's process ends."""
     log = tmp_path / "robot.log"
-    code = ("import subprocess, sys; from vlac.rl.loop import sim_robot_command; "
-            "p = subprocess.Popen(sim_robot_command('tcp://127.0.0.1:9', 'reach-v3', 'orphan', 10, 0.0, 0), "
+    code = ("import subprocess, sys; from vlac.sim.robot import robot_command; "
+            "p = subprocess.Popen(robot_command('tcp://127.0.0.1:9', 'reach-v3', 'orphan', 10, 0.0, 0), "
             "stdout=open(sys.argv[1], 'w'), stderr=subprocess.STDOUT); print(p.pid, flush=True); p.wait()")
     parent = subprocess.Popen([sys.executable, "-c", code, str(log)], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from vlac.rl.episodes import ORACLE_REWARDS, REWARDS
 from vlac.rl.learner import LearnerConfig
+from vlac.rl.returns import ReturnRules
 
 
 @dataclass
@@ -65,6 +66,11 @@ class RLConfig:
     takeover_steps: int = 20
     """Steps an operator drives per takeover before handing back to the policy."""
     takeovers_per_episode: int = 1
+    return_explore: str = "off"
+    """Return-and-explore (paper 3.2.3): auto sends robots back to states where the policy's
+    episodes stalled, picked from the critic's readings by the rule of ``vlac.rl.returns`` (needs a
+    critic and robots that can return, e.g. `vlac robot sim`); off: every episode starts afresh."""
+    returns: ReturnRules = field(default_factory=ReturnRules)
     max_steps: int = 100
     """Robots' episode limit in steps."""
     max_episode_steps: int = 0
@@ -136,6 +142,13 @@ class RLConfig:
             raise ValueError("takeover_after must be >= 0 (0: off), takeover_steps >= 1 and takeovers_per_episode >= 0")
         if self.takeover_after and self.critic == "none":
             raise ValueError("--takeover-after reads the critic's value: it needs a critic (drop --critic none)")
+        if self.return_explore not in ("off", "auto"):
+            raise ValueError(f"--return-explore {self.return_explore!r} must be off or auto")
+        if self.return_explore == "auto" and self.critic == "none":
+            raise ValueError("--return-explore auto picks return points from the critic's value: it needs a critic "
+                             "(drop --critic none)")
+        if not 0.0 <= self.returns.prob <= 1.0:
+            raise ValueError(f"--returns.prob {self.returns.prob} must be in [0, 1]")
         if self.max_episode_mb <= 0 or self.max_episode_steps < 0:
             raise ValueError("max_episode_mb must be > 0 and max_episode_steps >= 0")
 

@@ -42,6 +42,7 @@ class Step:
     oracle_reward: float | None = None  # the simulator's shaped reward of this transition: oracle arms only
     operator_action: list | None = None  # an operator's action ran from this step instead of the policy's
     cameras: dict | None = None  # every camera's frame as kept (``image`` is one of them); the dataset stores all
+    robot_step: int | None = None  # the robot's own step number (what a return point names)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class EpisodeRecord:
     done_step: int | None = None  # transition at which the critic declared done
     value: float = 0.0  # running value: Eq. 7 over the critic's rewards scored so far
     frame_bytes: int = 0  # memory its frames hold while open (the loop caps it)
+    start: tuple | None = None  # (episode, step) of the return point it started from; None: a fresh start
 
     def executed_actions(self, n: int) -> list:
         """The last ``n`` actions the robot executed before the newest observation (the actor's
@@ -139,7 +141,8 @@ class EpisodeRecord:
         r = [s.reward for s in acted]
         out = {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(acted),
                "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
-               "final_p_done": acted[-1].p_done if acted else None, "operator_steps": len(self.operated)}
+               "final_p_done": acted[-1].p_done if acted else None, "operator_steps": len(self.operated),
+               "start": list(self.start) if self.start is not None else None}
         if acted and all(s.oracle_reward is not None for s in acted):
             out["oracle_return"] = float(self.rewards("oracle-dense").sum())
         return out

@@ -101,8 +101,9 @@ class Fleet:
         r.done = DoneRule(self.rules.done_threshold, self.rules.done_patience, self.rules.done_min_value)
         return r
 
-    def episode_start(self, robot: str, task: str, episode: int) -> None:
-        self._open(robot, task, episode)
+    def episode_start(self, robot: str, task: str, episode: int, start: tuple | None = None) -> None:
+        """``start``: the (episode, step) return point the robot says it started from."""
+        self._open(robot, task, episode).rec.start = tuple(start) if start is not None else None
 
     def observation(self, robot: str, msg: dict, now: float, task: str) -> None:
         """A robot's observation ``msg`` (gateway format: obs_id, t, images, state, episode, and
@@ -113,7 +114,8 @@ class Fleet:
         rec = r.rec
         pre = self.rules.preprocess
         frames = {cam: np.array(pre.frame(image)) for cam, image in msg["images"].items()}
-        step = Step(msg["obs_id"], msg["t"], pre.view(frames), np.array(msg["state"], np.float32), cameras=frames)
+        step = Step(msg["obs_id"], msg["t"], pre.view(frames), np.array(msg["state"], np.float32), cameras=frames,
+                    robot_step=msg.get("step"))
         prev = rec.steps[-1] if rec.steps else None
         if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
             prev.sample = None  # its action reached the robot too late (it held still): never trained on

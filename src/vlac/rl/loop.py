@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +28,9 @@ from vlac.rl.config import RLConfig
 from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord
 from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.learner import Learner
+from vlac.rl.returns import ReturnBank
 from vlac.rl.messages import ActReply, Score
+from vlac.sim.robot import robot_command
 from vlac.rl.workers import LOCKSTEP_FPS, CriticWorker, DataService, Evaluator, InferenceWorker, LogService
 from vlac.utils.imports import require
 
@@ -93,6 +94,8 @@ class RLLoop:
                                 takeover_gain=cfg.takeover_gain, takeover_steps=cfg.takeover_steps,
                                 takeovers_per_episode=cfg.takeovers_per_episode)
         self.fleet: Fleet | None = None  # the robots' episodes; made with the gateway it sends resets through
+        self.returns = ReturnBank(cfg.returns) if cfg.return_explore == "auto" else None
+        self.rng = np.random.default_rng(cfg.seed)
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
 
     # ------------------------------------------------------------------ set-up
@@ -147,7 +150,7 @@ class RLLoop:
     def _start_robot(self, k: int) -> subprocess.Popen:
         tasks = self.cfg.task_list
         seed = self.cfg.seed * 1000 + self.done_episodes + k + 100 * self.counters["robot_restarts"]
-        cmd = sim_robot_command(self.gateway.address, tasks[k % len(tasks)], f"sim-{k}", self.cfg.max_steps,
+        cmd = robot_command(self.gateway.address, tasks[k % len(tasks)], f"sim-{k}", self.cfg.max_steps,
                                 self.cfg.period, seed)
         log = open(self.out / f"robot-sim-{k}.log", "a")
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -182,7 +185,7 @@ class RLLoop:
         if ev.kind == "hello":  # how the dataset names its state and action columns
             self.names[ev.robot] = (msg.get("state_names"), msg.get("action_names"))
         elif ev.kind == "episode_start":
-            fleet.episode_start(ev.robot, msg["task"], msg["episode"])
+            fleet.episode_start(ev.robot, msg["task"], msg["episode"], msg.get("returned_to"))
         elif ev.kind == "obs":
             fleet.observation(ev.robot, msg, now, self.gateway.robots[ev.robot].task)
         elif ev.kind == "episode_end":
@@ -292,6 +295,9 @@ class RLLoop:
             if index < 0:
                 continue
             self.done_episodes += 1
+            point = self.returns.finished(rec, self.rng) if self.returns is not None else None
+            if point is not None and rec.robot in self.gateway.robots:  # return-and-explore
+                self.gateway.send_return(rec.robot, point.episode, point.step)
             summary = rec.summary()
             self.log.episode(summary, self.done_episodes)
             self.bar.update(1)
@@ -554,7 +560,7 @@ class RLLoop:
                                          ("learner", "update_seconds"), ("evaluation", "eval_seconds"))}
                 | {"wall": wall / max(episodes, 1)},
                 "gateway_errors": dict(self.gateway.errors), "refused_handshakes": self.gateway.admitted.refused,
-                **self.counters}
+                **(self.returns.summary() if self.returns is not None else {}), **self.counters}
 
 
 _TERMINATED: list[int] = []  # the signal that stopped the run, if one did
@@ -563,14 +569,6 @@ _TERMINATED: list[int] = []  # the signal that stopped the run, if one did
 def _stop_on_sigterm(signum, frame) -> None:
     _TERMINATED.append(signum)
     raise SystemExit(128 + signum)
-
-
-def sim_robot_command(address: str, task: str, robot_id: str, max_steps: int, period: float, seed: int) -> list[str]:
-    """The command line of a simulated robot the loop starts; it stops when this process ends,
-    even by SIGKILL (``--parent-pid``), so no robot outlives its run."""
-    return [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address, "--task", task,
-            "--robot-id", robot_id, "--max-steps", str(max_steps), "--period", str(period), "--seed", str(seed),
-            "--parent-pid", str(os.getpid())]
 
 
 def _first_line(err: Exception) -> str:

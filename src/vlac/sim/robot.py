@@ -58,6 +58,9 @@ class SimRobotConfig:
     """Lock-step mode: send the observation again if no action came within this many seconds."""
     welcome_timeout: float = 60.0
     """Give up if no gateway answers within this many seconds."""
+    keep_snapshots: int = 20
+    """Return-and-explore: episodes whose every step's exact simulator state is kept, so the gateway
+    can send the robot back to any of them (``return_to``)."""
     parent_pid: int = 0
     """Stop when this process ends (set by `vlac rl` for the robots it starts, so none outlives a
     killed run); 0: live on its own."""
@@ -83,7 +86,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                          state_names=SIM_STATE_NAMES, action_names=SIM_ACTION_NAMES)
     print(f"robot {robot_id}: waiting for a gateway at {cfg.connect} (up to {cfg.welcome_timeout:.0f} s)", flush=True)
     stats = {"episodes": 0, "steps": 0, "idle_steps": 0, "successes": 0, "wait_s": 0.0, "operator_steps": 0,
-             "takeovers": 0}
+             "takeovers": 0, "returns": 0}
+    snapshots: dict[int, list] = {}  # episode -> the exact state at each of its steps (the newest episodes)
     try:
         end = time.monotonic() + cfg.welcome_timeout
         while not stop.now and time.monotonic() < end and not client.wait_welcome(0.2):
@@ -100,13 +104,24 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
         operator = make_behaviour("expert")  # the simulated operator: the task's scripted expert
         while not stop.now and (cfg.episodes == 0 or episode < cfg.episodes):
             seed = episode_seed(cfg.seed, robot_id, episode)
-            obs = env.reset(seed)
+            client.poll(0)
+            back = _return_point(client, snapshots)
+            if back is None:
+                obs = env.reset(seed)
+            else:  # return-and-explore: that episode's scene (goal, objects), in the state it reached
+                env.reset(episode_seed(cfg.seed, robot_id, back[0]))
+                obs = env.restore(snapshots[back[0]][back[1]])
+                stats["returns"] += 1
             client.resets.clear()
             client.takeovers.clear()
-            client.start_episode(episode, task)
+            client.start_episode(episode, task, returned_to=back)
+            snapshots[episode] = []
+            for old in sorted(snapshots)[:-cfg.keep_snapshots]:
+                del snapshots[old]
             step, reason, last, executed = 0, "limit", hold, None
             operated, operator_left = None, 0  # the operator's action into this observation; steps it still drives
             while not stop.now:
+                snapshots[episode].append(env.snapshot())  # the state at this step (a possible return point)
                 sim = {"reward": env.reward, "success": env.success}  # measurement / oracle arms only
                 operator_left = _take_over(client, operator, env, episode, seed + step, operator_left, stats)
                 oid = client.send_obs(obs["images"], obs["state"], episode, step, executed=executed, sim=sim,
@@ -164,6 +179,25 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
         env.close()
     print(f"robot {robot_id}: {stats}", flush=True)
     return stats
+
+
+def robot_command(address: str, task: str, robot_id: str, max_steps: int, period: float, seed: int) -> list[str]:
+    """The command line of a simulated robot that `vlac rl` starts; it stops when the starting
+    process ends, even by SIGKILL (``--parent-pid``), so no robot outlives its run."""
+    return [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address, "--task", task,
+            "--robot-id", robot_id, "--max-steps", str(max_steps), "--period", str(period), "--seed", str(seed),
+            "--parent-pid", str(os.getpid())]
+
+
+def _return_point(client: RobotClient, snapshots: dict) -> tuple | None:
+    """The newest return point the gateway asked for that this robot still holds, or None."""
+    asked = list(client.returns)
+    client.returns.clear()
+    for msg in reversed(asked):
+        episode, step = int(msg["episode"]), int(msg["step"])
+        if step < len(snapshots.get(episode, [])):
+            return episode, step
+    return None
 
 
 def _take_over(client: RobotClient, operator, env, episode: int, seed: int, left: int, stats: dict) -> int:

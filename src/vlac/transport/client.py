@@ -63,6 +63,7 @@ class RobotClient:
         self.refused: str | None = None  # the gateway's reason when it turned this robot away at hello
         self.resets: deque = deque()
         self.takeovers: deque = deque()  # operator takeovers the gateway asked for: {episode, steps}
+        self.returns: deque = deque()  # return points the gateway asked for: {episode, step}
         self._actions: dict[int, dict] = {}
         self.last_action_msg: dict | None = None  # the message of the action wait_action returned last
         self._last_hello = self._last_beat = 0.0
@@ -109,9 +110,13 @@ class RobotClient:
         self.poll()
         return oid
 
-    def start_episode(self, episode: int, task: str | None = None) -> None:
-        self._send({"type": "episode_start", "robot": self.robot_id, "episode": int(episode),
-                    "task": task or self.task})
+    def start_episode(self, episode: int, task: str | None = None, returned_to: tuple | None = None) -> None:
+        """``returned_to``: the (episode, step) whose state this episode starts from, when the
+        robot honoured the gateway's ``return_to``."""
+        msg = {"type": "episode_start", "robot": self.robot_id, "episode": int(episode), "task": task or self.task}
+        if returned_to is not None:
+            msg["returned_to"] = [int(x) for x in returned_to]
+        self._send(msg)
 
     def end_episode(self, episode: int, reason: str, success: bool | None = None) -> None:
         msg = {"type": "episode_end", "robot": self.robot_id, "episode": int(episode), "reason": reason}
@@ -143,6 +148,8 @@ class RobotClient:
                 self.resets.append(msg)
             elif kind == "takeover":
                 self.takeovers.append(msg)
+            elif kind == "return_to":
+                self.returns.append(msg)
             elif kind == "error":
                 self.errors.append((msg.get("about", ""), msg["code"], msg["message"]))
                 if msg["code"] == "incompatible":

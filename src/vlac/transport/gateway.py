@@ -214,6 +214,11 @@ class Gateway:
         return self._send(robot.encode(), {"type": "takeover", "robot": robot, "episode": int(episode),
                                            "steps": int(steps)})
 
+    def send_return(self, robot: str, episode: int, step: int) -> bool:
+        """``robot`` starts its next episode from the state it reached at ``step`` of ``episode``."""
+        return self._send(robot.encode(), {"type": "return_to", "robot": robot, "episode": int(episode),
+                                           "step": int(step)})
+
     def close(self) -> None:
         self._sock.close(0)
         if self._auth is not None:

@@ -22,7 +22,8 @@ Robot -> gateway
                    simulator's scripted stand-in, not the policy's),
                    driving (optional "policy" | "operator": who chooses the action for this
                    observation; "operator": the robot wants no policy action for it)
-    episode_start  episode, task
+    episode_start  episode, task, returned_to (optional [episode, step]: the return point this episode
+                   starts from, when the robot honoured a ``return_to``)
     episode_end    episode, reason ("done" | "limit" | "reset" | "abort"), success (optional; simulators
                    only, for measurement, never used for learning; the simulator robot reports
                    whether its flag was on at any step of the episode)
@@ -33,6 +34,9 @@ Gateway -> robot
     reset          episode (the one to end), reason, restore (optional: an opaque snapshot to return to)
     takeover       episode, steps: an operator drives the robot for up to ``steps`` steps (a simulated
                    robot's scripted expert stands in for the person), then the policy again
+    return_to      episode, step: start the next episode from the state reached at that step of that
+                   earlier episode (return-and-explore; a simulated robot restores its snapshot, a
+                   real robot's operator carries it out); a robot that cannot just starts afresh
     error          code, message, (the offending type if known)
 
 Bounds (``validate``): ``v`` is the integer 1; ids, episodes and steps are integers in
@@ -83,6 +87,7 @@ GATEWAY_TYPES = {
     "action": {"obs_id": int, "action": np.ndarray},
     "reset": {"episode": int, "reason": str},
     "takeover": {"episode": int, "steps": int},
+    "return_to": {"episode": int, "step": int},
     "error": {"code": str, "message": str},
 }
 DRIVERS = ("policy", "operator")
@@ -190,6 +195,11 @@ def validate(msg: dict, sender: str = "robot") -> dict:
         _check_hello(msg)
     if kind == "obs":
         _check_obs(msg)
+    back = msg.get("returned_to") if kind == "episode_start" else None
+    if back is not None and not (isinstance(back, list) and len(back) == 2 and all(_is_int(x) and 0 <= x <= MAX_ID
+                                                                                   for x in back)):
+        raise ProtocolError("bad-field", f"episode_start field 'returned_to' must be [episode, step], got {back!r:.80}",
+                            kind)
     if kind == "episode_end" and msg["reason"] not in END_REASONS:
         raise ProtocolError("bad-field", f"episode_end reason {msg['reason']!r} is not one of {END_REASONS}", kind)
     return msg
