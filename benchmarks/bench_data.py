@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-from vlac.data.collect import CollectConfig, collect  # noqa: E402
+from vlac.sim.collect import CollectConfig, collect  # noqa: E402
 from vlac.data.dataset import FrameDataset, LeRobotDataset  # noqa: E402
 
 TASKS = "reach-v3,push-v3,drawer-open-v3,button-press-topdown-v3,window-close-v3,pick-place-v3"

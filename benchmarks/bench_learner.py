@@ -50,7 +50,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     worker = InferenceWorker(str(DEFAULT_CHECKPOINT), threads=args.threads)
     episodes = [episode(worker, args.steps, seed) for seed in range(args.episodes)]
-    learner = Learner(LearnerConfig(checkpoint=str(DEFAULT_CHECKPOINT), out=tempfile.mkdtemp(), epochs=args.epochs,
+    learner = Learner(LearnerConfig(actor=str(DEFAULT_CHECKPOINT), out=tempfile.mkdtemp(), epochs=args.epochs,
                                     minibatch=args.minibatch, threads=args.threads, target_kl=0.0,
                                     freeze_vision=not args.train_vision))
     t0 = time.perf_counter()

@@ -96,11 +96,13 @@ def test_the_models_camera_is_read_and_every_camera_is_kept():
     every camera is kept (at the models' size) for the dataset."""
     fleet, _ = _fleet(preprocess=Preprocess(image_size=32, camera="front"))
     msg = _obs(0)
-    msg["images"] = {"wrist": np.zeros((48, 64, 3), np.uint8), "front": np.full((96, 96, 3), 200, np.uint8)}
+    msg["images"] = {"wrist": np.zeros((48, 64, 3), np.uint8), "front": np.full((96, 96, 3), 200, np.uint8),
+                     "tiny": np.zeros((20, 24, 3), np.uint8)}
     fleet.observation("r0", msg, now=0.0, task="scoop the rice")
     [step] = fleet.robots["r0"].rec.steps
     assert step.image.shape == (32, 32, 3) and (step.image == 200).all()
-    assert sorted(step.cameras) == ["front", "wrist"] and step.cameras["wrist"].shape == (32, 32, 3)
+    assert sorted(step.cameras) == ["front", "tiny", "wrist"] and step.cameras["wrist"].shape == (32, 32, 3)
+    assert step.cameras["tiny"].shape == (20, 24, 3)  # never enlarged: the model reads it as it is
     with pytest.raises(ValueError, match="reads camera 'front'.*'wrist'"):
         Preprocess(camera="front").view({"wrist": step.cameras["wrist"]})
 
@@ -264,6 +266,18 @@ def test_return_points_come_from_the_critics_stalls_and_retire_when_too_easy_or_
         assert bank.finished(_scored_episode(episode, [0.2] * 3, reason="done", start=(0, 4)), rng) is point or True
     assert point.tries == 2 and point not in bank.points["r0"] and bank.summary()["return_points_retired"] == 1
     assert bank.summary()["return_episodes"] == 2
+    # points the robot no longer holds go: older than max_age of its episodes, or all after a restart
+    old = bank.offer(_scored_episode(7, stalled))
+    assert bank.choose("r0", TASK, rng, episode=7 + bank.rules.max_age - 1) is old
+    assert bank.choose("r0", TASK, rng, episode=7 + bank.rules.max_age) is None and not bank.points["r0"]
+    bank.offer(_scored_episode(30, stalled))
+    bank.forget("r0")
+    assert bank.choose("r0", TASK, rng) is None
+    from vlac.rl.config import RLConfig
+    from vlac.rl.learner import LearnerConfig
+
+    with pytest.raises(ValueError, match="return-explore auto .* not --learner.reward oracle-sparse"):
+        RLConfig(return_explore="auto", learner=LearnerConfig(reward="oracle-sparse"))
 
 
 def test_a_simulated_robot_returns_to_an_earlier_state_over_zeromq():

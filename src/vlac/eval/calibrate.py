@@ -89,7 +89,7 @@ def calibrate(cfg: CalibrateConfig) -> dict:
     rows = [[g["threshold"], g["min_value"], g["f1"], g["precision"], g["recall"], g["early_patience_2"],
              g["on_time_patience_2"]] for g in grid]
     md = ["# Done calibration", "", f"{result['episodes']} episodes, {result['frames']} scored frames "
-          f"({cfg.episodes}).", "",
+          f"({', '.join(cfg.episodes)}).", "",
           f"Best frame-level F1 {best['f1']:.3f}: `--done-threshold {best['threshold']} --done-min-value "
           f"{best['min_value']}`.", "",
           markdown_table(["threshold", "min value", "F1", "precision", "recall", "early (patience 2)",

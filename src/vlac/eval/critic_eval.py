@@ -6,7 +6,7 @@ simple baselines on the same episodes, and checks done predictions against the s
 per-frame success flag. Rows follow the paper's Table 1: one per split (seen / held-out task),
 scene variant, and successful vs failed episodes.
 
-    vlac critic eval --dataset runs/eval-seen,runs/eval-heldout --out runs/report
+    vlac critic eval --dataset runs/eval-seen runs/eval-heldout --out runs/report
     vlac critic filter --dataset runs/new-demos --out runs/filter      # flags low-VOC episodes
 """
 
@@ -334,9 +334,12 @@ def _how_made(cfg: dict) -> str:
     """The settings behind a report, so a number can be traced to the run that made it."""
     if not cfg:
         return ""
+    def names(v) -> str:  # a list, or a comma string in reports of earlier releases
+        return ", ".join(v) if isinstance(v, list) else str(v)
+
     refs = ("off" if not cfg.get("one_shot", True) else
-            f"another successful episode of the task from {cfg.get('reference_dataset') or 'the evaluated data'}")
-    return (f"Made by `vlac critic eval` on {cfg.get('dataset', '?')}: critic {cfg.get('critic') or cfg.get('checkpoint') or 'builtin'}, "
+            f"another successful episode of the task from {names(cfg.get('reference_dataset') or 'the evaluated data')}")
+    return (f"Made by `vlac critic eval` on {names(cfg.get('dataset', '?'))}: critic {cfg.get('critic') or cfg.get('checkpoint') or 'builtin'}, "
             f"{'symmetric' if cfg.get('symmetric') else 'plain'} reading, frame skip {cfg.get('skip', '?')}, "
             f"{cfg.get('decoding', 'rich')} decoding, one-shot reference: {refs}.")
 

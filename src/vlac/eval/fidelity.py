@@ -18,7 +18,7 @@ simulator and are used only to measure:
   experts at several sigma, the actor at several temperatures), Kendall tau between the mean
   critic return and the true success rate.
 
-    vlac critic fidelity --tasks reach-v3,push-v3,lever-pull-v3 --episodes 30 --out runs/fidelity
+    vlac critic fidelity --tasks reach-v3 push-v3 lever-pull-v3 --episodes 30 --out runs/fidelity
     vlac critic fidelity --critic runs/critic-b/model --reuse runs/fidelity --out runs/fidelity-b   # same rollouts
 """
 

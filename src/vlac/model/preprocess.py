@@ -51,10 +51,12 @@ class Preprocess:
         return images["main"] if "main" in images else next(iter(images.values()))
 
     def frame(self, image) -> np.ndarray:
-        """A camera frame as the model sees it, uint8 ``(S, S, 3)``: centre-cropped to a square
-        and resized (antialiased); a frame already that size is returned as it is."""
+        """A camera frame reduced to what the model sees, uint8 ``(S, S, 3)``: centre-cropped to a
+        square and resized (antialiased, the model's own resampling). A frame whose short side is
+        at most S is returned as it is (the model reads it as it is; enlarging it would only cost
+        memory and disk)."""
         a = to_rgb_uint8(image)
-        if a.shape[:2] == (self.image_size, self.image_size):
+        if min(a.shape[:2]) <= self.image_size:
             return a
         t = _square(a, self.image_size)
         return t.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()

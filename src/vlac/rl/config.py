@@ -144,9 +144,10 @@ class RLConfig:
             raise ValueError("--takeover-after reads the critic's value: it needs a critic (drop --critic none)")
         if self.return_explore not in ("off", "auto"):
             raise ValueError(f"--return-explore {self.return_explore!r} must be off or auto")
-        if self.return_explore == "auto" and self.critic == "none":
-            raise ValueError("--return-explore auto picks return points from the critic's value: it needs a critic "
-                             "(drop --critic none)")
+        if self.return_explore == "auto" and (self.critic == "none" or self.learner.reward == "oracle-sparse"):
+            raise ValueError("--return-explore auto picks and judges return points by the critic's value and done: it "
+                             "needs a critic, and an arm whose episodes the critic ends (not --critic none, not "
+                             "--learner.reward oracle-sparse, where the simulator's flag ends them)")
         if not 0.0 <= self.returns.prob <= 1.0:
             raise ValueError(f"--returns.prob {self.returns.prob} must be in [0, 1]")
         if self.max_episode_mb <= 0 or self.max_episode_steps < 0:

@@ -167,6 +167,8 @@ class RLLoop:
                 continue
             if code <= 0:
                 self.counters["robot_restarts"] += 1
+                if self.returns is not None:  # the new process holds none of the old one's states
+                    self.returns.forget(f"sim-{k}")
                 how = f"was killed (signal {-code})" if code < 0 else "was stopped from outside the run"
                 print(f"simulated robot sim-{k} {how}; starting it again", flush=True)
                 self.procs[k] = self._start_robot(k)
@@ -473,6 +475,7 @@ class RLLoop:
         start_episodes = self.done_episodes
         failed = True
         # SIGTERM (a scheduler, `kill`, systemd) stops the run as Ctrl-C does: open episodes saved
+        _TERMINATED.clear()
         on_term = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         try:
             while self.done_episodes < cfg.episodes:

@@ -5,16 +5,19 @@ The paper picked return points by an operator's intuition; here a documented rul
 the critic's readings only (never the simulator's flag):
 
 - **Offered**: an episode that the critic did not call done, whose value (Eq. 7 over the critic's
-  rewards) peaked at ``min_value`` or more within its first ``within`` share of steps, and then rose
-  less than ``gain`` for at least ``stall_steps`` steps. The point is the state right after the peak:
-  the policy got there and then stalled or regressed.
+  rewards) peaked at ``min_value`` or more within its first ``within`` share of steps, and never rose
+  ``gain`` above that peak in the rest of the episode, at least ``stall_steps`` steps. The point is
+  the state right after the peak: the policy got there and then stalled or regressed.
 - **Kept while informative**: each episode started from a point counts as a try; the critic's done
   (not the simulator's flag) says whether it ended in success. After ``judge_after`` tries a point
   whose done rate is at most ``hard`` or at least ``easy`` is retired (the paper found too-easy and
   too-hard points were where return-and-explore helped least).
 - **Chosen**: at the end of an episode, with probability ``prob``, a robot is sent back to one of
   its own points of its current task (a snapshot lives on the robot that took it), the least tried
-  first.
+  first. The robot applies it to the next episode it begins (in lock-step, the one after the
+  episode it is already in). Points older than ``max_age`` of the robot's episodes are dropped
+  (a simulated robot keeps its last 20 episodes' states), and all of a robot's points when it
+  restarts.
 
     >>> bank = ReturnBank(ReturnRules(prob=0.5))
     >>> bank.offer(rec)                     # a finished episode, scored by the critic
@@ -46,6 +49,9 @@ class ReturnRules:
     """The peak must come in this first share of the episode's steps (room left to explore)."""
     max_points: int = 32
     """Points kept per robot (the oldest go first)."""
+    max_age: int = 20
+    """Points from more than this many of the robot's episodes ago are dropped: the robot no longer
+    holds their states (`vlac robot sim --keep-snapshots`, 20)."""
     judge_after: int = 3
     """Tries from a point before its done rate can retire it."""
     hard: float = 0.1
@@ -109,8 +115,15 @@ class ReturnBank:
         self.offered += 1
         return point
 
-    def choose(self, robot: str, task: str, rng: np.random.Generator) -> ReturnPoint | None:
-        """Where ``robot``'s next episode should start, or None (a fresh start)."""
+    def forget(self, robot: str) -> None:
+        """A robot that restarted holds none of its earlier states."""
+        self.points.pop(robot, None)
+
+    def choose(self, robot: str, task: str, rng: np.random.Generator, episode: int | None = None) -> ReturnPoint | None:
+        """Where ``robot``'s next episode should start, or None (a fresh start); ``episode``: its
+        newest episode, to drop points it no longer holds."""
+        if episode is not None and robot in self.points:
+            self.points[robot] = [p for p in self.points[robot] if p.episode > episode - self.rules.max_age]
         mine = [p for p in self.points.get(robot, []) if p.task == task]
         if not mine or rng.random() >= self.rules.prob:
             return None
@@ -140,7 +153,7 @@ class ReturnBank:
                 self.outcome(point, done=rec.reason == "done")
         else:
             self.offer(rec)
-        return self.choose(rec.robot, rec.task, rng)
+        return self.choose(rec.robot, rec.task, rng, episode=rec.episode)
 
     def summary(self) -> dict:
         kept = [p for ps in self.points.values() for p in ps]

@@ -1,11 +1,11 @@
 """The ``vlac`` command: ``vlac <group> <command> [flags]``; ``--help`` at any level.
 
-    vlac data collect --tasks reach-v3,push-v3 --episodes-per-task 2 --out runs/demo
+    vlac data collect --tasks reach-v3 push-v3 --episodes-per-task 2 --out runs/demo
     vlac data info runs/demo --check
     vlac data repair runs/demo
     vlac data render runs/demo --episode 0 --out ep0.png
     vlac critic score --dataset runs/demo --episode 0 --out runs/score
-    vlac actor eval --tasks reach-v3,push-v3 --episodes 10 --out runs/actor-eval
+    vlac actor eval --tasks reach-v3 push-v3 --episodes 10 --out runs/actor-eval
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _groups() -> dict:
             "actor": (actor.COMMANDS, "the actor (train: behaviour cloning, eval: rollouts)"),
             "robot": (rl.ROBOT_COMMANDS, "robots (sim: a simulated robot process, keys: CURVE keys)"),
             "rl": (rl.rl_main, "the RL loop: vlac rl --config FILE --episodes N --out DIR; "
-                                  "vlac rl compare --runs A,B --out cmp.png; vlac rl report RUN")}
+                                  "vlac rl compare --runs A B --out cmp.png; vlac rl report RUN")}
 
 
 def _usage(groups: dict) -> str:

@@ -3,7 +3,7 @@ flag) and task progress (the critic's final value) per task and scene variant, i
 the paper's Table 2, with several checkpoints side by side (e.g. with and without progress
 pre-training).
 
-    vlac actor eval --tasks reach-v3,push-v3 --episodes 10 --out runs/actor-eval
+    vlac actor eval --tasks reach-v3 push-v3 --episodes 10 --out runs/actor-eval
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
         gen = torch.Generator().manual_seed(seeds[0])
         act_time, n_actions = 0.0, 0
         while live:
-            inputs = [ActorInput(obs[k]["images"]["main"], obs[k]["state"], instruction,
+            inputs = [ActorInput(actor.vlm.preprocess.view(obs[k]["images"]), obs[k]["state"], instruction,
                                  logs[k]["actions"][-actor.history:] if actor.history else []) for k in live]
             t0 = time.perf_counter()
             samples = actor.act(inputs, temperature=max(cfg.temperature, 1e-6), top_k=cfg.top_k,
@@ -99,7 +99,7 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
             still = []
             for k, s in zip(live, samples):
                 log = logs[k]
-                log["frames"].append(obs[k]["images"]["main"])
+                log["frames"].append(actor.vlm.preprocess.view(obs[k]["images"]))
                 log["states"].append(obs[k]["state"])
                 log["actions"].append(s.action)
                 log["flags"].append(obs[k]["success"])

@@ -252,6 +252,14 @@ class SimRobotEnv:
         self.steps = snap["steps"]
         return self.observe() if render else None
 
+    def start_from(self, snap: dict[str, Any]) -> dict[str, Any]:
+        """Begin an episode in a snapshot's state (return-and-explore): as ``restore``, except that
+        the episode's "reached the goal at some step" starts from the state's own flag, not from
+        the earlier episode's history."""
+        obs = self.restore(snap)
+        self._reached = self._success
+        return obs
+
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()

@@ -110,7 +110,7 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
                 obs = env.reset(seed)
             else:  # return-and-explore: that episode's scene (goal, objects), in the state it reached
                 env.reset(episode_seed(cfg.seed, robot_id, back[0]))
-                obs = env.restore(snapshots[back[0]][back[1]])
+                obs = env.start_from(snapshots[back[0]][back[1]])
                 stats["returns"] += 1
             client.resets.clear()
             client.takeovers.clear()

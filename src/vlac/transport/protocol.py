@@ -34,8 +34,8 @@ Gateway -> robot
     reset          episode (the one to end), reason, restore (optional: an opaque snapshot to return to)
     takeover       episode, steps: an operator drives the robot for up to ``steps`` steps (a simulated
                    robot's scripted expert stands in for the person), then the policy again
-    return_to      episode, step: start the next episode from the state reached at that step of that
-                   earlier episode (return-and-explore; a simulated robot restores its snapshot, a
+    return_to      episode, step: start the next episode it begins from the state reached at that step
+                   of that earlier episode (return-and-explore; a simulated robot restores its snapshot, a
                    real robot's operator carries it out); a robot that cannot just starts afresh
     error          code, message, (the offending type if known)
 
