@@ -44,6 +44,16 @@ class Step:
     cameras: dict | None = None  # every camera's frame as kept (``image`` is one of them); the dataset stores all
     robot_step: int | None = None  # the robot's own step number (what a return point names)
 
+    @property
+    def action(self) -> list | None:
+        """The action that ran from this step: the policy's, an operator's, or None (none ran)."""
+        return self.sample["action"] if self.sample is not None else self.operator_action
+
+    @property
+    def views(self) -> dict:
+        """Every camera's frame kept for this step (``{"main": image}`` for a step rebuilt without them)."""
+        return self.cameras or {"main": self.image}
+
 
 @dataclass
 class EpisodeRecord:
@@ -63,8 +73,7 @@ class EpisodeRecord:
         action history; actions it never executed are not part of it)."""
         if n <= 0:
             return []
-        return [s.sample["action"] if s.sample is not None else s.operator_action
-                for s in self.steps[:-1] if s.sample is not None or s.operator_action is not None][-n:]
+        return [s.action for s in self.steps[:-1] if s.action is not None][-n:]
 
     def actor_inputs(self) -> list:
         """What the actor saw at each acted step, as the inference worker built it (the PPO

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vlac.critic.metrics import value_step
+from vlac.critic.metrics import value_curve
 from vlac.rl.episodes import EpisodeRecord
 
 
@@ -75,15 +75,10 @@ class ReturnPoint:
 
 def value_peak(rec: EpisodeRecord) -> tuple[list[int], list[float]]:
     """The robot step after each scored transition and the running value (Eq. 7) there."""
-    steps, values, v = [], [], 0.0
-    for k, s in enumerate(rec.steps[:-1]):
-        if s.reward is None or not np.isfinite(s.reward):
-            continue
-        v = value_step(v, s.reward)
-        nxt = rec.steps[k + 1]
-        steps.append(nxt.robot_step if nxt.robot_step is not None else k + 1)
-        values.append(v)
-    return steps, values
+    scored = [k for k, s in enumerate(rec.steps[:-1]) if s.reward is not None and np.isfinite(s.reward)]
+    values = value_curve([rec.steps[k].reward for k in scored])[1:]
+    after = [rec.steps[k + 1] for k in scored]
+    return [s.robot_step if s.robot_step is not None else k + 1 for k, s in zip(scored, after)], values.tolist()
 
 
 class ReturnBank:

@@ -132,11 +132,9 @@ class DataService:
         from vlac.data.lerobot_format import make_features
 
         first = rec.executed[0]
-        cameras = first.cameras or {"main": first.image}
-        act = first.sample["action"] if first.sample is not None else first.operator_action
         state_names = state_names or [f"state_{i}" for i in range(len(first.state))]
-        action_names = action_names or [f"action_{i}" for i in range(len(act))]
-        return make_features(list(cameras), first.image.shape[:2], state_names, action_names,
+        action_names = action_names or [f"action_{i}" for i in range(len(first.action))]
+        return make_features(list(first.views), first.image.shape[:2], state_names, action_names,
                              with_success=rec.success is not None)
 
     def count(self) -> int:
@@ -217,15 +215,13 @@ class DataService:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(side))
         os.replace(tmp, path)
-        cameras = steps[0].cameras or {"main": None}
-        images = {cam: np.stack([s.cameras[cam] if s.cameras else s.image for s in steps]) for cam in cameras}
+        images = {cam: np.stack([s.views[cam] for s in steps]) for cam in steps[0].views}
         flags = None
         if SUCCESS_KEY in self.writer.features:
             flags = np.zeros(len(steps), dtype=bool)
             flags[-1] = bool(rec.success)
         self.writer.add_episode(Episode(rec.task, images, np.stack([s.state for s in steps]).astype(np.float32),
-                                        np.stack([np.asarray(s.sample["action"] if s.sample is not None
-                                                             else s.operator_action, np.float32) for s in steps]), flags,
+                                        np.stack([np.asarray(s.action, np.float32) for s in steps]), flags,
                                         {"behaviour": f"rl:{rec.robot}", "seed": rec.episode, "scene_variant": "default",
                                          "env_task": rec.robot, "success": rec.success}))
         return index
