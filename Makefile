@@ -19,7 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	  if nvidia-smi -L >/dev/null 2>&1; then build=cuda; else build=cpu; fi; fi; \
 	echo "set-up: torch 2.13.0, $$build build (TORCH=$(TORCH); override with TORCH=cpu or TORCH=cuda)"; \
 	case $$build in \
-	  cpu) $(BIN)/pip install -q torch==2.13.0 --extra-index-url $(TORCH_CPU_INDEX) ;; \
+	  cpu) if $(PY) -c "import socket, urllib.parse as u; socket.create_connection((u.urlparse('$(TORCH_CPU_INDEX)').hostname, 443), 5)" 2>/dev/null; \
+	       then $(BIN)/pip install -q torch==2.13.0 --extra-index-url $(TORCH_CPU_INDEX); \
+	       else echo "set-up: $(TORCH_CPU_INDEX) is not reachable; torch 2.13.0 from the configured index"; \
+	            $(BIN)/pip install -q torch==2.13.0; fi ;; \
 	  cuda) $(BIN)/pip install -q torch==2.13.0 ;; \
 	  *) echo "TORCH must be auto, cpu or cuda, not $$build" >&2; exit 2 ;; \
 	esac; \
@@ -57,7 +60,17 @@ demo: setup
 
 # Tests run in up to 4 processes (pytest-xdist; one per core, each sizing torch's pool to its share):
 # much of their time is spent waiting on subprocesses, sockets and Ray (2 cores: 472 s, BENCHMARKS.md).
+# The operator console's browser test drives Debian's chromium + chromium-driver: installed here when
+# this user may (root with apt-get), else the test is skipped with a note (CI requires it).
 test: setup
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "set-up: Debian's chromium and chromium-driver, for the console's browser test"; \
+	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	      echo "note: apt-get could not install chromium; the console's browser test is skipped"; \
+	  else echo "note: no /usr/bin/chromium and chromedriver (sudo apt-get install chromium chromium-driver):" \
+	    "the console's browser test is skipped"; fi; fi
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 bench: setup

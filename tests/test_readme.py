@@ -150,6 +150,7 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
                 text = text.replace("HOST:6379", f"127.0.0.1:{ray_port}")
                 # everything here listens on 127.0.0.1 only: the README's 0.0.0.0 is the machine's loopback
                 text = re.sub(r"tcp://(HOST|0\.0\.0\.0):5555", f"tcp://127.0.0.1:{joined['cluster']}", text)
+            text = re.sub(r"--console 127\.0\.0\.1:\d+", "--console 127.0.0.1:0", text)  # a free port, not the README's
             text = re.sub(r"\bDIR2\b", "data2", re.sub(r"\bDIR\b", "data", text)).replace("/some/dir", "data")
             text = re.sub(r"\bFILE\b", "configs/rl/reach-v3.yaml", text)
             words = shlex.split(text)[1:]
@@ -176,6 +177,8 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
                     continue
                 _finish(_process(words, cwd), line)
                 _check_rl(cwd / words[words.index("--out") + 1])
+                if "--console" in words:  # the console served the run: its address was written
+                    assert (cwd / words[words.index("--out") + 1] / "console.txt").read_text().startswith("http://127.0.0.1:")
             elif words[:2] == ["robot", "sim"]:
                 _finish(_process(words, cwd), line, timeout=120)
                 loop = joined.pop("proc")

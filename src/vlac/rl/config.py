@@ -57,11 +57,15 @@ class RLConfig:
     """Progress-gated done: a step counts towards done only once the episode's running value (the
     critic's progress deltas so far, through Eq. 7) has reached this (0: off; choose it with
     `vlac critic calibrate-done`)."""
+    guided_explore: str = "off"
+    """Human-guided exploration (paper 3.2.3): simulated hands a robot to its operator (a simulated
+    robot's is its task's scripted expert) when the critic's value stalls, by the rule of
+    ``--takeover-after`` (20 steps unless set); off: only an operator at the console takes over."""
     takeover_after: int = 0
-    """Human-guided exploration (paper 3.2.3): hand a robot to an operator once the critic's value has
-    risen less than ``takeover_gain`` over this many of the policy's scored steps (0: off). The
-    operator's steps are stored flagged, join the demonstration replay (``--learner.operator-weight``)
-    and never enter the PPO ratio. A simulated robot's operator is its task's scripted expert."""
+    """The guided-exploration trigger: hand a robot to an operator once the critic's value has
+    risen less than ``takeover_gain`` over this many of the policy's scored steps (0: off; set alone it
+    turns guided exploration on). The operator's steps are stored flagged, join the demonstration
+    replay (``--learner.operator-weight``) and never enter the PPO ratio."""
     takeover_gain: float = 0.02
     takeover_steps: int = 20
     """Steps an operator drives per takeover before handing back to the policy."""
@@ -71,6 +75,14 @@ class RLConfig:
     episodes stalled, picked from the critic's readings by the rule of ``vlac.rl.returns`` (needs a
     critic and robots that can return, e.g. `vlac robot sim`); off: every episode starts afresh."""
     returns: ReturnRules = field(default_factory=ReturnRules)
+    console: str = ""
+    """Serve the operator console on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks one, written to
+    OUT/console.txt): watch every robot, pause it, drive it with the keyboard, mark and send return
+    points, end and label episodes. Off by default."""
+    console_token: str = ""
+    """The console's token (default: $VLAC_CONSOLE_TOKEN); required when --console is not loopback."""
+    console_step: float = 5.0
+    """Millimetres one key press moves the robot at the console."""
     max_steps: int = 100
     """Robots' episode limit in steps."""
     max_episode_steps: int = 0
@@ -138,6 +150,12 @@ class RLConfig:
         load_robot_keys(self.robot_keys)
         if self.done_patience < 1:
             raise ValueError(f"done_patience {self.done_patience} must be >= 1 (transitions in a row over the threshold)")
+        if self.guided_explore not in ("off", "simulated"):
+            raise ValueError(f"--guided-explore {self.guided_explore!r} must be off or simulated")
+        if self.guided_explore == "simulated" and not self.takeover_after:
+            self.takeover_after = 20
+        if self.takeover_after and self.guided_explore == "off":
+            self.guided_explore = "simulated"
         if self.takeover_after < 0 or self.takeover_steps < 1 or self.takeovers_per_episode < 0:
             raise ValueError("takeover_after must be >= 0 (0: off), takeover_steps >= 1 and takeovers_per_episode >= 0")
         if self.takeover_after and self.critic == "none":
@@ -150,6 +168,17 @@ class RLConfig:
                              "--learner.reward oracle-sparse, where the simulator's flag ends them)")
         if not 0.0 <= self.returns.prob <= 1.0:
             raise ValueError(f"--returns.prob {self.returns.prob} must be in [0, 1]")
+        if self.console:
+            import os
+
+            from vlac.rl.console import console_is_loopback
+
+            self.console_token = self.console_token or os.environ.get("VLAC_CONSOLE_TOKEN", "")
+            if not console_is_loopback(self.console) and not self.console_token:
+                raise ValueError(f"--console {self.console} is not loopback: pass --console-token TOKEN (or set "
+                                 "VLAC_CONSOLE_TOKEN); the page and every request must carry it")
+            if self.console_step <= 0:
+                raise ValueError(f"--console-step {self.console_step} must be > 0 (millimetres a key press moves)")
         if self.max_episode_mb <= 0 or self.max_episode_steps < 0:
             raise ValueError("max_episode_mb must be > 0 and max_episode_steps >= 0")
 

@@ -61,12 +61,13 @@ class EpisodeRecord:
     task: str
     episode: int
     steps: list[Step] = field(default_factory=list)
-    reason: str = ""  # done (critic), limit (robot's step limit), reset, abort, lost (robot vanished)
+    reason: str = ""  # done (critic), limit (robot's step limit), reset, abort, lost (robot vanished), operator
     success: bool | None = None  # the simulator's flag, measurement only (never used for learning)
     done_step: int | None = None  # transition at which the critic declared done
     value: float = 0.0  # running value: Eq. 7 over the critic's rewards scored so far
     frame_bytes: int = 0  # memory its frames hold while open (the loop caps it)
     start: tuple | None = None  # (episode, step) of the return point it started from; None: a fresh start
+    label: bool | None = None  # an operator's verdict when ending it at the console (success / failure)
 
     def executed_actions(self, n: int) -> list:
         """The last ``n`` actions the robot executed before the newest observation (the actor's
@@ -151,7 +152,7 @@ class EpisodeRecord:
         out = {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(acted),
                "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
                "final_p_done": acted[-1].p_done if acted else None, "operator_steps": len(self.operated),
-               "start": list(self.start) if self.start is not None else None}
+               "start": list(self.start) if self.start is not None else None, "label": self.label}
         if acted and all(s.oracle_reward is not None for s in acted):
             out["oracle_return"] = float(self.rewards("oracle-dense").sum())
         return out

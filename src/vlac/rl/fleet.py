@@ -10,6 +10,10 @@ carries out what it asks for (resets go through ``send_reset``; transitions to s
     >>> fleet.episode_start("arm-1", "open the drawer", 0)
     >>> fleet.observation("arm-1", msg, now=time.monotonic())    # queued for an action
     >>> fleet.scored(("arm-1", 0, 0), reward=0.1, p_done=0.2)    # the critic's verdict on 0 -> 1
+
+An operator at the console can pause a robot (its observations wait, unanswered) or drive it
+(``take_manual`` / ``drive`` / ``hand_back``): then each of its observations is answered by the
+operator's next action instead of the policy's, and the step is stored as an operator's.
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ class Fleet:
             self.counters.setdefault(k, 0)
         self.hold_since: float | None = None
         self.holds: list[float] = []  # seconds robots were held for the learner, per hold
+        self.paused: set[str] = set()  # robots an operator paused: their observations wait unanswered
+        self.manual: dict[str, deque] = {}  # robots an operator drives: the actions queued for them
 
     # ------------------------------------------------------------------ robot events
     def _open(self, robot: str, task: str, episode: int) -> RobotState:
@@ -117,6 +123,15 @@ class Fleet:
         step = Step(msg["obs_id"], msg["t"], pre.view(frames), np.array(msg["state"], np.float32), cameras=frames,
                     robot_step=msg.get("step"))
         prev = rec.steps[-1] if rec.steps else None
+        if prev is not None and prev.action is None and msg.get("step") is not None and msg["step"] == prev.robot_step:
+            gone = rec.steps.pop()  # the same state sent again (a lock-step robot waiting while paused): one step
+            rec.frame_bytes -= sum(f.nbytes for f in gone.views.values())
+            prev = rec.steps[-1] if rec.steps else None
+        if prev is not None and prev.operator_action is not None and msg.get("operator_action") is None:
+            if msg.get("executed", prev.obs_id) == prev.obs_id:  # the console operator's action ran
+                self.counters["operator_steps"] += 1
+            else:
+                prev.operator_action = None  # it reached the robot too late: nothing ran
         if prev is not None and prev.sample is not None and msg.get("executed", prev.obs_id) != prev.obs_id:
             prev.sample = None  # its action reached the robot too late (it held still): never trained on
             self.counters["unexecuted_actions"] += int(msg.get("operator_action") is None)
@@ -142,8 +157,8 @@ class Fleet:
             self.close(robot, "limit")
             return
         self._drop_waiting(robot)  # only the newest observation matters
-        if rec.done_step is None and msg.get("driving", "policy") == "policy":  # not while an operator drives
-            self.waiting.append(Waiting(robot, step, now))
+        if rec.done_step is None and msg.get("driving", "policy") == "policy" and self.policy_drives(robot):
+            self.waiting.append(Waiting(robot, step, now))  # not while an operator drives or it is paused
 
     def _oracle_step(self, robot: str, rec: EpisodeRecord, prev: Step, sim: dict | None) -> None:
         """Oracle arms: the simulator's shaped reward of the transition into this observation;
@@ -162,10 +177,16 @@ class Fleet:
         if r is not None and r.rec is not None and r.rec.episode == episode:
             r.rec.success = success
             self.close(robot, reason)
+        else:  # ended by the loop before the robot's own word (an operator's end): its flag still counts
+            rec = self.find(robot, episode)
+            if rec is not None and rec.success is None:
+                rec.success = success
 
     def lost(self, robot: str) -> None:
         self.close(robot, "lost")
         self.robots.pop(robot, None)
+        self.paused.discard(robot)
+        self.manual.pop(robot, None)
 
     def close(self, robot: str, reason: str) -> None:
         """End a robot's open episode: ``done`` if the critic (or oracle-sparse's flag) declared it,
@@ -177,6 +198,8 @@ class Fleet:
         rec.reason = "done" if rec.done_step is not None else reason
         if rec.done_step is not None:
             rec.steps = rec.steps[:rec.done_step + 2]
+        if rec.label is not None:
+            rec.reason = "operator"  # an operator ended it and said how it went
         self._drop_waiting(robot)
         self.finishing.append(rec)
 
@@ -226,8 +249,8 @@ class Fleet:
         """An inference replica's action for a robot's observation: kept on its step (returned, to
         be sent), or None when the robot is gone or has sent a newer observation meanwhile."""
         r = self.robots.get(robot)
-        if r is None or r.rec is None:
-            return None
+        if r is None or r.rec is None or not self.policy_drives(robot):
+            return None  # gone, or an operator paused it or drives it now
         step = r.rec.steps[-1] if r.rec.steps else None
         if step is None or step.obs_id != obs_id:
             self.counters["late_answers"] += 1
@@ -235,6 +258,68 @@ class Fleet:
         step.sample, step.t_action, step.version = sample, time.time(), version
         r.wait_s += now - t_recv
         return step
+
+    # ------------------------------------------------------------------ operators (the console)
+    def policy_drives(self, robot: str) -> bool:
+        return robot not in self.paused and robot not in self.manual
+
+    def pause(self, robot: str) -> None:
+        self.paused.add(robot)
+        self._drop_waiting(robot)
+
+    def resume(self, robot: str, now: float) -> None:
+        self.paused.discard(robot)
+        self._serve_latest(robot, now)
+
+    def take_manual(self, robot: str) -> None:
+        """An operator drives ``robot`` from its next observation on (a policy action on its way is
+        not sent)."""
+        self.manual[robot] = deque(maxlen=8)
+        self._drop_waiting(robot)
+
+    def drive(self, robot: str, action) -> None:
+        self.manual[robot].append([float(x) for x in action])
+
+    def hand_back(self, robot: str, now: float) -> None:
+        self.manual.pop(robot, None)
+        self._serve_latest(robot, now)
+
+    def end_by_operator(self, robot: str, label: bool | None) -> int | None:
+        """End ``robot``'s open episode with the operator's verdict (True: success, False: failure,
+        stored with it); the robot is reset. Returns the episode, or None if none is open."""
+        r = self.robots.get(robot)
+        if r is None or r.rec is None:
+            return None
+        rec = r.rec
+        rec.label = label
+        self.send_reset(robot, rec.episode, "reset")
+        self.close(robot, "operator")
+        return rec.episode
+
+    def operator_answers(self) -> list[tuple]:
+        """(robot, obs_id, action, t_obs) for each driven robot whose newest observation has no
+        action yet and whose operator has one queued: the step is the operator's from now on."""
+        out = []
+        for robot, queue in self.manual.items():
+            r = self.robots.get(robot)
+            if not queue or r is None or r.rec is None or not r.rec.steps or r.rec.done_step is not None:
+                continue
+            step = r.rec.steps[-1]
+            if step.action is not None:
+                continue
+            step.operator_action = queue.popleft()
+            step.history = r.rec.executed_actions(self.rules.history_len)  # what the actor's prompt would show
+            out.append((robot, step.obs_id, step.operator_action, step.t_obs))
+        return out
+
+    def _serve_latest(self, robot: str, now: float) -> None:
+        """Back to the policy: the robot's newest observation, if unanswered, waits for an action."""
+        r = self.robots.get(robot)
+        if not self.policy_drives(robot) or r is None or r.rec is None or not r.rec.steps:
+            return
+        step = r.rec.steps[-1]
+        if step.action is None and r.rec.done_step is None and not any(w.robot == robot for w in self.waiting):
+            self.waiting.append(Waiting(robot, step, now))
 
     # ------------------------------------------------------------------ dispatch
     def request(self, w: Waiting) -> ActRequest | None:

@@ -71,7 +71,8 @@ class RLLoop:
         self.out.mkdir(parents=True, exist_ok=True)
         cfg.learner.out = str(self.out)
         cfg.learner.actor = cfg.actor
-        (self.out / "rl_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        (self.out / "rl_config.json").write_text(json.dumps({**asdict(cfg), "console_token": "(set)" if cfg.console_token
+                                                            else ""}, indent=2))  # a secret stays out of the run folder
         self.stats = {k: [] for k in ("obs_to_action", "capture_to_action", "reward_latency", "assign", "critic",
                                       "inference_batch", "update_seconds", "eval_seconds")}
         self.counters = {"worker_restarts": 0, "learner_restarts": 0, "robot_restarts": 0, "requeued": 0,
@@ -94,9 +95,12 @@ class RLLoop:
                                 takeover_gain=cfg.takeover_gain, takeover_steps=cfg.takeover_steps,
                                 takeovers_per_episode=cfg.takeovers_per_episode)
         self.fleet: Fleet | None = None  # the robots' episodes; made with the gateway it sends resets through
-        self.returns = ReturnBank(cfg.returns) if cfg.return_explore == "auto" else None
+        # return points: the rule's (return-and-explore) and those an operator marks at the console
+        self.returns = ReturnBank(cfg.returns) if cfg.return_explore == "auto" or cfg.console else None
+        self.desk = None  # the operator console's commands and snapshots (--console)
         self.rng = np.random.default_rng(cfg.seed)
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
+        self._last_eval: float | None = None
 
     # ------------------------------------------------------------------ set-up
     def _start_ray(self) -> None:
@@ -194,6 +198,27 @@ class RLLoop:
             fleet.episode_end(ev.robot, msg["episode"], msg["reason"], msg.get("success"))
         elif ev.kind == "lost":
             fleet.lost(ev.robot)
+
+    def _open_console(self) -> None:
+        from vlac.rl.console import ConsoleServer, OperatorDesk
+
+        cfg = self.cfg
+        server = ConsoleServer(cfg.console, cfg.console_token)
+        url = server.start() + (f"?token={cfg.console_token}" if cfg.console_token else "")
+        self.desk = OperatorDesk(server, self.fleet, self.gateway, self.returns, cfg.console_step)
+        (self.out / "console.txt").write_text(server.url + "\n")  # without the token
+        print(f"operator console: {url}", flush=True)
+
+    def _operate(self, now: float) -> None:
+        """Operators: the actions of robots driven at the console go out; the console's commands
+        are carried out and its snapshot refreshed."""
+        for robot, obs_id, action, t_obs in self.fleet.operator_answers():
+            self.gateway.send_action(robot, obs_id, action, t_obs=t_obs)
+        if self.desk is not None:
+            last = self._last_eval
+            self.desk.tick(now, {"update": self.version, "updating": self.update_inflight is not None,
+                                 "episodes": self.done_episodes, "budget": self.cfg.episodes,
+                                 "buffer": len(self.buffer), "eval": None if last is None else round(last, 3)})
 
     # ------------------------------------------------------------------ dispatch and results
     def _learner_due(self) -> bool:
@@ -297,10 +322,13 @@ class RLLoop:
             if index < 0:
                 continue
             self.done_episodes += 1
-            point = self.returns.finished(rec, self.rng) if self.returns is not None else None
+            auto = self.cfg.return_explore == "auto"
+            point = self.returns.finished(rec, self.rng, auto) if self.returns is not None else None
             if point is not None and rec.robot in self.gateway.robots:  # return-and-explore
                 self.gateway.send_return(rec.robot, point.episode, point.step)
             summary = rec.summary()
+            if self.desk is not None:
+                self.desk.finished(summary)
             self.log.episode(summary, self.done_episodes)
             self.bar.update(1)
             self._show(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
@@ -411,7 +439,7 @@ class RLLoop:
             return
         res["episodes"] = episodes
         self.stats["eval_seconds"].append(res.get("seconds", 0.0))
-        res["success"] = float(np.mean([res[t] for t in self.cfg.task_list]))
+        res["success"] = self._last_eval = float(np.mean([res[t] for t in self.cfg.task_list]))
         self.log.evaluation(res)
 
     def _evaluate(self, final: bool = False) -> None:
@@ -461,6 +489,8 @@ class RLLoop:
         self.attach(Gateway(cfg.bind, keys=keys, allowed_clients=allowed, lost_after_s=cfg.lost_after,
                             expect_dims=(state_t.dim, action_t.dim), expect_camera=self.rules.preprocess.camera))
         (self.out / "gateway.txt").write_text(self.gateway.address + "\n")
+        if cfg.console:
+            self._open_console()
         print(f"gateway listening on {self.gateway.address}; add robots with "
               f"`vlac robot sim --task TASK --connect {self.gateway.address}`", flush=True)
         self.log = LogService(str(self.out))
@@ -484,6 +514,7 @@ class RLLoop:
                 for ev in self.gateway.poll(timeout_ms=0):
                     self._on_event(ev, now)
                 self._dispatch(time.monotonic())
+                self._operate(now)
                 self._collect_inference()
                 self._score()
                 self._finish_episodes()
@@ -515,6 +546,8 @@ class RLLoop:
                 except subprocess.TimeoutExpired:
                     p.kill()
             wall = time.monotonic() - t_start
+            if self.desk is not None:
+                self.desk.server.stop()
             self.gateway.close()
             if failed:  # an error or Ctrl-C: keep what the robots collected, and the run's figures
                 self._save_open_episodes()
@@ -563,7 +596,8 @@ class RLLoop:
                                          ("learner", "update_seconds"), ("evaluation", "eval_seconds"))}
                 | {"wall": wall / max(episodes, 1)},
                 "gateway_errors": dict(self.gateway.errors), "refused_handshakes": self.gateway.admitted.refused,
-                **(self.returns.summary() if self.returns is not None else {}), **self.counters}
+                **(self.returns.summary() if self.returns is not None else {}),
+                **(self.desk.counters if self.desk is not None else {}), **self.counters}
 
 
 _TERMINATED: list[int] = []  # the signal that stopped the run, if one did

@@ -18,6 +18,8 @@ the critic's readings only (never the simulator's flag):
   episode it is already in). Points older than ``max_age`` of the robot's episodes are dropped
   (a simulated robot keeps its last 20 episodes' states), and all of a robot's points when it
   restarts.
+- **Marked by an operator** at the console (``mark``): kept like the rule's points, never retired
+  by it (the operator decides), and sent to only when the operator says so.
 
     >>> bank = ReturnBank(ReturnRules(prob=0.5))
     >>> bank.offer(rec)                     # a finished episode, scored by the critic
@@ -67,7 +69,8 @@ class ReturnPoint:
     value: float  # the critic's running value there
     tries: int = 0
     dones: int = 0
-
+    source: str = "critic"  # "critic": the rule above chose it; "operator": marked at the console
+    embodiment: str = ""  # the robot's embodiment when marked ("" for the rule's points)
     @property
     def key(self) -> tuple:
         return (self.robot, self.episode, self.step)
@@ -110,6 +113,16 @@ class ReturnBank:
         self.offered += 1
         return point
 
+    def mark(self, robot: str, task: str, episode: int, step: int, value: float, embodiment: str = "") -> ReturnPoint:
+        """An operator's return point: the state ``robot`` reached at ``step`` of ``episode``."""
+        point = self.find(robot, episode, step)
+        if point is None:
+            point = ReturnPoint(robot, task, episode, step, value, source="operator", embodiment=embodiment)
+            mine = self.points.setdefault(robot, [])
+            mine.append(point)
+            del mine[: max(0, len(mine) - self.rules.max_points)]
+        return point
+
     def forget(self, robot: str) -> None:
         """A robot that restarted holds none of its earlier states."""
         self.points.pop(robot, None)
@@ -117,14 +130,19 @@ class ReturnBank:
     def choose(self, robot: str, task: str, rng: np.random.Generator, episode: int | None = None) -> ReturnPoint | None:
         """Where ``robot``'s next episode should start, or None (a fresh start); ``episode``: its
         newest episode, to drop points it no longer holds."""
-        if episode is not None and robot in self.points:
-            self.points[robot] = [p for p in self.points[robot] if p.episode > episode - self.rules.max_age]
-        mine = [p for p in self.points.get(robot, []) if p.task == task]
+        if episode is not None:
+            self._prune(robot, episode)
+        mine = [p for p in self.points.get(robot, []) if p.task == task and p.source == "critic"]
         if not mine or rng.random() >= self.rules.prob:
             return None
         fewest = min(p.tries for p in mine)
         least = [p for p in mine if p.tries == fewest]
         return least[int(rng.integers(len(least)))]
+
+    def _prune(self, robot: str, episode: int) -> None:
+        """Drop the points ``robot`` no longer holds, now that it is at ``episode``."""
+        if robot in self.points:
+            self.points[robot] = [p for p in self.points[robot] if p.episode > episode - self.rules.max_age]
 
     def find(self, robot: str, episode: int, step: int) -> ReturnPoint | None:
         return next((p for p in self.points.get(robot, []) if p.key == (robot, episode, step)), None)
@@ -135,23 +153,28 @@ class ReturnBank:
         point.tries += 1
         point.dones += int(done)
         rate = point.dones / point.tries
-        if point.tries >= r.judge_after and (rate <= r.hard or rate >= r.easy):
+        if point.source == "critic" and point.tries >= r.judge_after and (rate <= r.hard or rate >= r.easy):
             self.points[point.robot].remove(point)
             self.retired.append(point)
 
-    def finished(self, rec: EpisodeRecord, rng: np.random.Generator) -> ReturnPoint | None:
-        """A finished episode is judged (a try from its return point) or offered (a source of a
-        new one); returns the point its robot should start a later episode from, or None."""
+    def finished(self, rec: EpisodeRecord, rng: np.random.Generator, auto: bool = True) -> ReturnPoint | None:
+        """A finished episode is judged (a try from its return point) or, with ``auto``, offered (a
+        source of a new one); returns the point its robot should start a later episode from (the
+        rule's choice, with ``auto``), or None."""
         if rec.start is not None:
             point = self.find(rec.robot, *rec.start)
             if point is not None:
                 self.outcome(point, done=rec.reason == "done")
-        else:
+        elif auto:
             self.offer(rec)
+        if not auto:
+            self._prune(rec.robot, rec.episode)
+            return None
         return self.choose(rec.robot, rec.task, rng, episode=rec.episode)
 
     def summary(self) -> dict:
         kept = [p for ps in self.points.values() for p in ps]
         tries = sum(p.tries for p in kept + self.retired)
-        return {"return_points_offered": self.offered, "return_points_kept": len(kept),
+        return {"return_points_offered": self.offered, "return_points_marked": sum(p.source == "operator" for p in kept),
+                "return_points_kept": len(kept),
                 "return_points_retired": len(self.retired), "return_episodes": tries}
