@@ -124,6 +124,7 @@ def test_console_commands_drive_a_robot_over_http_and_refuse_what_they_cannot_do
         oid2 = _obs(robot, 0, 1, executed=oid)
         assert robot.wait_action(oid2, 10).tolist() == [0.0, 5.0, 0.0, 1.0]
         oid3 = _obs(robot, 0, 2, executed=oid2)
+        _until(lambda: d.fleet.robots["arm-1"].rec.steps[-1].obs_id == oid3)  # the loop has read it
         code, msg = d.post("arm-1", "mark")
         assert code == 200 and "step 2" in msg["message"]
         assert d.post("arm-1", "hand-back", operator="bob")[0] == 409
@@ -162,6 +163,9 @@ def test_console_commands_drive_a_robot_over_http_and_refuse_what_they_cannot_do
 
         _until(lambda: shown()["driving"] == "paused")
         assert [p["source"] for p in shown()["points"]] == ["operator", "operator"]
+        code, jpeg = _call(f"{d.url}api/robots/arm-1/points/0/2.jpg")  # the marked state's frame
+        assert code == 200 and Image.open(io.BytesIO(jpeg)).size == (80, 64)
+        assert _call(f"{d.url}api/robots/arm-1/points/0/7.jpg")[0] == 404
     finally:
         robot.close()
         d.close()
@@ -254,6 +258,10 @@ def test_an_operator_drives_a_robot_from_the_console_in_a_real_browser(tmp_path)
             body.send_keys(key)
             time.sleep(0.3)
         _until(lambda: card.find_element(By.CLASS_NAME, "opsteps").text == str(len(keys)), 60)
+        card.find_element(By.CSS_SELECTOR, "button[data-cmd=mark]").click()  # a return point, with its frame
+        _until(lambda: driver.execute_script(
+            "const i = document.querySelector('#card-sim-0 .points img'); return !!i && i.complete && i.naturalWidth > 0"),
+            30)
         driver.save_screenshot(str(tmp_path / "console.png"))
         card.find_element(By.CSS_SELECTOR, "button[data-cmd=hand-back]").click()
         _until(lambda: card.find_element(By.CLASS_NAME, "driving").text == "policy", 30)
@@ -283,5 +291,6 @@ def test_an_operator_drives_a_robot_from_the_console_in_a_real_browser(tmp_path)
     assert update["operator_steps_added"] == len(keys) and update["operator_buffer"] == len(keys)
     stats = json.loads((out / "loop_stats.json").read_text())
     assert stats["console_takeovers"] == 1 and stats["operator_steps"] == len(keys)
+    assert stats["return_points_marked"] == 1
     if os.environ.get("VLAC_CONSOLE_SCREENSHOT"):  # how the README's picture is made
         shutil.copy(tmp_path / "console.png", os.environ["VLAC_CONSOLE_SCREENSHOT"])

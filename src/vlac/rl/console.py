@@ -176,6 +176,11 @@ class ConsoleServer:
             return Response(cached[1], media_type="image/jpeg", headers={"Cache-Control": "no-store",
                                                                          "X-Obs-Id": str(obs_id)})
 
+        @app.get("/api/robots/{robot}/points/{episode}/{step}.jpg")
+        def point_frame(robot: str, episode: int, step: int):
+            """The camera frame of a return point's state."""
+            return frame(f"{robot}/{episode}/{step}")
+
         @app.post("/api/robots/{robot}/{kind}")
         def command(robot: str, kind: str, request: Request, body: dict = Body(default_factory=dict)):
             if kind not in COMMANDS:
@@ -312,7 +317,7 @@ class OperatorDesk:
         rec, step = self._open_step(robot)
         if step.robot_step is None:
             raise Refused(f"robot {robot} does not number its steps; it cannot be sent back to one")
-        self.bank.mark(robot, rec.task, rec.episode, step.robot_step, rec.value, info.embodiment)
+        self.bank.mark(robot, rec.task, rec.episode, step.robot_step, rec.value, info.embodiment, step.image)
         return f"{robot}: return point at episode {rec.episode}, step {step.robot_step} (value {rec.value:.2f})"
 
     def _send(self, robot: str, info, args: dict) -> str:
@@ -359,5 +364,8 @@ class OperatorDesk:
             }
             if steps:
                 frames[robot] = (steps[-1].obs_id, steps[-1].views)
+            for p in mine:  # each return point's frame, under its own key
+                if p.frame is not None:
+                    frames[f"{robot}/{p.episode}/{p.step}"] = (f"point-{p.episode}-{p.step}", {"main": p.frame})
         return {"robots": robots, "learner": learner, "keys": {k: list(v) for k, v in KEYS.items()},
                 "step_mm": self.step_mm, "t": time.time()}, frames

@@ -29,7 +29,7 @@ the critic's readings only (never the simulator's flag):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +71,8 @@ class ReturnPoint:
     dones: int = 0
     source: str = "critic"  # "critic": the rule above chose it; "operator": marked at the console
     embodiment: str = ""  # the robot's embodiment when marked ("" for the rule's points)
+    frame: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The state's camera frame (what an operator carrying out a real robot's reset looks at)."""
     @property
     def key(self) -> tuple:
         return (self.robot, self.episode, self.step)
@@ -106,18 +108,21 @@ class ReturnBank:
             return None
         if max(values[peak + 1:]) - values[peak] >= r.gain:
             return None  # it went on rising: not a stall
-        point = ReturnPoint(rec.robot, rec.task, rec.episode, steps[peak], float(values[peak]))
+        frame = next((s.image for s in rec.steps if s.robot_step == steps[peak]), None)
+        point = ReturnPoint(rec.robot, rec.task, rec.episode, steps[peak], float(values[peak]), frame=frame)
         mine = self.points.setdefault(rec.robot, [])
         mine.append(point)
         del mine[: max(0, len(mine) - r.max_points)]
         self.offered += 1
         return point
 
-    def mark(self, robot: str, task: str, episode: int, step: int, value: float, embodiment: str = "") -> ReturnPoint:
+    def mark(self, robot: str, task: str, episode: int, step: int, value: float, embodiment: str = "",
+             frame: np.ndarray | None = None) -> ReturnPoint:
         """An operator's return point: the state ``robot`` reached at ``step`` of ``episode``."""
         point = self.find(robot, episode, step)
         if point is None:
-            point = ReturnPoint(robot, task, episode, step, value, source="operator", embodiment=embodiment)
+            point = ReturnPoint(robot, task, episode, step, value, source="operator", embodiment=embodiment,
+                                frame=frame)
             mine = self.points.setdefault(robot, [])
             mine.append(point)
             del mine[: max(0, len(mine) - self.rules.max_points)]

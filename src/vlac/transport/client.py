@@ -182,8 +182,8 @@ class RobotClient:
             self.poll(max(1, int(min(left, 0.05) * 1000)))
 
     def close(self) -> None:
-        self._sock.close(0)
-        self._ctx.term()
+        # destroy, not term: term waits for ever on any socket of the context left open
+        self._ctx.destroy(linger=0)
 
     def __enter__(self) -> "RobotClient":
         return self

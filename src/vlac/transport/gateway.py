@@ -223,7 +223,7 @@ class Gateway:
         self._sock.close(0)
         if self._auth is not None:
             self._auth.stop()
-        self._ctx.term()
+        self._ctx.destroy(linger=0)  # not term: it waits for ever on any socket of the context left open
 
 
 class _Admitted:
