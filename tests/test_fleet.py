@@ -316,3 +316,56 @@ def test_a_simulated_robot_returns_to_an_earlier_state_over_zeromq():
     assert np.allclose(state0, state1) and np.array_equal(frame0, frame1)
     assert (1, 5) not in seen  # it goes on from step 3 of 8: 5 steps left, 0..4
     assert "'returns': 1" in out
+
+
+def test_a_paused_robot_waits_and_a_driven_robot_gets_its_operators_actions():
+    """Pause: no observation is queued for the policy, a lock-step robot's resends of the same state
+    are one step; resume queues the newest. Driven from the console: the policy's answer on its way
+    is not sent, the operator's queued action answers the next observation and counts once the
+    robot says it ran; one that reached the robot too late is no operator step."""
+    fleet, _ = _fleet()
+    fleet.episode_start("r0", TASK, 0)
+    fleet.observation("r0", {**_obs(0), "step": 0}, 0.0, TASK)
+    fleet.pause("r0")
+    assert not fleet.waiting
+    for k in (1, 2):  # resent after 2 s each: the same state
+        fleet.observation("r0", {**_obs(k), "step": 0}, float(k), TASK)
+    assert [s.obs_id for s in fleet.robots["r0"].rec.steps] == [2] and not fleet.waiting
+    fleet.resume("r0", 3.0)
+    assert [w.step.obs_id for w in fleet.waiting] == [2]
+    (w,) = fleet.take(8, held=set())
+    fleet.take_manual("r0")
+    assert fleet.answered("r0", 2, {"action": [1.0, 0, 0, 1]}, 0, 4.0, w.t_recv) is None  # too late: operator's now
+    assert fleet.operator_answers() == []  # nothing queued yet
+    fleet.drive("r0", [5.0, 0, 0, 1])
+    fleet.drive("r0", [0, 5.0, 0, 1])
+    (robot, oid, action, _), = fleet.operator_answers()
+    assert (robot, oid, action) == ("r0", 2, [5.0, 0, 0, 1])
+    fleet.observation("r0", {**_obs(3, executed=2), "step": 1}, 5.0, TASK)  # it ran
+    assert fleet.counters["operator_steps"] == 1 and not fleet.waiting
+    (_, oid, action, _), = fleet.operator_answers()
+    assert (oid, action) == (3, [0, 5.0, 0, 1])
+    fleet.observation("r0", {**_obs(4, executed=-1), "step": 2}, 6.0, TASK)  # it held still instead
+    steps = fleet.robots["r0"].rec.steps
+    assert [s.operator_action for s in steps[:2]] == [[5.0, 0, 0, 1], None] and fleet.counters["operator_steps"] == 1
+    fleet.hand_back("r0", 7.0)
+    assert [w.step.obs_id for w in fleet.waiting] == [4]  # the policy's again
+    assert fleet.end_by_operator("r0", False) == 0 and fleet.finishing[0].reason == "operator"
+    assert fleet.finishing[0].label is False and fleet.end_by_operator("r0", True) is None
+
+
+def test_operator_return_points_are_kept_out_of_the_rules_choice_and_retirement():
+    from vlac.rl.episodes import EpisodeRecord
+    from vlac.rl.returns import ReturnBank, ReturnRules
+
+    bank = ReturnBank(ReturnRules(prob=1.0, judge_after=1))
+    point = bank.mark("r0", TASK, 3, 12, 0.4, "sim-arm")
+    assert bank.mark("r0", TASK, 3, 12, 0.4) is point  # marking the same state again adds nothing
+    rng = np.random.default_rng(0)
+    assert bank.choose("r0", TASK, rng) is None  # only an operator sends a robot to its own points
+    rec = EpisodeRecord("r0", TASK, 4, start=(3, 12))
+    assert bank.finished(rec, rng, auto=False) is None
+    assert point.tries == 1 and bank.points["r0"] == [point]  # 0 of 1 done: a rule's point would retire
+    bank.finished(EpisodeRecord("r0", TASK, 40), rng, auto=False)
+    assert bank.points["r0"] == []  # the robot no longer holds that state (max_age 20)
+    assert bank.summary()["return_points_marked"] == 0
