@@ -89,6 +89,11 @@ def test_caps_end_and_keep_an_episode_and_frames_are_kept_at_the_model_size():
     assert resets == [("r0", 0, "limit")] and fleet.counters["episodes_capped"] == 1
     [rec] = fleet.finishing
     assert rec.reason == "limit" and len(rec.steps) == 3 and rec.steps[0].image.shape == (64, 64, 3)
+    fleet.observation("r0", _obs(3, side=200), now=3, task=TASK)  # sent before the robot read the reset
+    assert fleet.robots["r0"].rec is None and fleet.counters["after_end"] == 1  # no second episode 0
+    fleet.episode_start("r0", TASK, 1)
+    fleet.observation("r0", _obs(4, episode=1, side=200), now=4, task=TASK)
+    assert fleet.robots["r0"].rec.episode == 1
 
 
 def test_the_models_camera_is_read_and_every_camera_is_kept():

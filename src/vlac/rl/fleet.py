@@ -92,12 +92,14 @@ class Fleet:
         self.to_score: list[ScoreRequest] = []  # transitions waiting for the critic
         self.finishing: list[EpisodeRecord] = []  # closed, waiting for their last scores and the data service
         self.counters = counters if counters is not None else {}
-        for k in ("unexecuted_actions", "episodes_capped", "late_answers", "takeovers", "operator_steps"):
+        for k in ("unexecuted_actions", "episodes_capped", "late_answers", "takeovers", "operator_steps",
+                  "after_end"):
             self.counters.setdefault(k, 0)
         self.hold_since: float | None = None
         self.holds: list[float] = []  # seconds robots were held for the learner, per hold
         self.paused: set[str] = set()  # robots an operator paused: their observations wait unanswered
         self.manual: dict[str, deque] = {}  # robots an operator drives: the actions queued for them
+        self.ended: dict[str, int] = {}  # robot -> the episode the loop ended with a reset (cap, operator)
 
     # ------------------------------------------------------------------ robot events
     def _open(self, robot: str, task: str, episode: int) -> RobotState:
@@ -109,12 +111,16 @@ class Fleet:
 
     def episode_start(self, robot: str, task: str, episode: int, start: tuple | None = None) -> None:
         """``start``: the (episode, step) return point the robot says it started from."""
+        self.ended.pop(robot, None)
         self._open(robot, task, episode).rec.start = tuple(start) if start is not None else None
 
     def observation(self, robot: str, msg: dict, now: float, task: str) -> None:
         """A robot's observation ``msg`` (gateway format: obs_id, t, images, state, episode, and
         optionally executed and sim); ``task``: the robot's task, for an episode it never announced."""
         r = self.robots.setdefault(robot, RobotState())
+        if self.ended.get(robot) == msg["episode"]:
+            self.counters["after_end"] += 1  # sent before the robot read the reset: not a new episode
+            return
         if r.rec is None or r.rec.episode != msg["episode"]:
             r = self._open(robot, task, msg["episode"])
         rec = r.rec
@@ -153,6 +159,7 @@ class Fleet:
         rec.frame_bytes += sum(f.nbytes for f in frames.values())
         if len(rec.steps) >= self.rules.max_steps or rec.frame_bytes > self.rules.max_mb * 2**20:
             self.counters["episodes_capped"] += 1
+            self.ended[robot] = rec.episode
             self.send_reset(robot, rec.episode, "limit")
             self.close(robot, "limit")
             return
@@ -292,6 +299,7 @@ class Fleet:
             return None
         rec = r.rec
         rec.label = label
+        self.ended[robot] = rec.episode
         self.send_reset(robot, rec.episode, "reset")
         self.close(robot, "operator")
         return rec.episode
