@@ -66,8 +66,8 @@ test: setup
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "set-up: Debian's chromium and chromium-driver, for the console's browser test"; \
-	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
 	      echo "note: apt-get could not install chromium; the console's browser test is skipped"; \
 	  else echo "note: no /usr/bin/chromium and chromedriver (sudo apt-get install chromium chromium-driver):" \
 	    "the console's browser test is skipped"; fi; fi
