@@ -179,6 +179,14 @@ def test_a_console_off_loopback_needs_a_token_and_every_request_carries_it(tmp_p
         RLConfig(out=str(tmp_path), console="0.0.0.0:8080")
     with pytest.raises(ValueError, match="HOST:PORT"):
         RLConfig(out=str(tmp_path), console="8080")
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    with pytest.raises(RuntimeError, match="could not listen on 127.0.0.1:.*in use"):
+        ConsoleServer(f"127.0.0.1:{taken.getsockname()[1]}").start()
+    taken.close()
     server = ConsoleServer("127.0.0.1:0", token="s3cret")
     url = server.start()
     try:

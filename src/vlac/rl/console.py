@@ -109,7 +109,7 @@ class ConsoleServer:
         config = uvicorn.Config(self._app(), host=self.host, port=self.port, log_level="warning", access_log=False,
                                 lifespan="off")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="vlac-console", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="vlac-console", daemon=True)
         self._thread.start()
         end = time.monotonic() + 30
         while not self._server.started:
@@ -120,6 +120,12 @@ class ConsoleServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{host}:{port}/"
         return self.url
+
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # uvicorn's way of saying it could not listen (it logged why): start() reports it
+            pass
 
     def stop(self) -> None:
         if self._server is not None:

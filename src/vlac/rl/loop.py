@@ -204,7 +204,12 @@ class RLLoop:
 
         cfg = self.cfg
         server = ConsoleServer(cfg.console, cfg.console_token)
-        url = server.start() + (f"?token={cfg.console_token}" if cfg.console_token else "")
+        try:
+            url = server.start() + (f"?token={cfg.console_token}" if cfg.console_token else "")
+        except RuntimeError as e:
+            self.gateway.close()
+            self.ray.shutdown()
+            raise SystemExit(f"error: {e}; choose another --console HOST:PORT (port 0 picks a free one)") from None
         self.desk = OperatorDesk(server, self.fleet, self.gateway, self.returns, cfg.console_step)
         (self.out / "console.txt").write_text(server.url + "\n")  # without the token
         print(f"operator console: {url}", flush=True)
