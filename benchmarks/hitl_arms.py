@@ -14,9 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+from vlac.rl.report import _rows  # a run's JSON-lines log, [] when absent
 
 
 def summary(run: Path, target: float) -> dict:

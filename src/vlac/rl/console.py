@@ -85,7 +85,6 @@ class ConsoleServer:
         self._frames: dict = {}  # robot -> (obs_id, {camera: HxWx3 uint8})
         self._jpeg: dict = {}  # (robot, camera) -> (obs_id, bytes)
         self._lock = threading.Lock()
-        self.requests = 0
         self._server = self._thread = None
         self.url = ""
 
@@ -150,7 +149,6 @@ class ConsoleServer:
 
         @app.middleware("http")
         async def token_check(request: Request, call_next):
-            self.requests += 1
             if not self._authorised(request):
                 return JSONResponse({"error": "this console needs its token: open the URL `vlac rl` printed (it "
                                               "ends in ?token=...) or send the X-Console-Token header"},
