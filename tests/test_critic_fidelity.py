@@ -105,3 +105,25 @@ def test_the_done_rule_is_chosen_on_one_half_and_judged_on_the_other():
     chosen = choose_done_rule(rows)
     assert chosen["precision_held_out"] == 1.0 and chosen["recall_held_out"] == 1.0
     assert chosen["patience"] >= 2 or chosen["min_value"] > 0.2  # a longer streak or the value gate skips the flicker
+
+
+def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, capsys):
+    out = tmp_path / "roll"
+    main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "8", "--seed", "50000",
+          "--ranking-episodes", "2", "--policies", "expert,stall", "--threads", "1", "--rollouts-only",
+          "--out", str(out)])
+    assert "6 rollouts" in capsys.readouterr().out
+    assert len(list((out / "rollouts").glob("*/reach-v3/*.npz"))) == 6
+    assert not (out / "episodes.jsonl").exists()  # nothing scored
+    run = tmp_path / "critic"
+    main(["critic", "train", "--data", str(expert_dataset), "--rollouts", str(out), "--still-share", "0.5",
+          "--init", "critic", "--batch-size", "8", "--steps", "3", "--warmup", "1", "--val-episodes", "0",
+          "--done-failed", "0.3", "--threads", "1", "--out", str(run)])
+    printed = capsys.readouterr().out
+    assert "rollouts:" in printed and "still trajectories" in printed  # the stalled episodes
+    cfg = json.loads((run / "train_config.json").read_text())
+    assert cfg["rollouts"] == [str(out)] and cfg["still_share"] == 0.5
+    assert (run / "model" / "model.safetensors").is_file()
+    with pytest.raises(SystemExit, match="needs --rollouts"):
+        main(["critic", "train", "--data", str(expert_dataset), "--still-share", "0.5", "--steps", "1",
+              "--out", str(tmp_path / "x")])

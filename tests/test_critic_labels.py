@@ -331,3 +331,52 @@ def test_failed_late_frames_come_from_failed_episodes_where_the_flag_is_off(smal
     assert len(got) == len(want) >= 1
     for g, w in zip(got, want):
         assert np.array_equal(g.frames, w)
+
+
+def _save_rollout(root, policy, task, seed, frames, flags):
+    from vlac.eval.fidelity import Episode
+
+    n = len(frames)
+    Episode(policy, task, seed, frames, np.zeros((n, 3)), np.linspace(1, 0, n), np.asarray(flags, bool)).save(
+        root / "rollouts" / policy / task / f"{seed}.npz")
+
+
+def test_policy_rollouts_split_at_the_success_moment_and_still_pairs_read_zero(tmp_path):
+    from vlac.train.samples import load_rollouts
+
+    # a success whose flag comes on at frame 12 of 20 (episode id 1), a failure of 20 frames (id 2)
+    _save_rollout(tmp_path, "actor@1", "reach-v3", 1, _coded(20, 1), np.arange(20) >= 12)
+    _save_rollout(tmp_path, "stall", "reach-v3", 2, _coded(20, 2), np.zeros(20, bool))
+    ro = load_rollouts([str(tmp_path)], progress=False)
+    assert [len(t.frames) for t in ro.successes] == [13]  # frames 0..12: cut at the success moment
+    assert ro.successes[0].flags.tolist() == [False] * 12 + [True]
+    assert sorted(len(t.frames) for t in ro.still) == [8, 20]  # after the success (12..19), the whole failure
+    assert [int(t.frames[0, 0, 0, 1]) for t in ro.failed_late] == [2] and len(ro.failed_late[0].frames) == 10
+    assert "1 successful" in ro.summary()
+    assert {t.task for t in ro.successes + ro.still} == {"reach the red goal point with the gripper"}  # the instruction
+
+    experts = [Trajectory("reach-v3", _coded(30, e), str(e)) for e in (5, 6)]
+    src = SampleSource(experts + ro.successes, fine_step=1, mismatch_prob=0.0, still=ro.still, still_share=1.0)
+    prompts, answers = src.progress(np.random.default_rng(0), groups=20)
+    assert answers == ["0"] * 80  # every group from a still trajectory, every pair labelled 0
+    assert {int(p.images[0][0, 0, 1]) for p in prompts} <= {1, 2}
+    half = SampleSource(experts, fine_step=1, mismatch_prob=0.0, still=ro.still, still_share=0.5)
+    prompts, answers = half.progress(np.random.default_rng(1), groups=200)
+    from_still = np.array([int(p.images[0][0, 0, 1]) in (1, 2) for p in prompts[::4]])
+    assert 0.4 < from_still.mean() < 0.6
+    # the expert groups keep their time-linear labels (never all 0: a fine forward pair is positive)
+    assert all(int(a) > 0 for a, s in zip(answers[::4], from_still) if not s)
+    # one-shot groups take still pairs of the reference's own task only
+    other = SampleSource(experts, fine_step=1, still=[Trajectory("push-v3", _coded(20, 3), "p")], still_share=0.9)
+    prompts, _ = other.one_shot(np.random.default_rng(2), groups=20)
+    assert all(int(p.images[-1][0, 0, 1]) in (5, 6) for p in prompts)
+    with pytest.raises(ValueError, match="still trajectories"):
+        SampleSource(experts, fine_step=1, still_share=0.3)
+    _save_rollout(tmp_path / "odd", "stall", "no-such-task", 1, _coded(20, 1), np.zeros(20, bool))
+    with pytest.raises(ValueError, match="'no-such-task' is not a simulated task"):
+        load_rollouts([str(tmp_path / "odd")], progress=False)
+    with pytest.raises(FileNotFoundError, match="rollouts-only"):
+        load_rollouts([str(tmp_path / "nowhere")])
+    (tmp_path / "rollouts" / "stall" / "reach-v3" / "3.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="3.npz cannot be read"):
+        load_rollouts([str(tmp_path)], progress=False)

@@ -76,6 +76,9 @@ class FidelityConfig:
     compare critics on the same episodes)."""
     threads: int = 0
     """torch threads (0: torch's default)."""
+    rollouts_only: bool = False
+    """Save the rollouts under OUT/rollouts and score nothing: training data for
+    `vlac critic train --rollouts OUT` (use a --seed of its own, away from the rollouts you measure on)."""
 
 
 @dataclass
@@ -366,12 +369,16 @@ def fidelity(cfg: FidelityConfig) -> dict:
     (out / "rollouts").mkdir(parents=True, exist_ok=True)
     (out / "rollouts" / "settings.json").write_text(json.dumps(settings))
     actor = Actor.load(cfg.actor)
-    critic = Critic.load(cfg.critic, symmetric=cfg.symmetric)
     main_policy = f"actor@{cfg.temperature:g}"
     plan = [(main_policy, t, cfg.episodes, 0) for t in tasks]
     # ranking episodes use their own seeds (offset 1), so no policy shares a start with the main rollouts
     plan += [(p, t, cfg.ranking_episodes, 1) for t in tasks for p in policies]
     episodes = collect(cfg, actor, plan)
+    if cfg.rollouts_only:
+        ok = sum(e.success for e in episodes)
+        print(f"{len(episodes)} rollouts ({ok} successful) saved under {out / 'rollouts'}")
+        return {"rollouts": len(episodes), "successful": ok, "out": str(out / "rollouts")}
+    critic = Critic.load(cfg.critic, symmetric=cfg.symmetric)
     n_main = len(tasks) * cfg.episodes  # collect() keeps the plan's order: the actor's rollouts first
     main_eps = episodes[:n_main]
     rows = score(critic, episodes, cfg)

@@ -16,7 +16,10 @@ def train_main(argv: list[str]) -> None:
 
     cfg = parse_config(TrainConfig, argv, prog="vlac critic train",
                        description="Train the critic (multitask SFT) on LeRobot-layout datasets.")
-    train(cfg)
+    try:
+        train(cfg)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one line, nothing written is lost
+        raise SystemExit(f"error: {e}") from None
 
 
 @dataclass

@@ -56,6 +56,14 @@ class TrainConfig:
     failed_data: list[str] = field(default_factory=list)
     """More datasets used only for those hard negatives, e.g. an RL run's
     `episodes/` (the policy's own failures); their successful episodes are not used."""
+    rollouts: list[str] = field(default_factory=list)
+    """Folders of policy rollouts (`vlac critic fidelity --rollouts-only --out DIR`) labelled only by
+    episode: successes up to their success moment join the training episodes; failures and what
+    follows a success become pairs labelled 0 (see --still-share); failures' late frames become
+    hard not-done frames when --done-failed > 0."""
+    still_share: float = 0.0
+    """Share of progress and one-shot groups drawn from still trajectories (failed rollouts, frames
+    after a success) with every pair labelled 0: motion without progress. Needs --rollouts."""
     val_every: int = 250
     """Validate (and checkpoint) every this many steps."""
     val_episodes: int = 12

@@ -10,6 +10,13 @@ of a failed episode, at frames where the simulator's flag is off: states that lo
 but are not done, which successful episodes alone never show. Each call returns prompts (text +
 images) and answers, ready for ``VLM.encode``.
 
+Policy rollouts (``load_rollouts``, not in the paper): the actor's own episodes, saved by
+``vlac critic fidelity --rollouts-only``, labelled only with what a person watching them could
+give: whether each succeeded and, if so, the moment it did. A successful rollout up to that moment
+joins the successful episodes; a failed rollout, and what follows a success, become "still"
+trajectories whose pairs are labelled 0 (``still_share`` of the progress groups): motion without
+progress, the paper's stagnation samples, so moving the hand is not mistaken for progress.
+
     >>> src = SampleSource([LeRobotDataset("runs/train")])
     >>> prompts, answers = src.progress(rng, groups=8)          # 8 joint groups = 32 samples
     >>> prompts, answers = src.done(rng, pairs=16)              # 16 balanced pairs
@@ -82,13 +89,71 @@ def load_failed_late_frames(datasets: list[LeRobotDataset], camera: str | None =
     return out
 
 
+@dataclass
+class Rollouts:
+    """Policy rollouts split for training: successes up to their success moment, still trajectories
+    (failures, and the frames after a success) and the failures' late halves (hard not-done frames)."""
+
+    successes: list[Trajectory]
+    still: list[Trajectory]
+    failed_late: list[Trajectory]
+
+    def summary(self) -> str:
+        return (f"{len(self.successes)} successful up to their success moment, {len(self.still)} still "
+                f"trajectories ({sum(len(t.frames) for t in self.still)} frames)")
+
+
+def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
+    """Every ``rollouts/POLICY/TASK/SEED.npz`` under each folder (a `vlac critic fidelity --out`).
+
+    Only episode-level labels are used: success, and the first frame the episode is done (the
+    moment an operator would mark; here the first frame of the simulator's flag). The per-frame
+    distance to the goal saved beside the frames is never read."""
+    from pathlib import Path
+
+    from vlac.data.tasks import TASKS
+
+    paths = []
+    for folder in folders:
+        root = Path(folder) / "rollouts"
+        found = sorted(root.glob("*/*/*.npz")) if root.is_dir() else []
+        if not found:
+            raise FileNotFoundError(f"--rollouts {folder}: no rollouts/POLICY/TASK/SEED.npz there; write some with "
+                                    "`vlac critic fidelity --rollouts-only --seed S --out DIR`")
+        paths += found
+    out = Rollouts([], [], [])
+    for path in tqdm(paths, desc="load rollouts", unit="ep", disable=not progress):
+        try:
+            with np.load(path) as z:
+                frames, flags = z["frames"], np.asarray(z["flags"], bool)
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"rollout {path} cannot be read ({e}); delete it or collect it again") from None
+        if path.parent.name not in TASKS:
+            raise ValueError(f"rollout {path}: {path.parent.name!r} is not a simulated task; the folder layout is "
+                             "rollouts/POLICY/TASK/SEED.npz as `vlac critic fidelity` writes it")
+        # prompts carry the instruction the datasets carry, not the simulator's task name
+        task, source = TASKS[path.parent.name].instruction, str(path)
+        if flags.any():
+            k = int(np.argmax(flags))
+            if k >= 1:
+                out.successes.append(Trajectory(task, frames[:k + 1], source, np.arange(k + 1) >= k))
+            if len(frames) - k > 1:
+                out.still.append(Trajectory(task, frames[k:], source + "#after-success"))
+        else:
+            out.still.append(Trajectory(task, frames, source))
+            half = len(frames) // 2
+            out.failed_late.append(Trajectory(task, frames[half:], source + "#late"))
+    return out
+
+
 class SampleSource:
     """Draws samples of each objective from a pool of successful trajectories."""
 
     def __init__(self, trajectories: list[Trajectory], fine_step: int = 3, mismatch_prob: float = 0.05,
                  diff_threshold: float = L.PIXEL_DIFF_THRESHOLD, reference_frames: int = 3,
                  failed: list[Trajectory] | None = None, done_failed: float = 0.0,
-                 done_labels: str = "position", done_near: float = 0.0):
+                 done_labels: str = "position", done_near: float = 0.0,
+                 still: list[Trajectory] | None = None, still_share: float = 0.0):
         if not trajectories:
             raise ValueError("no successful episodes to train on; collect some with `vlac data collect` "
                              "(progress labels come from successful episodes only)")
@@ -120,6 +185,16 @@ class SampleSource:
             raise ValueError(f"done_near={done_near} must be a share in [0, 1]")
         self.done_near = done_near
         self._done_frames = [self._done_split(t) for t in self.trajs]
+        if not 0.0 <= still_share <= 1.0:
+            raise ValueError(f"still_share={still_share} must be a share in [0, 1]")
+        self.still = [t for t in (still or []) if t.last > fine_step]
+        if still_share > 0 and not self.still:
+            raise ValueError("still_share > 0 needs still trajectories (failed rollouts, or frames after a "
+                             "success); give --rollouts folders with such episodes")
+        self.still_share = still_share
+        self.still_by_task: dict[str, list[int]] = {}
+        for n, t in enumerate(self.still):
+            self.still_by_task.setdefault(t.task, []).append(n)
 
     def _done_split(self, traj: Trajectory) -> tuple:
         """(not-done frames, done frames) of one trajectory under the chosen done labels."""
@@ -154,11 +229,31 @@ class SampleSource:
             answers.append(P.progress_answer(L.to_percent(c)))
         return images, tasks, answers
 
+    def _still_samples(self, rng: np.random.Generator, ids: list[int]) -> tuple[list, list[str], list[str]]:
+        """One joint group from a still trajectory: the same four pairs, every one labelled 0."""
+        traj = self.still[ids[int(rng.integers(0, len(ids)))]]
+        i = int(rng.integers(0, traj.last - self.fine_step + 1))
+        j = int(rng.integers(0, traj.last))
+        j = j + 1 if j >= i else j
+        pairs = L.joint_group(i, j, self.fine_step)
+        return ([[traj.frames[a], traj.frames[b]] for a, b in pairs], [traj.task] * 4,
+                [P.progress_answer(0)] * 4)
+
+    def _group(self, rng: np.random.Generator, traj: Trajectory,
+               same_task: bool = False) -> tuple[list, list[str], list[str]]:
+        """A joint group from ``traj``, or with probability ``still_share`` from a still trajectory
+        (with ``same_task``, one of ``traj``'s task, as a one-shot reference needs)."""
+        if self.still_share and rng.random() < self.still_share:
+            ids = self.still_by_task.get(traj.task, []) if same_task else range(len(self.still))
+            if len(ids):
+                return self._still_samples(rng, ids)
+        return self._pair_samples(traj, rng)
+
     def progress(self, rng: np.random.Generator, groups: int) -> tuple[list[Prompt], list[str]]:
         prompts, answers = [], []
         for _ in range(groups):
             traj = self.trajs[int(rng.integers(0, len(self.trajs)))]
-            imgs, tasks, ans = self._pair_samples(traj, rng)
+            imgs, tasks, ans = self._group(rng, traj)
             prompts += [Prompt(P.pair_prompt(t), im) for t, im in zip(tasks, imgs)]
             answers += ans
         return prompts, answers
@@ -177,7 +272,7 @@ class SampleSource:
             idx = L.reference_frames(ref.last, self.k)
             ref_imgs = [ref.frames[t] for t in idx]
             progress = [L.frame_progress(t, ref.last) for t in idx]
-            imgs, tasks, ans = self._pair_samples(traj, rng)
+            imgs, tasks, ans = self._group(rng, traj, same_task=True)
             for im, t, a in zip(imgs, tasks, ans):
                 prompts.append(Prompt(P.one_shot_pair_prompt(t, progress), ref_imgs + [traj.frames[0]] + im))
                 answers.append(a)

@@ -62,7 +62,8 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.actor.actor import Actor
     from vlac.train.actions import ActionSource, load_demos
     from vlac.train.objectives import ActionObjective, PromptObjective
-    from vlac.train.samples import SampleSource, Trajectory, load_failed_late_frames, load_trajectories
+    from vlac.train.samples import (SampleSource, Trajectory, load_failed_late_frames, load_rollouts,
+                                    load_trajectories)
     from vlac.data.dataset import LeRobotDataset
     from vlac.model import model_path
     from vlac.model.tokenizer import train_tokenizer
@@ -80,6 +81,14 @@ def train(cfg: TrainConfig) -> dict:
         trajs = [Trajectory(d.task, d.frames, d.source) for d in demos]
     else:
         trajs = load_trajectories(datasets, cfg.camera or None)
+    rollouts = load_rollouts(cfg.rollouts) if cfg.rollouts else None
+    if rollouts is not None:
+        if acting:
+            raise ValueError("--rollouts trains the critic's objectives; the actor's action objective does not use them")
+        print(f"rollouts: {rollouts.summary()}", flush=True)
+        trajs = trajs + rollouts.successes
+    elif cfg.still_share > 0:
+        raise ValueError(f"--still-share {cfg.still_share} needs --rollouts (folders of policy rollouts)")
     # Hold back whole episodes (every n-th) for validation.
     n_val = min(cfg.val_episodes, len(trajs) // 5)
     stride = max(1, len(trajs) // max(n_val, 1))
@@ -95,9 +104,11 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.done_failed > 0 and {"done", "done_goal"} & set(critic_objectives):
         extra = [LeRobotDataset(p) for p in cfg.failed_data]
         failed = load_failed_late_frames(datasets + extra, cfg.camera or None)
+        failed += rollouts.failed_late if rollouts is not None else []
         print(f"done: {len(failed)} failed episodes give hard not-done frames "
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
-    source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, **kw) if critic_objectives else None
+    source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, still_share=cfg.still_share,
+                          still=rollouts.still if rollouts is not None else None, **kw) if critic_objectives else None
     val_batches = _validation_set(SampleSource(val_trajs, **kw) if critic_objectives else None, cfg.seed,
                                   cfg.batch_size, mix) if val_trajs else {}
 
@@ -136,7 +147,8 @@ def train(cfg: TrainConfig) -> dict:
     vlm.preprocess.extra.update({"objectives": cfg.mixture(), "fine_step": cfg.fine_step,
                                "reference_frames": cfg.reference_frames, "train_data": cfg.data,
                                "done_labels": cfg.done_labels, "done_failed": cfg.done_failed,
-                               "done_near": cfg.done_near})
+                               "done_near": cfg.done_near, "rollouts": cfg.rollouts,
+                               "still_share": cfg.still_share})
     params = net.parameters() if acting else [p for p in vlm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = transformers.get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
