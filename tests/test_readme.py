@@ -234,7 +234,7 @@ def _check_outputs(cwd: Path, words: list[str], line: str) -> None:
     promised = {
         "critic score": ["scores.json", "scores.png"],
         "critic eval": ["report.md", "report.json"],
-        "critic fidelity": ["fidelity.png"],
+        "critic fidelity": ["rollouts/settings.json"] if "--rollouts-only" in words else ["fidelity.png"],
         "critic train": ["model/config.json"],
         "actor train": ["model/config.json"],
         "actor eval": ["success.png"],
