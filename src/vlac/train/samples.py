@@ -210,13 +210,17 @@ class SampleSource:
         return split
 
     # ------------------------------------------------------------------------------ progress
-    def _pair_samples(self, traj: Trajectory, rng: np.random.Generator) -> tuple[list, list[str], list[str]]:
-        """One joint group: four (images, task, answer) from a random draw (i, j)."""
+    def _draw(self, traj: Trajectory, rng: np.random.Generator) -> list[tuple[int, int]]:
+        """The four frame pairs of one joint group from a random draw (i, j) in ``traj``."""
         i = int(rng.integers(0, traj.last - self.fine_step + 1))
         j = int(rng.integers(0, traj.last))  # any other frame: dt in [-i, last - i] minus 0
         j = j + 1 if j >= i else j
+        return L.joint_group(i, j, self.fine_step)
+
+    def _pair_samples(self, traj: Trajectory, rng: np.random.Generator) -> tuple[list, list[str], list[str]]:
+        """One joint group: four (images, task, answer) from a random draw (i, j)."""
         images, tasks, answers = [], [], []
-        for a, b in L.joint_group(i, j, self.fine_step):
+        for a, b in self._draw(traj, rng):
             diff = L.pixel_difference(traj.frames[a], traj.frames[b])
             c = L.filtered_label(a, b, traj.last, diff, self.diff_threshold)
             task = traj.task
@@ -232,10 +236,7 @@ class SampleSource:
     def _still_samples(self, rng: np.random.Generator, ids: list[int]) -> tuple[list, list[str], list[str]]:
         """One joint group from a still trajectory: the same four pairs, every one labelled 0."""
         traj = self.still[ids[int(rng.integers(0, len(ids)))]]
-        i = int(rng.integers(0, traj.last - self.fine_step + 1))
-        j = int(rng.integers(0, traj.last))
-        j = j + 1 if j >= i else j
-        pairs = L.joint_group(i, j, self.fine_step)
+        pairs = self._draw(traj, rng)
         return ([[traj.frames[a], traj.frames[b]] for a, b in pairs], [traj.task] * 4,
                 [P.progress_answer(0)] * 4)
 
