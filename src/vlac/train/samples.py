@@ -26,6 +26,7 @@ progress, the paper's stagnation samples, so moving the hand is not mistaken for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -109,8 +110,6 @@ def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
     Only episode-level labels are used: success, and the first frame the episode is done (the
     moment an operator would mark; here the first frame of the simulator's flag). The per-frame
     distance to the goal saved beside the frames is never read."""
-    from pathlib import Path
-
     from vlac.data.tasks import TASKS
 
     paths = []
