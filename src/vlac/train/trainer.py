@@ -81,10 +81,10 @@ def train(cfg: TrainConfig) -> dict:
         trajs = [Trajectory(d.task, d.frames, d.source) for d in demos]
     else:
         trajs = load_trajectories(datasets, cfg.camera or None)
+    if cfg.rollouts and acting:  # refused before any rollout is read
+        raise ValueError("--rollouts trains the critic's objectives; the actor's action objective does not use them")
     rollouts = load_rollouts(cfg.rollouts) if cfg.rollouts else None
     if rollouts is not None:
-        if acting:
-            raise ValueError("--rollouts trains the critic's objectives; the actor's action objective does not use them")
         print(f"rollouts: {rollouts.summary()}", flush=True)
         trajs = trajs + rollouts.successes
     elif cfg.still_share > 0:
