@@ -184,6 +184,14 @@ def test_rl_compare_and_report_are_vlac_commands(tmp_path, capsys):
         runs.append(str(run))
     main(["rl", "compare", "--runs", ",".join(runs), "--names", "critic,oracle", "--out", str(tmp_path / "cmp.png")])
     assert (tmp_path / "cmp.png").stat().st_size > 0
+    # the noise band: binomial standard error over the evaluation episodes, which rl_config.json
+    # gives per task (older runs) or eval.jsonl per evaluation (all tasks together)
+    from vlac.rl.report import standard_errors
+
+    assert standard_errors(runs[0], [{"t": 0.3, "success": 0.3}]) is None  # the count is unknown: no band
+    (tmp_path / "dense" / "rl_config.json").write_text(json.dumps({"learner": {"reward": "dense"}, "eval_episodes": 20}))
+    assert standard_errors(runs[0], [{"t": 0.3, "success": 0.3}]) == pytest.approx([0.1025], abs=1e-4)
+    assert standard_errors(runs[0], [{"a": 0.5, "b": 0.5, "success": 0.5, "eval_episodes": 100}]) == pytest.approx([0.05])
     main(["rl", "report", runs[0]])
     assert "evaluation success, last | 0.30" in (tmp_path / "dense" / "report.md").read_text()
     with pytest.raises(SystemExit, match="no eval.jsonl in .*nowhere"):

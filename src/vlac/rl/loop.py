@@ -443,6 +443,7 @@ class RLLoop:
             print(f"evaluation at episode {episodes} failed ({_first_line(e)})", flush=True)
             return
         res["episodes"] = episodes
+        res["eval_episodes"] = self.cfg.eval_episodes * len(self.cfg.task_list)  # behind the mean: its noise
         self.stats["eval_seconds"].append(res.get("seconds", 0.0))
         res["success"] = self._last_eval = float(np.mean([res[t] for t in self.cfg.task_list]))
         self.log.evaluation(res)

@@ -45,6 +45,22 @@ def _eval_tasks(evals: list[dict]) -> list[str]:
     return [t for t in evals[0] if t not in ("episodes", "version", "success", "seconds", "temperature") and isinstance(evals[0][t], float)]
 
 
+def standard_errors(run: str | Path, evals: list[dict]) -> np.ndarray | None:
+    """Binomial standard error of each evaluation's mean success, sqrt(p (1 - p) / n), n being the
+    evaluation episodes behind it (all tasks together); None when the run does not say how many.
+    20 episodes at p = 0.3 give 0.10: differences between two evaluations smaller than about twice
+    that are noise, which the plots show as a band."""
+    if not evals:
+        return None
+    path = Path(run) / "rl_config.json"
+    per_task = json.loads(path.read_text()).get("eval_episodes") if path.is_file() else None
+    n = [e.get("eval_episodes") or (per_task or 0) * len(_eval_tasks([e])) for e in evals]
+    if not all(n):
+        return None
+    p = np.clip([e["success"] for e in evals], 0.0, 1.0)
+    return np.sqrt(p * (1 - p) / np.asarray(n, dtype=float))
+
+
 def reward_fidelity(episodes: list[dict]) -> list[dict]:
     """How well the critic's verdicts on training episodes agree with the simulator's success flag,
     per task and over all: done precision (simulator success among episodes the critic ended as
@@ -113,6 +129,10 @@ def write_report(run: str | Path) -> Path:
         curve = evals[:-1] if final else evals
         x = [e["episodes"] for e in curve]
         axes[0].plot(x, [e["success"] for e in curve], "o-", color="k", label="mean")
+        se = standard_errors(run, curve)
+        if se is not None:
+            y = np.array([e["success"] for e in curve])
+            axes[0].fill_between(x, y - se, y + se, color="k", alpha=0.12, lw=0, label="mean +- 1 standard error")
         for task in _eval_tasks(evals):
             axes[0].plot(x, [e.get(task, float("nan")) for e in curve], ".--", alpha=0.7, label=task)
         if final:
@@ -206,7 +226,8 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     critic rewards against the oracle-sparse baseline); each run is labelled with its reward
     source (oracle arms marked as references) after its name (default: the run folder's)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    banded = False
     for run, name in zip(runs, names or [Path(r).name for r in runs]):
         evals = _rows(Path(run) / "eval.jsonl")
         oracle = reward_label(run).startswith("ORACLE")
@@ -214,13 +235,20 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
         final = len(x) > 1 and x[-1] == x[-2]  # evaluated again after the updates that drain the last episodes
         line = ax.plot(x[:-1] if final else x, y[:-1] if final else y, "s--" if oracle else "o-",
                        label=f"{name} ({reward_label(run)})")[0]
+        se = standard_errors(run, evals[:-1] if final else evals)
+        if se is not None:
+            yc = np.array(y[:-1] if final else y)
+            ax.fill_between(x[:-1] if final else x, yc - se, yc + se, color=line.get_color(), alpha=0.12, lw=0)
+            banded = True
         if final:
             ax.plot(x[-1], y[-1], "*", ms=11, color=line.get_color())
     evals_of = [_rows(Path(r) / "eval.jsonl") for r in runs]
     if any(len(e) > 1 and e[-1]["episodes"] == e[-2]["episodes"] for e in evals_of):
         ax.plot([], [], "*", color="gray", label="after the last updates (same episodes, more training)")
+    if banded:
+        ax.fill_between([], [], [], color="gray", alpha=0.2, label="+- 1 standard error (evaluation episodes)")
     ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.02, 1.02))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, never over them
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
