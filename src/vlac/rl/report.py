@@ -45,6 +45,15 @@ def _eval_tasks(evals: list[dict]) -> list[str]:
     return [t for t in evals[0] if t not in ("episodes", "version", "success", "seconds", "temperature") and isinstance(evals[0][t], float)]
 
 
+def _split_final(evals: list[dict]) -> tuple[list[dict], dict | None]:
+    """The evaluation curve and, apart, the evaluation made after the updates that drained the
+    last episodes (it shares the previous one's episode count: drawn as a star, not a vertical
+    jump of the curve), or None when there is none."""
+    if len(evals) > 1 and evals[-1]["episodes"] == evals[-2]["episodes"]:
+        return evals[:-1], evals[-1]
+    return evals, None
+
+
 def standard_errors(run: str | Path, evals: list[dict]) -> np.ndarray | None:
     """Binomial standard error of each evaluation's mean success, sqrt(p (1 - p) / n), n being the
     evaluation episodes behind it (all tasks together); None when the run does not say how many.
@@ -123,20 +132,17 @@ def write_report(run: str | Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     fig.suptitle(f"{run.name}: rewards from {label}", fontsize=10)
     if evals:
-        # the evaluation after the updates that drain the last episodes shares the previous one's x:
-        # a star of its own, not a vertical jump of the curve
-        final = len(evals) > 1 and evals[-1]["episodes"] == evals[-2]["episodes"]
-        curve = evals[:-1] if final else evals
+        curve, final = _split_final(evals)
         x = [e["episodes"] for e in curve]
-        axes[0].plot(x, [e["success"] for e in curve], "o-", color="k", label="mean")
+        y = np.array([e["success"] for e in curve])
+        axes[0].plot(x, y, "o-", color="k", label="mean")
         se = standard_errors(run, curve)
         if se is not None:
-            y = np.array([e["success"] for e in curve])
             axes[0].fill_between(x, y - se, y + se, color="k", alpha=0.12, lw=0, label="mean +- 1 standard error")
         for task in _eval_tasks(evals):
             axes[0].plot(x, [e.get(task, float("nan")) for e in curve], ".--", alpha=0.7, label=task)
         if final:
-            axes[0].plot(evals[-1]["episodes"], evals[-1]["success"], "*", ms=11, color="k",
+            axes[0].plot(final["episodes"], final["success"], "*", ms=11, color="k",
                          label="mean, after the last updates")
         axes[0].legend(fontsize=8)
     axes[0].set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.03, 1.03),
@@ -227,23 +233,20 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     source (oracle arms marked as references) after its name (default: the run folder's)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.8))
-    banded = False
+    banded = starred = False
     for run, name in zip(runs, names or [Path(r).name for r in runs]):
-        evals = _rows(Path(run) / "eval.jsonl")
         oracle = reward_label(run).startswith("ORACLE")
-        x, y = [e["episodes"] for e in evals], [e["success"] for e in evals]
-        final = len(x) > 1 and x[-1] == x[-2]  # evaluated again after the updates that drain the last episodes
-        line = ax.plot(x[:-1] if final else x, y[:-1] if final else y, "s--" if oracle else "o-",
-                       label=f"{name} ({reward_label(run)})")[0]
-        se = standard_errors(run, evals[:-1] if final else evals)
+        curve, final = _split_final(_rows(Path(run) / "eval.jsonl"))
+        x, y = [e["episodes"] for e in curve], np.array([e["success"] for e in curve])
+        line = ax.plot(x, y, "s--" if oracle else "o-", label=f"{name} ({reward_label(run)})")[0]
+        se = standard_errors(run, curve)
         if se is not None:
-            yc = np.array(y[:-1] if final else y)
-            ax.fill_between(x[:-1] if final else x, yc - se, yc + se, color=line.get_color(), alpha=0.12, lw=0)
+            ax.fill_between(x, y - se, y + se, color=line.get_color(), alpha=0.12, lw=0)
             banded = True
         if final:
-            ax.plot(x[-1], y[-1], "*", ms=11, color=line.get_color())
-    evals_of = [_rows(Path(r) / "eval.jsonl") for r in runs]
-    if any(len(e) > 1 and e[-1]["episodes"] == e[-2]["episodes"] for e in evals_of):
+            ax.plot(final["episodes"], final["success"], "*", ms=11, color=line.get_color())
+            starred = True
+    if starred:
         ax.plot([], [], "*", color="gray", label="after the last updates (same episodes, more training)")
     if banded:
         ax.fill_between([], [], [], color="gray", alpha=0.2, label="+- 1 standard error (evaluation episodes)")
