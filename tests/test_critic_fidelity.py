@@ -2,6 +2,7 @@
 the built-in actor and critic on MuJoCo rollouts (true progress from the simulator)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def test_the_done_rule_is_chosen_on_one_half_and_judged_on_the_other():
 
 def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, capsys):
     out = tmp_path / "roll"
-    main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "8", "--seed", "50000",
+    main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "40", "--seed", "50000",
           "--ranking-episodes", "2", "--policies", "expert,stall", "--threads", "1", "--rollouts-only",
           "--out", str(out)])
     assert "6 rollouts" in capsys.readouterr().out
@@ -118,12 +119,17 @@ def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, 
     run = tmp_path / "critic"
     main(["critic", "train", "--data", str(expert_dataset), "--rollouts", str(out), "--still-share", "0.5",
           "--init", "critic", "--batch-size", "8", "--steps", "3", "--warmup", "1", "--val-episodes", "0",
-          "--done-failed", "0.3", "--threads", "1", "--out", str(run)])
+          "--done-failed", "0.3", "--done-rollouts", "0.5", "--threads", "1", "--out", str(run)])
     printed = capsys.readouterr().out
     assert "rollouts:" in printed and "still trajectories" in printed  # the stalled episodes
     cfg = json.loads((run / "train_config.json").read_text())
-    assert cfg["rollouts"] == [str(out)] and cfg["still_share"] == 0.5
+    assert cfg["rollouts"] == [str(out)] and cfg["still_share"] == 0.5 and cfg["done_rollouts"] == 0.5
+    wins, segments = re.search(r"rollouts: (\d+) successful .* (\d+) done segments", printed).groups()
+    assert int(wins) == int(segments) >= 1  # a done segment per success, matched with the stalled failures
     assert (run / "model" / "model.safetensors").is_file()
     with pytest.raises(SystemExit, match="needs --rollouts"):
         main(["critic", "train", "--data", str(expert_dataset), "--still-share", "0.5", "--steps", "1",
+              "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="--done-rollouts 0.5 needs --rollouts"):
+        main(["critic", "train", "--data", str(expert_dataset), "--done-rollouts", "0.5", "--steps", "1",
               "--out", str(tmp_path / "x")])

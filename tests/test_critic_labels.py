@@ -380,3 +380,40 @@ def test_policy_rollouts_split_at_the_success_moment_and_still_pairs_read_zero(t
     (tmp_path / "rollouts" / "stall" / "reach-v3" / "3.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="3.npz cannot be read"):
         load_rollouts([str(tmp_path)], progress=False)
+
+
+def test_done_pairs_from_rollouts_match_a_success_segment_with_a_failure_of_its_task(tmp_path):
+    from vlac.train.samples import load_rollouts
+
+    # reach: success on at frames 12-15, lost at 16, on again at 18 (only the first segment is done);
+    # a reach failure (id 2); a push failure (id 3) that must never be a reach pair's negative
+    flags = np.zeros(20, bool)
+    flags[12:16] = flags[18:] = True
+    _save_rollout(tmp_path, "actor@1", "reach-v3", 1, _coded(20, 1), flags)
+    _save_rollout(tmp_path, "actor@1", "reach-v3", 2, _coded(20, 2), np.zeros(20, bool))
+    _save_rollout(tmp_path, "actor@1", "push-v3", 3, _coded(20, 3), np.zeros(20, bool))
+    ro = load_rollouts([str(tmp_path)], progress=False)
+    assert [[_index(f) for f in t.frames] for t in ro.done_segments] == [[12, 13, 14, 15]]
+    assert "1 done segments (4 frames)" in ro.summary()
+    experts = [Trajectory("reach-v3", _coded(30, e), str(e)) for e in (5, 6)]
+    src = SampleSource(experts, fine_step=1, done_rollouts=1.0, done_segments=ro.done_segments,
+                       rollout_failed=ro.failed_late)
+    prompts, answers = src.done(np.random.default_rng(0), pairs=40)
+    assert answers == ["0", "1"] * 40
+    for p, a in zip(prompts, answers):
+        img = p.images[0]
+        if a == "1":
+            assert img[0, 0, 1] == 1 and 12 <= _index(img) <= 15
+        else:  # a late frame of the reach failure, never the push one
+            assert img[0, 0, 1] == 2 and _index(img) >= 10
+        assert "reach the red goal point" in p.text
+    half = SampleSource(experts, fine_step=1, done_rollouts=0.5, done_segments=ro.done_segments,
+                        rollout_failed=ro.failed_late)
+    prompts, answers = half.done(np.random.default_rng(1), pairs=200)
+    share = np.mean([p.images[0][0, 0, 1] in (1, 2) for p in prompts])
+    assert 0.4 < share < 0.6
+    with pytest.raises(ValueError, match="both a success and a failure"):
+        SampleSource(experts, fine_step=1, done_rollouts=0.5, done_segments=ro.done_segments,
+                     rollout_failed=[t for t in ro.failed_late if t.task != ro.done_segments[0].task])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        SampleSource(experts, fine_step=1, done_rollouts=2.0)

@@ -64,6 +64,9 @@ class TrainConfig:
     still_share: float = 0.0
     """Share of progress and one-shot groups drawn from still trajectories (failed rollouts, frames
     after a success) with every pair labelled 0: motion without progress. Needs --rollouts."""
+    done_rollouts: float = 0.0
+    """Share of done pairs drawn from the rollouts, matched by task: a frame of a success's first
+    done segment (1) against a late frame of a failed rollout of the same task (0). Needs --rollouts."""
     val_every: int = 250
     """Validate (and checkpoint) every this many steps."""
     val_episodes: int = 12

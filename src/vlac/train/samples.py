@@ -16,6 +16,11 @@ give: whether each succeeded and, if so, the moment it did. A successful rollout
 joins the successful episodes; a failed rollout, and what follows a success, become "still"
 trajectories whose pairs are labelled 0 (``still_share`` of the progress groups): motion without
 progress, the paper's stagnation samples, so moving the hand is not mistaken for progress.
+With ``done_rollouts`` a share of the done pairs comes from the rollouts too, matched by task: a
+frame of a success's first done segment (from the moment it succeeded until it stops being done,
+as an operator marking it would) against a late frame of a failed rollout of the same task. Those
+are the states the loop must tell apart (the arm raised beside the lever it missed, against the
+lever pulled), which expert episodes never show side by side.
 
     >>> src = SampleSource([LeRobotDataset("runs/train")])
     >>> prompts, answers = src.progress(rng, groups=8)          # 8 joint groups = 32 samples
@@ -25,7 +30,7 @@ progress, the paper's stagnation samples, so moving the hand is not mistaken for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +98,18 @@ def load_failed_late_frames(datasets: list[LeRobotDataset], camera: str | None =
 @dataclass
 class Rollouts:
     """Policy rollouts split for training: successes up to their success moment, still trajectories
-    (failures, and the frames after a success) and the failures' late halves (hard not-done frames)."""
+    (failures, and the frames after a success), the failures' late halves (hard not-done frames)
+    and each success's first done segment (done frames of the policy's own making)."""
 
     successes: list[Trajectory]
     still: list[Trajectory]
     failed_late: list[Trajectory]
+    done_segments: list[Trajectory] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"{len(self.successes)} successful up to their success moment, {len(self.still)} still "
-                f"trajectories ({sum(len(t.frames) for t in self.still)} frames)")
+                f"trajectories ({sum(len(t.frames) for t in self.still)} frames), {len(self.done_segments)} done "
+                f"segments ({sum(len(t.frames) for t in self.done_segments)} frames)")
 
 
 def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
@@ -138,6 +146,9 @@ def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
                 out.successes.append(Trajectory(task, frames[:k + 1], source, np.arange(k + 1) >= k))
             if len(frames) - k > 1:
                 out.still.append(Trajectory(task, frames[k:], source + "#after-success"))
+            lost = np.flatnonzero(~flags[k:])
+            out.done_segments.append(Trajectory(task, frames[k:k + (lost[0] if len(lost) else len(frames) - k)],
+                                                source + "#done"))
         else:
             out.still.append(Trajectory(task, frames, source))
             half = len(frames) // 2
@@ -152,7 +163,9 @@ class SampleSource:
                  diff_threshold: float = L.PIXEL_DIFF_THRESHOLD, reference_frames: int = 3,
                  failed: list[Trajectory] | None = None, done_failed: float = 0.0,
                  done_labels: str = "position", done_near: float = 0.0,
-                 still: list[Trajectory] | None = None, still_share: float = 0.0):
+                 still: list[Trajectory] | None = None, still_share: float = 0.0,
+                 done_rollouts: float = 0.0, done_segments: list[Trajectory] | None = None,
+                 rollout_failed: list[Trajectory] | None = None):
         if not trajectories:
             raise ValueError("no successful episodes to train on; collect some with `vlac data collect` "
                              "(progress labels come from successful episodes only)")
@@ -194,6 +207,17 @@ class SampleSource:
         self.still_by_task: dict[str, list[int]] = {}
         for n, t in enumerate(self.still):
             self.still_by_task.setdefault(t.task, []).append(n)
+        if not 0.0 <= done_rollouts <= 1.0:
+            raise ValueError(f"done_rollouts={done_rollouts} must be a share in [0, 1]")
+        self.done_segments = list(done_segments or [])
+        self.rollout_failed: dict[str, list[Trajectory]] = {}
+        for t in rollout_failed or []:
+            self.rollout_failed.setdefault(t.task, []).append(t)
+        self.done_segments = [t for t in self.done_segments if t.task in self.rollout_failed]
+        if done_rollouts > 0 and not self.done_segments:
+            raise ValueError("done_rollouts > 0 needs rollouts of one task with both a success and a failure; "
+                             "give --rollouts folders with such episodes (more episodes, or a stronger actor)")
+        self.done_rollouts = done_rollouts
 
     def _done_split(self, traj: Trajectory) -> tuple:
         """(not-done frames, done frames) of one trajectory under the chosen done labels."""
@@ -294,13 +318,27 @@ class SampleSource:
                     frames = frames[-max(1, len(frames) // 5):]  # just short of the goal
                 yield src, int(frames[int(rng.integers(0, len(frames)))]), label
 
+    def _rollout_done_pair(self, rng: np.random.Generator) -> list[tuple[Trajectory, int, bool]]:
+        """A done frame of a successful rollout and a late frame of a failed one of its task."""
+        pos = self.done_segments[int(rng.integers(0, len(self.done_segments)))]
+        negs = self.rollout_failed[pos.task]
+        neg = negs[int(rng.integers(0, len(negs)))]
+        return [(neg, int(rng.integers(0, len(neg.frames))), False),
+                (pos, int(rng.integers(0, len(pos.frames))), True)]
+
     def done(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
         """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1), or with
         ``done_labels="flag"`` a frame before the first success and one where the flag is on; with
         probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead,
         and with probability ``done_near`` it is one of the last 20% of the episode's not-done frames
-        (the hardest: just short of the goal)."""
-        draws = list(self._done_draws(rng, pairs, list(range(len(self.trajs))), self.failed))
+        (the hardest: just short of the goal). With probability ``done_rollouts`` the pair comes
+        from the policy rollouts instead (``_rollout_done_pair``)."""
+        draws = []
+        for _ in range(pairs):
+            if self.done_rollouts and rng.random() < self.done_rollouts:
+                draws += self._rollout_done_pair(rng)
+            else:
+                draws += self._done_draws(rng, 1, list(range(len(self.trajs))), self.failed)
         return ([Prompt(P.done_prompt(src.task), [src.frames[t]]) for src, t, _ in draws],
                 [P.done_answer(label) for _, _, label in draws])
 

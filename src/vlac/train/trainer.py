@@ -87,8 +87,9 @@ def train(cfg: TrainConfig) -> dict:
     if rollouts is not None:
         print(f"rollouts: {rollouts.summary()}", flush=True)
         trajs = trajs + rollouts.successes
-    elif cfg.still_share > 0:
-        raise ValueError(f"--still-share {cfg.still_share} needs --rollouts (folders of policy rollouts)")
+    elif cfg.still_share > 0 or cfg.done_rollouts > 0:
+        flag = f"--still-share {cfg.still_share}" if cfg.still_share > 0 else f"--done-rollouts {cfg.done_rollouts}"
+        raise ValueError(f"{flag} needs --rollouts (folders of policy rollouts)")
     # Hold back whole episodes (every n-th) for validation.
     n_val = min(cfg.val_episodes, len(trajs) // 5)
     stride = max(1, len(trajs) // max(n_val, 1))
@@ -108,7 +109,10 @@ def train(cfg: TrainConfig) -> dict:
         print(f"done: {len(failed)} failed episodes give hard not-done frames "
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
     source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, still_share=cfg.still_share,
-                          still=rollouts.still if rollouts is not None else None, **kw) if critic_objectives else None
+                          still=rollouts.still if rollouts is not None else None, done_rollouts=cfg.done_rollouts,
+                          done_segments=rollouts.done_segments if rollouts is not None else None,
+                          rollout_failed=rollouts.failed_late if rollouts is not None else None,
+                          **kw) if critic_objectives else None
     val_batches = _validation_set(SampleSource(val_trajs, **kw) if critic_objectives else None, cfg.seed,
                                   cfg.batch_size, mix) if val_trajs else {}
 
