@@ -3,6 +3,9 @@ the built-in actor and critic on MuJoCo rollouts (true progress from the simulat
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +130,29 @@ def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, 
     wins, segments = re.search(r"rollouts: (\d+) successful .* (\d+) done segments", printed).groups()
     assert int(wins) == int(segments) >= 1  # a done segment per success, matched with the stalled failures
     assert (run / "model" / "model.safetensors").is_file()
+    # the done-only benchmark on the same rollouts agrees with the critic's own done and the loop's rule
+    bench = tmp_path / "done.json"
+    subprocess.run([sys.executable, "benchmarks/done_detector.py", "--critic", str(run / "model"), "--rollouts",
+                    str(out), "--policy", "expert", "--threshold", "0.5", "--patience", "2", "--out", str(bench)],
+                   check=True, cwd=Path(__file__).parents[1], capture_output=True)
+    got = json.loads(bench.read_text())["all"]
+    from vlac.critic.critic import Critic
+    from vlac.critic.metrics import DoneRule
+    from vlac.data.tasks import TASKS
+    from vlac.eval.fidelity import Episode, done_outcomes
+
+    critic, rows = Critic.load(run / "model"), []
+    for path in sorted((out / "rollouts" / "expert").glob("*/*.npz")):
+        e = Episode.load(path, "expert", "reach-v3", 0)
+        rows.append({"success": e.success, "first_success": int(np.argmax(e.flags)) if e.success else None,
+                     "p_done": critic.done(list(e.frames[1:]), TASKS["reach-v3"].instruction),
+                     "values": np.ones(len(e.frames))})
+    want = done_outcomes(rows, DoneRule(0.5, 2, 0.0))
+    assert got["episodes"] == 2 and got["successes"] == sum(r["success"] for r in rows)
+    np.testing.assert_equal([got["precision"], got["recall"]], want)
+    missing = subprocess.run([sys.executable, "benchmarks/done_detector.py", "--rollouts", str(out), "--policy",
+                              "nobody"], cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert missing.returncode != 0 and "rollouts-only" in missing.stderr
     with pytest.raises(SystemExit, match="needs --rollouts"):
         main(["critic", "train", "--data", str(expert_dataset), "--still-share", "0.5", "--steps", "1",
               "--out", str(tmp_path / "x")])
