@@ -55,27 +55,24 @@ def main() -> None:
     ap.add_argument("--out", default="", help="write the figures here as JSON")
     args = ap.parse_args()
 
-    import torch
-
     from vlac.critic.critic import Critic
     from vlac.data.tasks import TASKS
-    from vlac.eval.fidelity import choose_done_rule
+    from vlac.eval.fidelity import Episode, choose_done_rule
+    from vlac.utils.imports import set_threads
 
     paths = sorted((Path(args.rollouts) / "rollouts" / args.policy).glob("*/*.npz"))
     if not paths:
         raise SystemExit(f"error: no {args.rollouts}/rollouts/{args.policy}/TASK/SEED.npz; write rollouts with "
                          "`vlac critic fidelity --rollouts-only --out DIR`")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     critic = Critic.load(args.critic)
     rows, start = [], time.perf_counter()
     for path in tqdm(paths, desc="done", unit="ep"):
-        task = path.parent.name
-        with np.load(path) as z:
-            frames, flags = z["frames"], np.asarray(z["flags"], bool)
-        p = np.asarray(critic.done(list(frames[1:]), TASKS[task].instruction), np.float64)
-        rows.append({"task": task, "success": bool(flags.any()),
-                     "first_success": int(np.argmax(flags)) if flags.any() else None,
-                     "p_done": p, "values": np.ones(len(frames)), "flags": flags})
+        e = Episode.load(path, args.policy, path.parent.name, int(path.stem))
+        flags = np.asarray(e.flags, bool)
+        p = np.asarray(critic.done(list(e.frames[1:]), TASKS[e.task].instruction), np.float64)
+        rows.append({"task": e.task, "success": e.success, "first_success": int(np.argmax(flags)) if e.success else None,
+                     "p_done": p, "values": np.ones(len(e.frames)), "flags": flags})
     seconds = time.perf_counter() - start
     report = {"critic": args.critic, "rollouts": args.rollouts, "policy": args.policy,
               "rule": {"threshold": args.threshold, "patience": args.patience}, "seconds": round(seconds, 1),

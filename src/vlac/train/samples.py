@@ -209,11 +209,10 @@ class SampleSource:
             self.still_by_task.setdefault(t.task, []).append(n)
         if not 0.0 <= done_rollouts <= 1.0:
             raise ValueError(f"done_rollouts={done_rollouts} must be a share in [0, 1]")
-        self.done_segments = list(done_segments or [])
         self.rollout_failed: dict[str, list[Trajectory]] = {}
         for t in rollout_failed or []:
             self.rollout_failed.setdefault(t.task, []).append(t)
-        self.done_segments = [t for t in self.done_segments if t.task in self.rollout_failed]
+        self.done_segments = [t for t in done_segments or [] if t.task in self.rollout_failed]
         if done_rollouts > 0 and not self.done_segments:
             raise ValueError("done_rollouts > 0 needs rollouts of one task with both a success and a failure; "
                              "give --rollouts folders with such episodes (more episodes, or a stronger actor)")
@@ -333,12 +332,12 @@ class SampleSource:
         and with probability ``done_near`` it is one of the last 20% of the episode's not-done frames
         (the hardest: just short of the goal). With probability ``done_rollouts`` the pair comes
         from the policy rollouts instead (``_rollout_done_pair``)."""
-        draws = []
+        draws, ids = [], list(range(len(self.trajs)))
         for _ in range(pairs):
             if self.done_rollouts and rng.random() < self.done_rollouts:
                 draws += self._rollout_done_pair(rng)
             else:
-                draws += self._done_draws(rng, 1, list(range(len(self.trajs))), self.failed)
+                draws += self._done_draws(rng, 1, ids, self.failed)
         return ([Prompt(P.done_prompt(src.task), [src.frames[t]]) for src, t, _ in draws],
                 [P.done_answer(label) for _, _, label in draws])
 
