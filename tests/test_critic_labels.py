@@ -393,7 +393,9 @@ def test_done_pairs_from_rollouts_match_a_success_segment_with_a_failure_of_its_
     _save_rollout(tmp_path, "actor@1", "reach-v3", 2, _coded(20, 2), np.zeros(20, bool))
     _save_rollout(tmp_path, "actor@1", "push-v3", 3, _coded(20, 3), np.zeros(20, bool))
     ro = load_rollouts([str(tmp_path)], progress=False)
-    assert [[_index(f) for f in t.frames] for t in ro.done_segments] == [[12, 13, 14, 15]]
+    # the approach (the last 20 % of the 12 frames before the success moment) and the done frames
+    assert [[_index(f) for f in t.frames] for t in ro.done_segments] == [[10, 11, 12, 13, 14, 15]]
+    assert ro.done_segments[0].flags.tolist() == [False, False, True, True, True, True]
     assert "1 done segments (4 frames)" in ro.summary()
     experts = [Trajectory("reach-v3", _coded(30, e), str(e)) for e in (5, 6)]
     src = SampleSource(experts, fine_step=1, done_rollouts=1.0, done_segments=ro.done_segments,
@@ -407,6 +409,13 @@ def test_done_pairs_from_rollouts_match_a_success_segment_with_a_failure_of_its_
         else:  # a late frame of the reach failure, never the push one
             assert img[0, 0, 1] == 2 and _index(img) >= 10
         assert "reach the red goal point" in p.text
+    near = SampleSource(experts, fine_step=1, done_rollouts=1.0, done_segments=ro.done_segments,
+                        rollout_failed=ro.failed_late, done_near=0.5)
+    prompts, answers = near.done(np.random.default_rng(3), pairs=200)
+    negatives = [p.images[0] for p, a in zip(prompts, answers) if a == "0"]
+    approach = [img for img in negatives if img[0, 0, 1] == 1]  # from the success itself
+    assert all(_index(img) in (10, 11) for img in approach) and 0.4 < len(approach) / len(negatives) < 0.6
+    assert all(_index(p.images[0]) >= 12 for p, a in zip(prompts, answers) if a == "1")
     half = SampleSource(experts, fine_step=1, done_rollouts=0.5, done_segments=ro.done_segments,
                         rollout_failed=ro.failed_late)
     prompts, answers = half.done(np.random.default_rng(1), pairs=200)

@@ -182,16 +182,15 @@ def test_a_simulated_robot_hands_over_to_its_operator_and_back_over_zeromq():
     robot = subprocess.Popen([sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", gw.address,
                               "--task", "reach-v3", "--robot-id", "arm", "--max-steps", "20", "--episodes", "1"],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    obs = []
+    pending = []  # observations polled but not yet read: one poll may return several
 
     def next_obs(seconds=60.0):
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            for ev in gw.poll(timeout_ms=50):
-                if ev.kind == "obs":
-                    obs.append(ev.msg)
-                    return ev.msg
-        raise TimeoutError("no observation")
+        while not pending and time.monotonic() < end:
+            pending.extend(ev.msg for ev in gw.poll(timeout_ms=50) if ev.kind == "obs")
+        if not pending:
+            raise TimeoutError("no observation")
+        return pending.pop(0)
 
     try:
         first = next_obs()

@@ -52,7 +52,8 @@ class TrainConfig:
     paper, needs sim.success)."""
     done_near: float = 0.0
     """Share of done pairs whose not-done frame is one of the last 20% of the episode's not-done
-    frames, just short of the goal (hard negatives; most useful with --done-labels flag)."""
+    frames, just short of the goal (hard negatives; most useful with --done-labels flag); in the
+    pairs --done-rollouts draws, a frame of the success's own approach to its success moment."""
     failed_data: list[str] = field(default_factory=list)
     """More datasets used only for those hard negatives, e.g. an RL run's
     `episodes/` (the policy's own failures); their successful episodes are not used."""

@@ -105,11 +105,13 @@ class Rollouts:
     still: list[Trajectory]
     failed_late: list[Trajectory]
     done_segments: list[Trajectory] = field(default_factory=list)
+    """Each success's approach (the last 20 % of its frames before the success moment, flag off)
+    and its first done segment (flag on, from the success moment until the flag is lost)."""
 
     def summary(self) -> str:
         return (f"{len(self.successes)} successful up to their success moment, {len(self.still)} still "
                 f"trajectories ({sum(len(t.frames) for t in self.still)} frames), {len(self.done_segments)} done "
-                f"segments ({sum(len(t.frames) for t in self.done_segments)} frames)")
+                f"segments ({sum(int(t.flags.sum()) for t in self.done_segments)} frames)")
 
 
 def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
@@ -147,8 +149,9 @@ def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
             if len(frames) - k > 1:
                 out.still.append(Trajectory(task, frames[k:], source + "#after-success"))
             lost = np.flatnonzero(~flags[k:])
-            out.done_segments.append(Trajectory(task, frames[k:k + (lost[0] if len(lost) else len(frames) - k)],
-                                                source + "#done"))
+            end = k + (lost[0] if len(lost) else len(frames) - k)
+            start = k - max(1, k // 5) if k else k  # the approach: just short of the success moment
+            out.done_segments.append(Trajectory(task, frames[start:end], source + "#done", np.arange(start, end) >= k))
         else:
             out.still.append(Trajectory(task, frames, source))
             half = len(frames) // 2
@@ -318,12 +321,17 @@ class SampleSource:
                 yield src, int(frames[int(rng.integers(0, len(frames)))]), label
 
     def _rollout_done_pair(self, rng: np.random.Generator) -> list[tuple[Trajectory, int, bool]]:
-        """A done frame of a successful rollout and a late frame of a failed one of its task."""
+        """A done frame of a successful rollout and a late frame of a failed one of its task, or with
+        probability ``done_near`` a frame of the success's own approach (just short of the moment)."""
         pos = self.done_segments[int(rng.integers(0, len(self.done_segments)))]
-        negs = self.rollout_failed[pos.task]
-        neg = negs[int(rng.integers(0, len(negs)))]
-        return [(neg, int(rng.integers(0, len(neg.frames))), False),
-                (pos, int(rng.integers(0, len(pos.frames))), True)]
+        done, approach = np.flatnonzero(pos.flags), np.flatnonzero(~pos.flags)
+        if len(approach) and self.done_near and rng.random() < self.done_near:
+            neg, t = pos, int(approach[int(rng.integers(0, len(approach)))])
+        else:
+            negs = self.rollout_failed[pos.task]
+            neg = negs[int(rng.integers(0, len(negs)))]
+            t = int(rng.integers(0, len(neg.frames)))
+        return [(neg, t, False), (pos, int(done[int(rng.integers(0, len(done)))]), True)]
 
     def done(self, rng: np.random.Generator, pairs: int) -> tuple[list[Prompt], list[str]]:
         """Balanced pairs from one trajectory: a frame before 80% (0) and one after 95% (1), or with
@@ -331,7 +339,8 @@ class SampleSource:
         probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead,
         and with probability ``done_near`` it is one of the last 20% of the episode's not-done frames
         (the hardest: just short of the goal). With probability ``done_rollouts`` the pair comes
-        from the policy rollouts instead (``_rollout_done_pair``)."""
+        from the policy rollouts instead (``_rollout_done_pair``, where ``done_near`` draws the 0
+        from the success's own approach)."""
         draws, ids = [], list(range(len(self.trajs)))
         for _ in range(pairs):
             if self.done_rollouts and rng.random() < self.done_rollouts:
