@@ -62,7 +62,7 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.actor.actor import Actor
     from vlac.train.actions import ActionSource, load_demos
     from vlac.train.objectives import ActionObjective, PromptObjective
-    from vlac.train.samples import (SampleSource, Trajectory, load_failed_late_frames, load_rollouts,
+    from vlac.train.samples import (Rollouts, SampleSource, Trajectory, load_failed_late_frames, load_rollouts,
                                     load_trajectories)
     from vlac.data.dataset import LeRobotDataset
     from vlac.model import model_path
@@ -83,8 +83,8 @@ def train(cfg: TrainConfig) -> dict:
         trajs = load_trajectories(datasets, cfg.camera or None)
     if cfg.rollouts and acting:  # refused before any rollout is read
         raise ValueError("--rollouts trains the critic's objectives; the actor's action objective does not use them")
-    rollouts = load_rollouts(cfg.rollouts) if cfg.rollouts else None
-    if rollouts is not None:
+    rollouts = load_rollouts(cfg.rollouts) if cfg.rollouts else Rollouts([], [], [])
+    if cfg.rollouts:
         print(f"rollouts: {rollouts.summary()}", flush=True)
         trajs = trajs + rollouts.successes
     elif cfg.still_share > 0 or cfg.done_rollouts > 0:
@@ -105,14 +105,12 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.done_failed > 0 and {"done", "done_goal"} & set(critic_objectives):
         extra = [LeRobotDataset(p) for p in cfg.failed_data]
         failed = load_failed_late_frames(datasets + extra, cfg.camera or None)
-        failed += rollouts.failed_late if rollouts is not None else []
+        failed += rollouts.failed_late
         print(f"done: {len(failed)} failed episodes give hard not-done frames "
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
     source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, still_share=cfg.still_share,
-                          still=rollouts.still if rollouts is not None else None, done_rollouts=cfg.done_rollouts,
-                          done_segments=rollouts.done_segments if rollouts is not None else None,
-                          rollout_failed=rollouts.failed_late if rollouts is not None else None,
-                          **kw) if critic_objectives else None
+                          still=rollouts.still, done_rollouts=cfg.done_rollouts, done_segments=rollouts.done_segments,
+                          rollout_failed=rollouts.failed_late, **kw) if critic_objectives else None
     val_batches = _validation_set(SampleSource(val_trajs, **kw) if critic_objectives else None, cfg.seed,
                                   cfg.batch_size, mix) if val_trajs else {}
 
