@@ -82,6 +82,12 @@ def done_frames_from_flag(flags) -> tuple[np.ndarray, np.ndarray] | None:
     return np.flatnonzero(~flags[:on[0]]), on
 
 
+def near_miss_count(not_done: int) -> int:
+    """How many of an episode's ``not_done`` frames before its success moment are "just short of
+    the goal" (hard not-done frames): the last 20 %, at least one."""
+    return max(1, not_done // 5)
+
+
 def description_ranges(last: int) -> tuple[range, range]:
     """Start frames in the first 30% and end frames in the last 20% (task description objective)."""
     return range(0, int(0.3 * last) + 1), range(int(np.ceil(0.8 * last)), last + 1)

@@ -150,7 +150,7 @@ def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
                 out.still.append(Trajectory(task, frames[k:], source + "#after-success"))
             lost = np.flatnonzero(~flags[k:])
             end = k + (lost[0] if len(lost) else len(frames) - k)
-            start = k - max(1, k // 5) if k else k  # the approach: just short of the success moment
+            start = k - L.near_miss_count(k) if k else k  # the approach: just short of the success moment
             out.done_segments.append(Trajectory(task, frames[start:end], source + "#done", np.arange(start, end) >= k))
         else:
             out.still.append(Trajectory(task, frames, source))
@@ -216,6 +216,8 @@ class SampleSource:
         for t in rollout_failed or []:
             self.rollout_failed.setdefault(t.task, []).append(t)
         self.done_segments = [t for t in done_segments or [] if t.task in self.rollout_failed]
+        # per segment: its done frames and its approach frames, found once
+        self._segment_frames = [(np.flatnonzero(t.flags), np.flatnonzero(~t.flags)) for t in self.done_segments]
         if done_rollouts > 0 and not self.done_segments:
             raise ValueError("done_rollouts > 0 needs rollouts of one task with both a success and a failure; "
                              "give --rollouts folders with such episodes (more episodes, or a stronger actor)")
@@ -317,14 +319,14 @@ class SampleSource:
                     src = failed[int(rng.integers(0, len(failed)))]
                     frames = range(len(src.frames))
                 if not label and src is traj and self.done_near and rng.random() < self.done_near:
-                    frames = frames[-max(1, len(frames) // 5):]  # just short of the goal
+                    frames = frames[-L.near_miss_count(len(frames)):]  # just short of the goal
                 yield src, int(frames[int(rng.integers(0, len(frames)))]), label
 
     def _rollout_done_pair(self, rng: np.random.Generator) -> list[tuple[Trajectory, int, bool]]:
         """A done frame of a successful rollout and a late frame of a failed one of its task, or with
         probability ``done_near`` a frame of the success's own approach (just short of the moment)."""
-        pos = self.done_segments[int(rng.integers(0, len(self.done_segments)))]
-        done, approach = np.flatnonzero(pos.flags), np.flatnonzero(~pos.flags)
+        n = int(rng.integers(0, len(self.done_segments)))
+        pos, (done, approach) = self.done_segments[n], self._segment_frames[n]
         if len(approach) and self.done_near and rng.random() < self.done_near:
             neg, t = pos, int(approach[int(rng.integers(0, len(approach)))])
         else:
