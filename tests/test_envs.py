@@ -42,7 +42,7 @@ def test_behaviour_mix_and_schedule():
     mix = parse_mix("expert:3,stall:1")
     assert mix == {"expert": 0.75, "stall": 0.25}
     assert schedule(mix, 4).count("expert") == 3
-    assert schedule(parse_mix(",".join(BEHAVIOURS)), 6) == list(BEHAVIOURS)
+    assert schedule(parse_mix(",".join(BEHAVIOURS)), len(BEHAVIOURS)) == list(BEHAVIOURS)
     with pytest.raises(ValueError, match="unknown behaviour"):
         parse_mix("expert:1,dance:1")
 
@@ -96,6 +96,29 @@ def test_every_task_yields_success_and_failure():
             stalled = _succeeds(env, make_behaviour("stall"), episode_seed(1, task, 9))
         assert won, f"{task}: expert failed twice"
         assert not stalled, f"{task}: stalled episode succeeded"
+
+
+def test_a_miss_moves_like_the_expert_beside_the_object():
+    """On lever-pull the miss walks the expert's routine 8 cm off: the hand travels as far as the
+    expert's (a motion a done detector must not take for progress) while the lever stays down.
+    (An offset can still catch the lever's side and pull it: rollouts label such a miss a success.)"""
+    task, seed = "lever-pull-v3", episode_seed(2, "lever-pull-v3", 0)
+    with SimRobotEnv(SimEnvConfig(task=task, image_size=32)) as env:
+        ends = {}
+        for name in ("expert", "miss"):
+            b = make_behaviour(name, **({"offset": (0.08, 0.08)} if name == "miss" else {}))
+            env.reset(seed)
+            b.reset(env, np.random.default_rng(seed))
+            hand, won = [env.raw_obs[:3].copy()], False
+            while not env.done and not won:
+                env.step(b.act(env), render=False)
+                won = bool(env.success)
+                hand.append(env.raw_obs[:3].copy())
+            ends[name] = (won, np.linalg.norm(np.diff(hand, axis=0), axis=1).sum(), env.remaining())
+    assert ends["expert"][0], "the expert failed"
+    won, travel, remaining = ends["miss"]
+    assert not won and remaining > 1.0, f"the miss pulled the lever (remaining {remaining:.2f} rad)"
+    assert travel > 0.5 * ends["expert"][1], f"the miss's hand hardly moved ({travel:.3f} m)"
 
 
 @pytest.mark.parametrize("task", ["reach-v3", "pick-place-v3"])

@@ -12,6 +12,9 @@ diffusion, so a dataset's actions are exactly what a text action can express.
     regression      expert until progress, then its own path retraced backwards (objects carried
                     or pushed back, doors and drawers returned), undoing the progress
     other-task      the expert of a different task run in this task's scene
+    miss            the expert aiming at an object and goal moved 4-10 cm sideways: the whole
+                    motion of a success (reach, grasp, pull, lift) beside the object, so the arm
+                    ends where a success ends while the object stays put
 
     >>> b = make_behaviour("noisy", sigma=0.5)
     >>> b.reset(env, rng); action = b.act(env)
@@ -27,7 +30,7 @@ import numpy as np
 from vlac.sim.env import MAX_STEP_MM, SimRobotEnv, metaworld_to_action
 from vlac.data.tasks import TASKS
 
-BEHAVIOURS = ("expert", "noisy", "random-bursts", "stall", "regression", "other-task")
+BEHAVIOURS = ("expert", "noisy", "random-bursts", "stall", "regression", "other-task", "miss")
 
 DEFAULT_MIX = {
     "expert": 0.5, "stall": 0.15, "noisy": 0.1, "random-bursts": 0.1, "regression": 0.1, "other-task": 0.05,
@@ -177,9 +180,32 @@ class OtherTask(Behaviour):
         self.policy = _policy(TASKS[env.config.task].partner)
 
 
+@dataclass
+class Miss(Behaviour):
+    """The expert fed this episode's state with the first object's position and the goal moved by
+    one horizontal offset (drawn once per episode, ``offset`` metres long, any direction): it runs
+    its whole routine in the wrong place. The hard negative a done detector needs: an arm raised
+    as after a pulled lever, beside a lever still down; a hand hovering still, off the goal."""
+
+    offset: tuple[float, float] = (0.04, 0.10)
+    """Range of the offset's length in metres."""
+    name = "miss"
+
+    def reset(self, env, rng):
+        super().reset(env, rng)
+        length, angle = rng.uniform(*self.offset), rng.uniform(0.0, 2.0 * np.pi)
+        self.shift = np.array([length * np.cos(angle), length * np.sin(angle), 0.0])
+
+    def _act(self, env):
+        obs = np.array(env.raw_obs, dtype=np.float64)
+        obs[4:7] += self.shift  # the first object, as every expert reads it
+        obs[-3:] += self.shift  # the goal
+        return metaworld_to_action(_expert_mw(self.policy, obs), quantise=False)
+
+
 _CLASSES = {
     "expert": Expert, "noisy": Noisy, "random-bursts": RandomBursts, "stall": Stall,
-    "regression": Regression, "other-task": OtherTask,
+    "regression": Regression, "other-task": OtherTask, "miss": Miss,
 }
 
 
