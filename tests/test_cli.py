@@ -245,3 +245,15 @@ def test_every_readme_command_names_a_real_command_and_real_flags(capsys):
         assert not unknown, f"README: `{line}` uses {unknown}, which `vlac {key}` does not take"
         checked += 1
     assert checked >= 30 and {"rl", "rl compare", "critic fidelity", "data collect", "actor eval"} <= set(flags_of)
+
+
+def test_list_flags_split_commas_but_keep_labels_with_spaces_whole():
+    from vlac.utils.cli import _split_lists
+
+    flags = {"--tasks", "--names"}
+    assert _split_lists(["--tasks", "reach-v3,push-v3", "lever-pull-v3"], flags) == \
+        ["--tasks", "reach-v3", "push-v3", "lever-pull-v3"]
+    assert _split_lists(["--tasks=reach-v3,push-v3"], flags) == ["--tasks", "reach-v3", "push-v3"]
+    assert _split_lists(["--names", "replay, seed 0", "oracle, seed 0", "--out", "a,b"], flags) == \
+        ["--names", "replay, seed 0", "oracle, seed 0", "--out", "a,b"]
+    assert _split_lists(["--names=replay, seed 1"], flags) == ["--names", "replay, seed 1"]

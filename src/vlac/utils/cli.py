@@ -87,17 +87,18 @@ def _list_flags(cls: type, prefix: str = "") -> set[str]:
 
 def _split_lists(argv: list[str], flags: set[str]) -> list[str]:
     """A list flag takes its values space-separated (``--tasks reach-v3 push-v3``) or, as in the
-    commands of earlier releases, comma-separated (``--tasks reach-v3,push-v3``): both are one list."""
+    commands of earlier releases, comma-separated (``--tasks reach-v3,push-v3``): both are one list.
+    A value with a space in it is free text (a plot label "replay, seed 1") and is kept whole."""
     out, in_list = [], False
     for arg in argv:
         if arg.startswith("--"):
             in_list = arg.split("=", 1)[0] in flags
             if in_list and "=" in arg:
                 flag, value = arg.split("=", 1)
-                out += [flag, *(v for v in value.split(",") if v)]
+                out += [flag, *(v for v in value.split(",") if v)] if " " not in value else [flag, value]
                 continue
             out.append(arg)
-        elif in_list and "," in arg:
+        elif in_list and "," in arg and " " not in arg:
             out += [v for v in arg.split(",") if v]
         else:
             out.append(arg)
