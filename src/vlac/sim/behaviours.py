@@ -13,8 +13,8 @@ diffusion, so a dataset's actions are exactly what a text action can express.
                     or pushed back, doors and drawers returned), undoing the progress
     other-task      the expert of a different task run in this task's scene
     miss            the expert aiming at an object and goal moved 4-10 cm sideways: the whole
-                    motion of a success (reach, grasp, pull, lift) beside the object, so the arm
-                    ends where a success ends while the object stays put
+                    routine of a success run beside the object, which mostly stays put (on
+                    lever-pull the arm ends low beside the lever, not raised as after a pull)
 
     >>> b = make_behaviour("noisy", sigma=0.5)
     >>> b.reset(env, rng); action = b.act(env)
@@ -184,8 +184,9 @@ class OtherTask(Behaviour):
 class Miss(Behaviour):
     """The expert fed this episode's state with the first object's position and the goal moved by
     one horizontal offset (drawn once per episode, ``offset`` metres long, any direction): it runs
-    its whole routine in the wrong place. The hard negative a done detector needs: an arm raised
-    as after a pulled lever, beside a lever still down; a hand hovering still, off the goal."""
+    its whole routine in the wrong place: motion without progress, a hand hovering off the goal.
+    An offset can still catch the object (lever-pull: 12 of 62 succeeded); rollouts label those by
+    the simulator's flag as any other."""
 
     offset: tuple[float, float] = (0.04, 0.10)
     """Range of the offset's length in metres."""
