@@ -895,3 +895,18 @@ def test_a_real_robot_runs_the_loop_without_a_simulator(tmp_path):
     assert updates and updates[0]["steps"] > 0
     rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
     assert all(r["robot"] == "arm-1" and r["success"] is None and np.isfinite(r["return"]) for r in rows)
+
+
+def test_a_resumed_run_does_not_evaluate_the_same_policy_twice(tmp_path):
+    """A run resumed after its last update had been evaluated used to evaluate those weights again
+    at once (the same point twice in curves.png, 20 evaluation episodes spent for nothing); it now
+    evaluates next ``eval_every`` episodes after that record, and a policy not yet evaluated at once."""
+    from vlac.rl.loop import first_evaluation
+
+    log = tmp_path / "eval.jsonl"
+    assert first_evaluation(log, 0, 0, 20) == (0, None)  # a new run
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"version": 0, "episodes": 0, "success": 0.3}, {"version": 9, "episodes": 40, "success": 0.65},
+        {"version": 10, "episodes": 40, "success": 0.7}]) + '\n{"version": 11, "epis')  # cut by a kill
+    assert first_evaluation(log, 10, 40, 20) == (60, 0.7)  # evaluated after its last update
+    assert first_evaluation(log, 11, 44, 20) == (44, None)  # trained further than any evaluation

@@ -503,7 +503,10 @@ class RLLoop:
         self.inflight = [None] * len(self.workers)
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
         self.ready: set = set()
-        self.next_eval = self.done_episodes
+        # a resumed run whose policy was already evaluated (the last record is this update's)
+        # goes on to the next evaluation instead of repeating it on the same weights
+        self.next_eval, self._last_eval = first_evaluation(self.out / "eval.jsonl", self.version,
+                                                           self.done_episodes, self.cfg.eval_every)
         self.procs = [self._start_robot(k) for k in range(cfg.robots)]
         self.bar = tqdm(total=cfg.episodes, initial=self.done_episodes, desc="rl", unit="ep")
         self.postfix: dict = {}
@@ -607,6 +610,23 @@ class RLLoop:
 
 
 _TERMINATED: list[int] = []  # the signal that stopped the run, if one did
+
+
+def first_evaluation(log: Path, version: int, done_episodes: int, eval_every: int) -> tuple[int, float | None]:
+    """The episode count of a run's first evaluation and the last success on record: at once for a
+    new run, and for a resumed one whose policy (``version``) the last record of ``log`` already
+    evaluated, ``eval_every`` episodes after that record (it was the evaluation after the last
+    update; repeating it on the same weights costs an evaluation and draws the same point twice)."""
+    last = None
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                last = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill mid-write: the records before it hold
+                continue
+    if last is None or last.get("version") != version:
+        return done_episodes, None
+    return int(last["episodes"]) + eval_every, last.get("success")
 
 
 def _stop_on_sigterm(signum, frame) -> None:
