@@ -14,12 +14,12 @@ import argparse
 import json
 from pathlib import Path
 
-from vlac.rl.report import _rows  # a run's JSON-lines log, [] when absent
+from vlac.rl.report import read_log  # a run's JSON-lines log, [] when absent
 
 
 def summary(run: Path, target: float) -> dict:
-    evals = _rows(run / "eval.jsonl")
-    episodes = _rows(run / "episodes.jsonl")
+    evals = read_log(run / "eval.jsonl")
+    episodes = read_log(run / "episodes.jsonl")
     stats = json.loads((run / "loop_stats.json").read_text()) if (run / "loop_stats.json").exists() else {}
     reached = next((e["episodes"] for e in evals if e["success"] >= target), None)
     return {"run": str(run), "evaluations": [(e["episodes"], round(e["success"], 3)) for e in evals],

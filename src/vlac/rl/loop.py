@@ -617,13 +617,10 @@ def first_evaluation(log: Path, version: int, done_episodes: int, eval_every: in
     new run, and for a resumed one whose policy (``version``) the last record of ``log`` already
     evaluated, ``eval_every`` episodes after that record (it was the evaluation after the last
     update; repeating it on the same weights costs an evaluation and draws the same point twice)."""
-    last = None
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            try:
-                last = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill mid-write: the records before it hold
-                continue
+    from vlac.rl.report import read_log
+
+    records = read_log(log)
+    last = records[-1] if records else None
     if last is None or last.get("version") != version:
         return done_episodes, None
     return int(last["episodes"]) + eval_every, last.get("success")

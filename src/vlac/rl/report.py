@@ -30,8 +30,16 @@ def reward_label(run: str | Path) -> str:
     return REWARD_LABELS.get(reward, reward)
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+def read_log(path: Path) -> list[dict]:
+    """The records of one of a run's JSON-lines logs (episodes, eval, learner); none if it is not
+    there. A line cut by a kill mid-write is left out: the records before it hold."""
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def _smooth(y: np.ndarray, k: int = 10) -> np.ndarray:
@@ -124,7 +132,7 @@ def _return_rows(episodes: list[dict], key: str = "return", name: str = "critic 
 
 def write_report(run: str | Path) -> Path:
     run = Path(run)
-    episodes, evals, learner = _rows(run / "episodes.jsonl"), _rows(run / "eval.jsonl"), _rows(run / "learner.jsonl")
+    episodes, evals, learner = read_log(run / "episodes.jsonl"), read_log(run / "eval.jsonl"), read_log(run / "learner.jsonl")
     stats = json.loads((run / "loop_stats.json").read_text()) if (run / "loop_stats.json").is_file() else {}
     plt = pyplot()
     label = reward_label(run)
@@ -236,7 +244,7 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     banded = starred = False
     for run, name in zip(runs, names or [Path(r).name for r in runs]):
         oracle = reward_label(run).startswith("ORACLE")
-        curve, final = _split_final(_rows(Path(run) / "eval.jsonl"))
+        curve, final = _split_final(read_log(Path(run) / "eval.jsonl"))
         x, y = [e["episodes"] for e in curve], np.array([e["success"] for e in curve])
         line = ax.plot(x, y, "s--" if oracle else "o-", label=f"{name} ({reward_label(run)})")[0]
         se = standard_errors(run, curve)
