@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 19's experiment on one task: RL from the built-in actor with 40 expert demonstrations
+# Issue 19's experiment on one task: RL from an actor (the built-in one unless START says) with expert demonstrations
 # replayed at a behaviour-cloning rate (paper 3.2.3), the critic arm against the oracle-sparse
 # reference arm (1 at the simulator's success flag: a perfect success detector) on the same budget;
 # then every final actor and the built-in one on 40 fresh seeds no run used.
@@ -7,6 +7,8 @@
 # e.g. bash recipes/rl-replay.sh dial-turn-v3 40 dial --seed 1 --learner.seed 1
 # The critic arm's reward is the built-in critic's dense reward over a fixed horizon (its done off);
 # set CRITIC_ARM to change it, e.g. CRITIC_ARM="--learner.reward sparse --critic runs/critic-probe-near/model".
+# DEMOS sets the number of expert demonstrations (default 40); START the actor both runs start from
+# (default: builtin; e.g. an actor from `python benchmarks/demo_scaling.py ... --save`).
 # Writes runs/NAME-demos (the demonstrations), runs/NAME-critic and runs/NAME-oracle-sparse (each
 # with report.md and curves.png), runs/NAME-fresh (report.md: success of each actor on the fresh
 # seeds) and runs/NAME-compare.png. Both runs side by side on 2 CPU cores, one learner thread each:
@@ -17,21 +19,23 @@ N=${2:-40}
 NAME=${3:-${TASK%-v3}}
 shift $(( $# < 3 ? $# : 3 ))
 CRITIC_ARM=${CRITIC_ARM:---learner.reward dense --done-threshold 1.5}
+DEMOS=${DEMOS:-40}
+START=${START:-builtin}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p runs
-vlac data collect --out runs/$NAME-demos --tasks $TASK --episodes-per-task 40 --behaviours expert:1 \
+vlac data collect --out runs/$NAME-demos --tasks $TASK --episodes-per-task $DEMOS --behaviours expert:1 \
   --seed 7000 --workers 2 --max-steps 100
 REPLAY="--learner.demo-data runs/$NAME-demos --learner.demo-weight 1.0 --learner.replay-steps 40 --learner.replay-lr 1e-4"
 COMMON="--config configs/rl/reach-v3.yaml --tasks $TASK --episodes $N --eval-every 20 --eval-episodes 20
-  --wait-for-learner --max-episodes-per-update 4 --learner.threads 1 $REPLAY"
+  --wait-for-learner --max-episodes-per-update 4 --learner.threads 1 --actor $START $REPLAY"
 # shellcheck disable=SC2086
 vlac rl $COMMON $CRITIC_ARM --out runs/$NAME-critic "$@" > runs/$NAME-critic.log 2>&1 &
 # shellcheck disable=SC2086
 vlac rl $COMMON --learner.reward oracle-sparse --critic none --out runs/$NAME-oracle-sparse "$@" \
   > runs/$NAME-oracle-sparse.log 2>&1 &
 wait
-vlac actor eval --actor builtin runs/$NAME-critic/learner/model runs/$NAME-oracle-sparse/learner/model \
-  --names built-in critic "oracle-sparse (reference)" --tasks $TASK --episodes 40 --max-steps 100 \
+vlac actor eval --actor $START runs/$NAME-critic/learner/model runs/$NAME-oracle-sparse/learner/model \
+  --names "start ($START)" critic "oracle-sparse (reference)" --tasks $TASK --episodes 40 --max-steps 100 \
   --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
 vlac rl compare --runs runs/$NAME-critic runs/$NAME-oracle-sparse --names "critic + replay" \
   "oracle-sparse + replay (reference)" --out runs/$NAME-compare.png
