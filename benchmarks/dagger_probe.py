@@ -86,10 +86,17 @@ def fine_tune(checkpoint: str, samples: list[tuple], steps: int, lr: float, batc
 
     actor = Actor.load(checkpoint)
     opt = torch.optim.AdamW(actor.parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    bc_steps(actor, opt, samples, steps, batch, np.random.default_rng(seed), losses, desc="fine-tune")
+    return actor, losses
+
+
+def bc_steps(actor, opt, samples: list[tuple], steps: int, batch: int, rng, losses: list[float],
+             desc: str = "fine-tune", leave: bool = True) -> None:
+    """``steps`` behaviour-cloning steps on random minibatches of (input, action) samples;
+    appends each step's loss to ``losses`` and leaves the actor in eval mode."""
     actor.train(True)
-    losses = []
-    for _ in tqdm(range(steps), desc="fine-tune", unit="step"):
+    for _ in tqdm(range(steps), desc=desc, unit="step", leave=leave):
         pick = rng.integers(0, len(samples), size=batch)
         loss, _ = actor.bc_loss([samples[i][0] for i in pick], [samples[i][1] for i in pick])
         opt.zero_grad(set_to_none=True)
@@ -98,7 +105,6 @@ def fine_tune(checkpoint: str, samples: list[tuple], steps: int, lr: float, batc
         opt.step()
         losses.append(float(loss))
     actor.train(False)
-    return actor, losses
 
 
 def success(actor, task: str, seeds: list[int], temperature: float, max_steps: int) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dagger_probe import expert_demos, success
+from dagger_probe import bc_steps, expert_demos, success
 
 
 def main() -> None:
@@ -71,17 +71,8 @@ def main() -> None:
     losses: list[float] = []
     done = 0
     for target in tqdm(evals, desc="evaluations", unit="eval"):
-        actor.train(True)
-        for _ in tqdm(range(target - done), desc=f"steps to {target}", unit="step", leave=False):
-            pick = rng.integers(0, len(data), size=args.batch)
-            loss, _ = actor.bc_loss([data[i][0] for i in pick], [data[i][1] for i in pick])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss))
+        bc_steps(actor, opt, data, target - done, args.batch, rng, losses, desc=f"steps to {target}", leave=False)
         done = target
-        actor.train(False)
         rate = success(actor, args.task, eval_seeds, 0.0, args.max_steps)
         report["evals"].append({"steps": target, "epochs": round(target * args.batch / len(data), 2),
                                 "loss_last_20": float(np.mean(losses[-20:])) if losses else None,
