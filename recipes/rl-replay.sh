@@ -8,7 +8,10 @@
 # The critic arm's reward is the built-in critic's dense reward over a fixed horizon (its done off);
 # set CRITIC_ARM to change it, e.g. CRITIC_ARM="--learner.reward sparse --critic runs/critic-probe-near/model".
 # DEMOS sets the number of expert demonstrations (default 40); START the actor both runs start from
-# (default: builtin; e.g. an actor from `python benchmarks/demo_scaling.py ... --save`).
+# (default: builtin; e.g. an actor from `python benchmarks/demo_scaling.py ... --save`). CLONE=STEPS first
+# clones the demonstrations into START offline (`vlac actor train --init START --steps STEPS`, lr 1e-4
+# decaying to 0; two threads, nothing else running) and starts both runs from that actor
+# (runs/NAME-clone/model). The fresh evaluation includes the built-in actor (and START) too.
 # Writes runs/NAME-demos (the demonstrations), runs/NAME-critic and runs/NAME-oracle-sparse (each
 # with report.md and curves.png), runs/NAME-fresh (report.md: success of each actor on the fresh
 # seeds) and runs/NAME-compare.png. Both runs side by side on 2 CPU cores, one learner thread each:
@@ -21,10 +24,18 @@ shift $(( $# < 3 ? $# : 3 ))
 CRITIC_ARM=${CRITIC_ARM:---learner.reward dense --done-threshold 1.5}
 DEMOS=${DEMOS:-40}
 START=${START:-builtin}
+CLONE=${CLONE:-0}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p runs
 vlac data collect --out runs/$NAME-demos --tasks $TASK --episodes-per-task $DEMOS --behaviours expert:1 \
   --seed 7000 --workers 2 --max-steps 100
+if [ "$CLONE" -gt 0 ]; then
+  INIT=$START; [ "$START" = builtin ] && INIT=actor  # `vlac actor train` names the built-in actor "actor"
+  vlac actor train --data runs/$NAME-demos --init $INIT --out runs/$NAME-clone --steps $CLONE --lr 1e-4 \
+    --warmup 0 --val-every $CLONE --val-episodes 4 --threads 2
+  PRIOR=$START
+  START=runs/$NAME-clone/model
+fi
 REPLAY="--learner.demo-data runs/$NAME-demos --learner.demo-weight 1.0 --learner.replay-steps 40 --learner.replay-lr 1e-4"
 COMMON="--config configs/rl/reach-v3.yaml --tasks $TASK --episodes $N --eval-every 20 --eval-episodes 20
   --wait-for-learner --max-episodes-per-update 4 --learner.threads 1 --actor $START $REPLAY"
@@ -34,8 +45,12 @@ vlac rl $COMMON $CRITIC_ARM --out runs/$NAME-critic "$@" > runs/$NAME-critic.log
 vlac rl $COMMON --learner.reward oracle-sparse --critic none --out runs/$NAME-oracle-sparse "$@" \
   > runs/$NAME-oracle-sparse.log 2>&1 &
 wait
-vlac actor eval --actor $START runs/$NAME-critic/learner/model runs/$NAME-oracle-sparse/learner/model \
-  --names "start ($START)" critic "oracle-sparse (reference)" --tasks $TASK --episodes 40 --max-steps 100 \
+# the built-in actor and the actor cloning started from are evaluated beside the runs' start
+BEFORE=() BEFORE_NAMES=()
+if [ "$START" != builtin ]; then BEFORE=(builtin) BEFORE_NAMES=(built-in); fi
+if [ -n "${PRIOR:-}" ] && [ "$PRIOR" != builtin ]; then BEFORE+=("$PRIOR") BEFORE_NAMES+=("prior ($PRIOR)"); fi
+vlac actor eval --actor "${BEFORE[@]}" $START runs/$NAME-critic/learner/model runs/$NAME-oracle-sparse/learner/model \
+  --names "${BEFORE_NAMES[@]}" "start ($START)" critic "oracle-sparse (reference)" --tasks $TASK --episodes 40 --max-steps 100 \
   --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
 vlac rl compare --runs runs/$NAME-critic runs/$NAME-oracle-sparse --names "critic + replay" \
   "oracle-sparse + replay (reference)" --out runs/$NAME-compare.png
