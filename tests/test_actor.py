@@ -179,11 +179,9 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
           "--threads", "1", "--save-dtype", "float32"])
     before, after = Actor.load(model), Actor.load(tuned / "model")
     assert after.action_template.spec == before.action_template.spec
-    moved = [not torch.equal(a, b) for a, b in zip(before.vlm.model.state_dict().values(),
-                                                    after.vlm.model.state_dict().values())]
-    assert any(moved) and after.vlm.preprocess.camera == before.vlm.preprocess.camera
+    assert after.vlm.preprocess.camera == before.vlm.preprocess.camera
     a, b = (torch.cat([p.float().flatten() for p in m.vlm.model.parameters()]) for m in (before, after))
-    assert (a - b).abs().sum() < 0.1 * a.abs().sum()  # two small steps from the checkpoint, not a fresh start
+    assert 0 < (a - b).abs().sum() < 0.1 * a.abs().sum()  # two small steps from the checkpoint, not a fresh start
     out = tmp_path / "eval"
     main(["actor", "eval", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "6", "--actor", str(model),
           "--names", "bc", "--critic", "none", "--out", str(out), "--record", str(tmp_path / "rec")])
