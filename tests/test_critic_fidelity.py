@@ -88,6 +88,24 @@ def test_fidelity_command_end_to_end_and_reuse(tmp_path, capsys):
     again = [json.loads(line) for line in (tmp_path / "again" / "episodes.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(np.concatenate([r["deltas"] for r in again]),
                                np.concatenate([r["deltas"] for r in rows]), atol=1e-5)
+    # the anchored reading on the same rollouts: each value is the critic's reading of (first frame,
+    # that frame), and the rewards are its steps
+    main(args[:8] + ["--ranking-episodes", "0", "--threads", "1", "--reading", "anchored", "--reuse", str(out),
+                     "--out", str(tmp_path / "anchored")])
+    anchored = [json.loads(line) for line in (tmp_path / "anchored" / "episodes.jsonl").read_text().splitlines()]
+    assert len(anchored) == 2 and "every frame against the first" in (tmp_path / "anchored" / "report.md").read_text()
+    from vlac.critic.critic import Critic
+    from vlac.data.tasks import TASKS
+    from vlac.eval.fidelity import Episode
+
+    seed = anchored[1]["seed"]
+    frames = Episode.load(out / "rollouts" / "actor@1" / "reach-v3" / f"{seed}.npz", "actor@1", "reach-v3", seed).frames
+    direct = Critic.load("builtin").progress([(frames[0], frames[k]) for k in (3, 8)], TASKS["reach-v3"].instruction)
+    np.testing.assert_allclose(np.asarray(anchored[1]["values"])[[3, 8]], direct, atol=1e-5)
+    assert anchored[1]["values"][0] == 0 and np.sum(anchored[1]["deltas"]) == pytest.approx(anchored[1]["values"][-1])
+    assert not np.allclose(anchored[1]["values"], rows[1]["values"])  # not the pair reading's value curve
+    with pytest.raises(SystemExit, match="--reading 'diagonal' is not one of pair, anchored"):
+        main(args + ["--reading", "diagonal", "--out", str(tmp_path / "z")])
     with pytest.raises(SystemExit, match="made with other settings max_steps 8 \\(here 9\\)"):
         main(args[:-1] + ["1", "--max-steps", "9", "--reuse", str(out), "--out", str(tmp_path / "y")])
     with pytest.raises(SystemExit, match="no rollouts/ folder"):

@@ -58,6 +58,11 @@ class FidelityConfig:
     """Base seed of the rollouts (training data 0-5000, actor evaluation 10000-11999)."""
     symmetric: bool = False
     """Read progress symmetrically, (f(a,b) - f(b,a)) / 2, as `vlac rl --critic-symmetric`."""
+    reading: str = "pair"
+    """pair: the loop's reading, each step pair (t-1, t), the value built by Eq. 7; anchored: each
+    frame against the episode's first, value_t = f(frame 0, frame t) (the progress the critic sees
+    since the start, in one pass per step, no sum of small per-step biases), reward_t = value_t -
+    value_{t-1}."""
     done_threshold: float = 0.9
     """The loop's done rule: p(done) at least this ..."""
     done_patience: int = 4
@@ -185,18 +190,35 @@ def collect(cfg: FidelityConfig, actor, plan: list[tuple[str, str, int, int]]) -
     return episodes
 
 
+READINGS = ("pair", "anchored")
+
+
+def read_values(critic, frames, text: str, reading: str = "pair") -> tuple[np.ndarray, np.ndarray]:
+    """Per-step rewards (T,) and the value curve (T+1,) of one episode's frames under ``reading``
+    (see ``FidelityConfig.reading``), float64."""
+    from vlac.critic.metrics import value_curve
+
+    if reading == "pair":
+        deltas = np.asarray(critic.progress(list(zip(frames[:-1], frames[1:])), text, decoding="rich"), np.float64)
+        return deltas, value_curve(deltas)  # frames 0..T, v_0 = 0
+    if reading == "anchored":
+        since_start = critic.progress([(frames[0], f) for f in frames[1:]], text, decoding="rich")
+        values = np.concatenate([[0.0], np.asarray(since_start, np.float64)])
+        return np.diff(values), values  # the rewards sum to the final value
+    raise ValueError(f"--reading {reading!r} is not one of {', '.join(READINGS)}")
+
+
 def score(critic, episodes: list[Episode], cfg: FidelityConfig) -> list[dict]:
-    """Every transition of every episode as the loop's critic worker scores it."""
-    from vlac.critic.metrics import DoneRule, value_curve
+    """Every transition of every episode as the loop's critic worker scores it (``cfg.reading``)."""
+    from vlac.critic.metrics import DoneRule
     from vlac.data.tasks import TASKS
 
     rows, rule = [], DoneRule(cfg.done_threshold, cfg.done_patience, cfg.done_min_value)
     for e in tqdm(episodes, desc="score", unit="ep"):
         text = TASKS[e.task].instruction
         # float64 from here on, so a report rebuilt from episodes.jsonl gives the very same figures
-        deltas = np.asarray(critic.progress(list(zip(e.frames[:-1], e.frames[1:])), text, decoding="rich"), np.float64)
+        deltas, values = read_values(critic, e.frames, text, cfg.reading)
         p_done = np.asarray(critic.done(list(e.frames[1:]), text), np.float64)
-        values = value_curve(deltas)  # frames 0..T, v_0 = 0
         fire = rule.first(p_done, values[1:])
         rows.append({"policy": e.policy, "task": e.task, "seed": e.seed, "success": e.success,
                      "first_success": int(np.argmax(e.flags)) if e.success else None,
@@ -345,6 +367,8 @@ def fidelity(cfg: FidelityConfig) -> dict:
         raise ValueError(f"--done-patience {cfg.done_patience} must be >= 1")
     if cfg.episodes < 2:
         raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed")
+    if cfg.reading not in READINGS:
+        raise ValueError(f"--reading {cfg.reading!r} is not one of {', '.join(READINGS)}")
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
     policies = cfg.policies if cfg.ranking_episodes > 0 else []
     for p in policies:
@@ -434,7 +458,8 @@ def markdown(report: dict) -> str:
     lines = ["# Reward fidelity on policy rollouts\n",
              f"Actor {c['actor'] or 'built-in'} at temperature {c['temperature']:g}, {c['episodes']} episodes per task of "
              f"{c['max_steps']} steps (no cut at success), seeds from {c['seed']}; critic {c['critic'] or 'built-in'}, "
-             f"{'symmetric' if c['symmetric'] else 'plain'} reading, every step pair; done rule: p(done) >= "
+             f"{'symmetric' if c['symmetric'] else 'plain'} reading, "
+             f"{'every frame against the first' if c.get('reading') == 'anchored' else 'every step pair'}; done rule: p(done) >= "
              f"{c['done_threshold']:g} on {c['done_patience']} transitions in a row, value gate {c['done_min_value']:g}. "
              "True progress and success come from the simulator, for measurement only.\n"]
     header = ["task", "episodes (successes)", "Spearman(value, progress)", "Spearman(value, time)",
