@@ -2,9 +2,10 @@
 
 RL trains on the actor's rollouts, not on experts', so this rolls a given actor out as the RL loop
 does (sampling temperature, full episodes to the step limit, no cut at success), scores every
-step pair with a given critic as the loop's critic worker does (frame t -> t+1, the same reading),
-and measures the reward against the task's true progress and outcome, which come from the
-simulator and are used only to measure:
+step pair with a given critic as the loop's critic worker does (frame t -> t+1, the same reading;
+``--reading anchored`` reads every frame against the episode's first instead), and measures the
+reward against the task's true progress and outcome, which come from the simulator and are used
+only to measure:
 
 - mean per-episode Spearman of the value curve (Eq. 7) against true progress, and against time
   alone (a critic that only follows the clock scores as high on the second);
@@ -201,11 +202,15 @@ def read_values(critic, frames, text: str, reading: str = "pair") -> tuple[np.nd
     if reading == "pair":
         deltas = np.asarray(critic.progress(list(zip(frames[:-1], frames[1:])), text, decoding="rich"), np.float64)
         return deltas, value_curve(deltas)  # frames 0..T, v_0 = 0
-    if reading == "anchored":
-        since_start = critic.progress([(frames[0], f) for f in frames[1:]], text, decoding="rich")
-        values = np.concatenate([[0.0], np.asarray(since_start, np.float64)])
-        return np.diff(values), values  # the rewards sum to the final value
-    raise ValueError(f"--reading {reading!r} is not one of {', '.join(READINGS)}")
+    check_reading(reading)
+    since_start = critic.progress([(frames[0], f) for f in frames[1:]], text, decoding="rich")  # anchored
+    values = np.concatenate([[0.0], np.asarray(since_start, np.float64)])
+    return np.diff(values), values  # the rewards sum to the final value
+
+
+def check_reading(reading: str) -> None:
+    if reading not in READINGS:
+        raise ValueError(f"--reading {reading!r} is not one of {', '.join(READINGS)}")
 
 
 def score(critic, episodes: list[Episode], cfg: FidelityConfig) -> list[dict]:
@@ -367,8 +372,7 @@ def fidelity(cfg: FidelityConfig) -> dict:
         raise ValueError(f"--done-patience {cfg.done_patience} must be >= 1")
     if cfg.episodes < 2:
         raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed")
-    if cfg.reading not in READINGS:
-        raise ValueError(f"--reading {cfg.reading!r} is not one of {', '.join(READINGS)}")
+    check_reading(cfg.reading)  # before any rollout
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
     policies = cfg.policies if cfg.ranking_episodes > 0 else []
     for p in policies:
