@@ -12,6 +12,8 @@
 # clones the demonstrations into START offline (`vlac actor train --init START --steps STEPS`, lr 1e-4
 # decaying to 0; two threads, nothing else running) and starts both runs from that actor
 # (runs/NAME-clone/model). The fresh evaluation includes the built-in actor (and START) too.
+# DEMO_DATA replays an existing dataset instead of collecting DEMOS new ones (e.g. the demonstrations
+# START was cloned from); REPLAY_LR sets the replay's learning rate (default 1e-4).
 # Writes runs/NAME-demos (the demonstrations), runs/NAME-critic and runs/NAME-oracle-sparse (each
 # with report.md and curves.png), runs/NAME-fresh (report.md: success of each actor on the fresh
 # seeds) and runs/NAME-compare.png. Both runs side by side on 2 CPU cores, one learner thread each:
@@ -25,18 +27,26 @@ CRITIC_ARM=${CRITIC_ARM:---learner.reward dense --done-threshold 1.5}
 DEMOS=${DEMOS:-40}
 START=${START:-builtin}
 CLONE=${CLONE:-0}
+DEMO_DATA=${DEMO_DATA:-}
+REPLAY_LR=${REPLAY_LR:-1e-4}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p runs
-vlac data collect --out runs/$NAME-demos --tasks $TASK --episodes-per-task $DEMOS --behaviours expert:1 \
-  --seed 7000 --workers 2 --max-steps 100
+if [ -n "$DEMO_DATA" ]; then
+  [ -d "$DEMO_DATA/meta" ] || { echo "DEMO_DATA=$DEMO_DATA is not a dataset folder (no meta/ in it); give the folder \`vlac data collect --out\` wrote" >&2; exit 2; }
+  DEMOS_DIR=$DEMO_DATA
+else
+  DEMOS_DIR=runs/$NAME-demos
+  vlac data collect --out $DEMOS_DIR --tasks $TASK --episodes-per-task $DEMOS --behaviours expert:1 \
+    --seed 7000 --workers 2 --max-steps 100
+fi
 if [ "$CLONE" -gt 0 ]; then
   INIT=$START; [ "$START" = builtin ] && INIT=actor  # `vlac actor train` names the built-in actor "actor"
-  vlac actor train --data runs/$NAME-demos --init $INIT --out runs/$NAME-clone --steps $CLONE --lr 1e-4 \
+  vlac actor train --data $DEMOS_DIR --init $INIT --out runs/$NAME-clone --steps $CLONE --lr 1e-4 \
     --warmup 0 --val-every $CLONE --val-episodes 4 --threads 2
   PRIOR=$START
   START=runs/$NAME-clone/model
 fi
-REPLAY="--learner.demo-data runs/$NAME-demos --learner.demo-weight 1.0 --learner.replay-steps 40 --learner.replay-lr 1e-4"
+REPLAY="--learner.demo-data $DEMOS_DIR --learner.demo-weight 1.0 --learner.replay-steps 40 --learner.replay-lr $REPLAY_LR"
 COMMON="--config configs/rl/reach-v3.yaml --tasks $TASK --episodes $N --eval-every 20 --eval-episodes 20
   --wait-for-learner --max-episodes-per-update 4 --learner.threads 1 --actor $START $REPLAY"
 # shellcheck disable=SC2086

@@ -17,6 +17,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on 1
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR  # noqa: E402
+from vlac.actor.actor import ActionSample  # noqa: E402
 from vlac.rl.episodes import EpisodeRecord, Step  # noqa: E402
 from vlac.rl.learner import Learner, LearnerConfig  # noqa: E402
 from vlac.rl.messages import ActRequest, ScoreRequest  # noqa: E402
@@ -207,6 +208,25 @@ def test_learner_stops_an_update_when_the_policy_moved_too_far(tmp_path):
     assert free["gradient_steps"] == 9 and free["kl_stop"] == 0  # 3 epochs x 3 minibatches of 11 steps
     held = Learner(LearnerConfig(out=str(tmp_path / "held"), target_kl=1e-4, **common)).update(episodes)
     assert held["kl_stop"] == 1 and 1 <= held["gradient_steps"] < 9
+
+
+def test_learner_can_keep_the_value_loss_out_of_the_language_model(tmp_path):
+    """--learner.no-value-trunk: the value loss trains the head alone, so it cannot move the policy's
+    weights; by default (the paper's shared trunk) its gradient reaches the language model."""
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    rec = _episode(worker, 4, "limit", seed=3)
+    samples = [ActionSample.from_dict(s.sample) for s in rec.acted]
+    for trunk in (True, False):
+        learner = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path / str(trunk)), value_trunk=trunk))
+        learner.actor.train(True)
+        learner.opt.zero_grad(set_to_none=True)
+        out = learner.actor.evaluate(rec.actor_inputs(), samples)
+        (learner._trained_value(out) ** 2).sum().backward()
+        lm = [p.grad for name, p in learner.actor.vlm.model.named_parameters() if "language_model" in name]
+        assert lm
+        reached = sum(float(g.abs().sum()) for g in lm if g is not None)
+        assert (reached > 0) is trunk
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.actor.value_head.parameters())
 
 
 def test_learner_updates_and_resumes_at_the_same_step(tmp_path):

@@ -169,7 +169,8 @@ class Actor:
         return self.plan.answer_ids(ints), clipped
 
     # ------------------------------------------------------------------------ acting
-    def _value(self, hidden: "torch.Tensor") -> "torch.Tensor":
+    def value_of(self, hidden: "torch.Tensor") -> "torch.Tensor":
+        """The value head on the hidden state at an answer's end (B, hidden) -> (B,)."""
         return self.value_head(hidden.float()).squeeze(-1)
 
     @torch.no_grad()
@@ -223,7 +224,7 @@ class Actor:
                         use_cache=True, output_hidden_states=bool(finishing))
             logits = out.logits[:, -1]
             if finishing:
-                v = self._value(out.hidden_states[-1][:, -1])
+                v = self.value_of(out.hidden_states[-1][:, -1])
                 for r in finishing:
                     values[r] = float(v[r])
         samples = []
@@ -279,7 +280,7 @@ class Actor:
         tok_lps = [chosen[starts[r]:starts[r + 1]] for r in range(len(samples))]
         ends = torch.stack([last[r] + len(s.tokens) for r, s in enumerate(samples)])
         features = hidden[torch.arange(len(samples), device=dev), ends]
-        return {"log_prob": total, "token_log_probs": tok_lps, "entropy": entropy, "value": self._value(features),
+        return {"log_prob": total, "token_log_probs": tok_lps, "entropy": entropy, "value": self.value_of(features),
                 "features": features, "image_features": image_features.detach()}
 
     def bc_loss(self, inputs: list[ActorInput], actions: list, returns=None, value_weight: float = 0.0,
@@ -299,7 +300,7 @@ class Actor:
         stats = {"action": loss.item()}
         if use_value:
             ends = batch["last"] + torch.tensor([len(a) for a in answers], device=batch["last"].device)
-            v = self._value(out.hidden_states[-1][torch.arange(len(answers)), ends])
+            v = self.value_of(out.hidden_states[-1][torch.arange(len(answers)), ends])
             target = torch.as_tensor(np.asarray(returns, dtype=np.float32), device=v.device)
             vloss = torch.nn.functional.mse_loss(v, target)
             stats["value"] = vloss.item()

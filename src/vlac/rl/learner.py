@@ -51,6 +51,11 @@ class LearnerConfig:
     clip: float = 0.2
     """PPO ratio clip."""
     value_coef: float = 0.5
+    value_trunk: bool = True
+    """Let the value loss's gradient reach the language model the value head reads (the paper's
+    shared trunk). ``--learner.no-value-trunk`` trains the head alone on detached features, so the
+    policy's weights move only for the policy and replay losses (the value error of a fresh reward
+    then cannot shift the actions)."""
     entropy_coef: float = 0.0
     gamma: float = 0.99
     lam: float = 0.95
@@ -253,7 +258,7 @@ class Learner:
                 out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature,
                                           image_features=None if images is None else images[mb])
                 loss, st = ppo_loss(out["log_prob"], torch.tensor(old_lp[mb], dtype=torch.float32), adv_t[mb],
-                                    out["value"], torch.tensor(ret[mb], dtype=torch.float32), out["entropy"],
+                                    self._trained_value(out), torch.tensor(ret[mb], dtype=torch.float32), out["entropy"],
                                     clip=cfg.clip, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
                 r_loss, r_st = self._replay_loss()  # Eq. 6: NLL of demonstrated (and replayed) actions
                 if r_loss is not None:
@@ -302,6 +307,11 @@ class Learner:
                       "seconds": time.perf_counter() - t0})
         self.save()
         return stats
+
+    def _trained_value(self, out: dict) -> "torch.Tensor":
+        """The value the PPO loss fits: through the language model, or (``value_trunk`` off) from
+        the head alone on detached features."""
+        return out["value"] if self.cfg.value_trunk else self.actor.value_of(out["features"].detach())
 
     def _replay_loss(self):
         """The weighted NLL of a draw from each replay source (demonstrations, operator steps, the
