@@ -178,6 +178,7 @@ def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_pa
     stats = again.update([back])
     assert stats["replay_steps"] == 12 and stats["replay_loss_last"] < stats["replay_loss_first"]
     assert [g["lr"] for g in again.opt.param_groups] == [0.0]
+    assert stats["gradient_steps"] == 0  # PPO's epochs are skipped at rate 0: they could move nothing
 
 
 def test_learner_scales_returns_and_warms_up_the_value_head(tmp_path):

@@ -43,7 +43,7 @@ class LearnerConfig:
     out: Annotated[str, tyro.conf.Suppress] = "runs/rl"
     """Run folder; the learner checkpoints into OUT/learner/. `vlac rl` sets it from its --out."""
     lr: float = 1e-5
-    """AdamW learning rate."""
+    """AdamW learning rate of the PPO steps (0: none; the epochs are skipped, replay still runs)."""
     epochs: int = 2
     """Passes over each batch of episodes."""
     minibatch: int = 32
@@ -253,7 +253,7 @@ class Learner:
         self.actor.train(True)
         agg: dict[str, list] = {}
         stopped = False
-        for _ in range(cfg.epochs):
+        for _ in range(cfg.epochs if cfg.lr > 0 else 0):  # PPO's rate 0 (replay alone): its epochs cannot move anything
             for mb in self._batches(n):
                 out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature,
                                           image_features=None if images is None else images[mb])
