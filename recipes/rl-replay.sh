@@ -14,7 +14,7 @@
 # (runs/NAME-clone/model). The fresh evaluation includes the built-in actor (and START) too.
 # DEMO_DATA replays an existing dataset instead of collecting DEMOS new ones (e.g. the demonstrations
 # START was cloned from); REPLAY_LR sets the replay's learning rate (default 1e-4).
-# Writes runs/NAME-demos (the demonstrations), runs/NAME-critic and runs/NAME-oracle-sparse (each
+# Writes runs/NAME-demos (the demonstrations, unless DEMO_DATA), runs/NAME-critic and runs/NAME-oracle-sparse (each
 # with report.md and curves.png), runs/NAME-fresh (report.md: success of each actor on the fresh
 # seeds) and runs/NAME-compare.png. Both runs side by side on 2 CPU cores, one learner thread each:
 # about 41 minutes in all for 40 episodes on this project's 2-core machine (dial-turn-v3: 2,437 s).
