@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlac.rl.ppo import RunningMoments, discounted_returns, explained_variance, fit_linear, gae, normalise, ppo_loss
+from vlac.rl.ppo import (RunningMoments, discounted_returns, explained_variance, fit_linear, gae, normalise,
+                         outcome_advantages, ppo_loss)
 
 
 def _naive_gae(r, v, d, last, gamma, lam):
@@ -118,3 +119,13 @@ def test_fit_linear_recovers_a_linear_map():
     assert b == pytest.approx(3.0, abs=0.05)
     with pytest.raises(ValueError, match="must be"):
         fit_linear(x, y[:-1])
+
+
+def test_outcome_advantages_compare_each_episode_with_its_own_task():
+    adv = outcome_advantages([1.0, 0.0, 0.0, 1.0, 2.0, 5.0, 0.3], ["a", "a", "a", "a", "b", "b", "c"])
+    assert adv[:4] == pytest.approx([1.0, -1.0, -1.0, 1.0])  # (R - mean) / std within task a
+    assert adv[4:6] == pytest.approx([-1.0, 1.0])
+    assert adv[6] == 0.0  # a task with one episode says nothing
+    assert not outcome_advantages([1.0, 1.0, 1.0], ["a"] * 3).any()  # all succeeded: no signal
+    with pytest.raises(ValueError, match="equal 1-d shapes"):
+        outcome_advantages([1.0, 0.0], ["a"])

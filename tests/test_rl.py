@@ -230,6 +230,36 @@ def test_learner_can_keep_the_value_loss_out_of_the_language_model(tmp_path):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.actor.value_head.parameters())
 
 
+def test_outcome_advantages_raise_the_successful_episode_and_lower_the_failed_one(tmp_path):
+    """--learner.advantage outcome: every step of the episode that reached its done gets +1 against
+    its failed twin of the same task, so one update makes its actions likelier and the other's rarer;
+    the value loss, which these advantages never read, then stays out of the language model."""
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    episodes = [_episode(worker, 5, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
+    learner = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path), advantage="outcome", reward="sparse",
+                                    lr=3e-5, minibatch=10, epochs=3, target_kl=0.0, value_coef=0.0))
+
+    def mean_log_prob(rec):
+        samples = [ActionSample.from_dict(s.sample) for s in rec.acted]
+        with torch.no_grad():
+            return float(learner.actor.evaluate(rec.actor_inputs(), samples)["log_prob"].mean())
+
+    learner.actor.train(False)
+    before = [mean_log_prob(rec) for rec in episodes]
+    stats = learner.update(episodes)
+    learner.actor.train(False)
+    after = [mean_log_prob(rec) for rec in episodes]
+    assert stats["episodes_with_signal"] == 2 and stats["gradient_steps"] == 3
+    assert after[0] > before[0] and after[1] < before[1]
+    out = learner.actor.evaluate(episodes[0].actor_inputs(), [ActionSample.from_dict(s.sample) for s in episodes[0].acted])
+    learner.opt.zero_grad(set_to_none=True)
+    learner._trained_value(out).sum().backward()
+    assert all(p.grad is not None for p in learner.actor.value_head.parameters())
+    assert all(p.grad is None for name, p in learner.actor.vlm.model.named_parameters() if "language_model" in name)
+    with pytest.raises(ValueError, match="learner.advantage 'td' must be one of gae, outcome"):
+        LearnerConfig(advantage="td")
+
+
 def test_learner_updates_and_resumes_at_the_same_step(tmp_path):
     worker = InferenceWorker(str(ACTOR), seed=0)
     episodes = [_episode(worker, 6, "done", seed=1), _episode(worker, 5, "limit", seed=2)]

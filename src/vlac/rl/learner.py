@@ -59,6 +59,13 @@ class LearnerConfig:
     entropy_coef: float = 0.0
     gamma: float = 0.99
     lam: float = 0.95
+    advantage: str = "gae"
+    """gae: per-step advantages from the value head (generalised advantage estimation, then
+    normalised over the update). outcome: one advantage per episode, its return against the other
+    episodes of the same task in the update (``(R - mean) / std``, GRPO-style), given to each of its
+    steps; no value estimate enters it, so the value loss then trains the head alone (as
+    ``--learner.no-value-trunk``). Wants several episodes per task per update
+    (``--episodes-per-update``)."""
     reward: str = "dense"
     """dense (critic progress delta per step) or sparse (1 at the critic's done): the critic's
     rewards. Reference arms, never a default: oracle-dense (Meta-World's own shaped reward per step)
@@ -110,6 +117,13 @@ class LearnerConfig:
     """Sampling temperature of the inference workers (log-probabilities are under it)."""
     threads: int = 1
     seed: int = 0
+
+    def __post_init__(self):
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"learner.advantage {self.advantage!r} must be one of {', '.join(ADVANTAGES)}")
+
+
+ADVANTAGES = ("gae", "outcome")
 
 
 class ReplayBuffer:
@@ -190,7 +204,7 @@ class Learner:
 
     def update(self, episodes: list[EpisodeRecord]) -> dict:
         from vlac.actor.actor import ActionSample
-        from vlac.rl.ppo import discounted_returns, explained_variance, normalise, ppo_loss
+        from vlac.rl.ppo import discounted_returns, explained_variance, normalise, outcome_advantages, ppo_loss
 
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -249,7 +263,16 @@ class Learner:
             values = self._warm_up_value_head(features, targets)
             extra["value_warmup_ev_after"] = explained_variance(values, targets(values)[1])
         adv, ret = targets(values)
-        adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
+        if cfg.advantage == "outcome":
+            per_episode = outcome_advantages([rec.rewards(cfg.reward, cfg.done_bonus).sum() for rec in episodes],
+                                             [rec.task for rec in episodes])
+            adv = np.zeros(n)
+            for e in range(len(episodes)):
+                adv[sel[e]] = per_episode[e]
+            extra["episodes_with_signal"] = int(np.count_nonzero(per_episode))
+            adv_t = torch.tensor(adv, dtype=torch.float32)
+        else:
+            adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
         self.actor.train(True)
         agg: dict[str, list] = {}
         stopped = False
@@ -309,9 +332,11 @@ class Learner:
         return stats
 
     def _trained_value(self, out: dict) -> "torch.Tensor":
-        """The value the PPO loss fits: through the language model, or (``value_trunk`` off) from
-        the head alone on detached features."""
-        return out["value"] if self.cfg.value_trunk else self.actor.value_of(out["features"].detach())
+        """The value the PPO loss fits: through the language model, or (``value_trunk`` off, or
+        outcome advantages, which read no value) from the head alone on detached features."""
+        if self.cfg.value_trunk and self.cfg.advantage == "gae":
+            return out["value"]
+        return self.actor.value_of(out["features"].detach())
 
     def _replay_loss(self):
         """The weighted NLL of a draw from each replay source (demonstrations, operator steps, the

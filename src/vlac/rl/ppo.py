@@ -79,6 +79,24 @@ def normalise(x: "torch.Tensor", eps: float = 1e-8) -> "torch.Tensor":
     return (x - x.mean()) / (x.std(unbiased=False) + eps) if x.numel() > 1 else x - x.mean()
 
 
+def outcome_advantages(returns, groups, eps: float = 1e-6) -> np.ndarray:
+    """Episode-level advantages relative to the episode's group (GRPO-style; one number per episode,
+    given to every step of it): ``(R - mean) / std`` over the episodes of the same group (the same
+    task within one update). A group whose episodes all earned the same return, or that holds one
+    episode, gives 0: it says nothing about which actions did better."""
+    r = np.asarray(returns, dtype=np.float64)
+    g = np.asarray(groups)
+    if r.shape != g.shape or r.ndim != 1:
+        raise ValueError(f"returns {r.shape} and groups {g.shape} must be equal 1-d shapes")
+    adv = np.zeros_like(r)
+    for key in np.unique(g):
+        m = g == key
+        std = r[m].std()
+        if m.sum() > 1 and std > eps:
+            adv[m] = (r[m] - r[m].mean()) / std
+    return adv
+
+
 def discounted_returns(rewards, dones, gamma: float = 0.99) -> np.ndarray:
     """Reward-to-go ``sum_k gamma^k r[t+k]`` up to the next terminal (no bootstrap): the
     Monte-Carlo returns whose spread sets the reward scale."""
