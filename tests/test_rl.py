@@ -101,8 +101,20 @@ def test_rewards_terminals_and_truncation():
     assert rec.rewards("sparse").sum() == 0 and not rec.terminal
     adv, _ = rec.advantages(np.zeros(4), last_value=5.0, mode="dense", gamma=1.0, lam=1.0)
     assert adv[-1] == pytest.approx(5.3)  # truncated: bootstrapped from the value
-    with pytest.raises(ValueError, match="not one of dense, sparse, oracle-dense, oracle-sparse"):
+    with pytest.raises(ValueError, match="not one of dense, sparse, final, oracle-dense, oracle-sparse"):
         rec.rewards("shaped")
+
+
+def test_final_reward_is_the_critics_done_over_the_last_frames():
+    """``final``: a fixed-horizon episode judged by its end, the mean p(done) of its last 10
+    transitions at the last step, whatever ended it."""
+    rec = EpisodeRecord("r", "t", 0, reason="limit")
+    p_done = [0.9] * 5 + [0.0] * 10 + [0.2] * 5 + [0.6] * 5  # a false fire early counts for nothing
+    rec.steps = [Step(k, 0, None, None, {"a": 1}, 0, 0.1, p) for k, p in enumerate(p_done)] + [Step(25, 0, None, None)]
+    r = rec.rewards("final")
+    assert r[:-1].sum() == 0 and r[-1] == pytest.approx(0.4)
+    rec.steps = rec.steps[-4:]  # shorter than the window: all of it
+    assert rec.rewards("final").tolist() == pytest.approx([0, 0, 0.6])
 
 
 def test_learner_mixes_in_demonstration_replay(tmp_path, expert_dataset):
@@ -747,7 +759,7 @@ def test_reward_sources_by_hand():
         rec.rewards("shaped")
 
 
-@pytest.mark.parametrize("reward", ["dense", "oracle-dense", "oracle-sparse"])
+@pytest.mark.parametrize("reward", ["dense", "final", "oracle-dense", "oracle-sparse"])
 def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward):
     """A simulated robot reports Meta-World's reward and success flag with every observation (real
     rollout, real gateway and client on 127.0.0.1, the loop's own event handling). The critic arm
@@ -791,7 +803,7 @@ def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward
         seen = loop._for_learner(rec)
         assert rec.success is not None and seen.success is None  # the flag is measurement only
         oracle = [s.oracle_reward for s in seen.steps[:-1]]
-        if reward == "dense":
+        if reward in ("dense", "final"):  # the critic's arms
             assert all(r is None for r in oracle) and rec.reason == "limit"
         elif reward == "oracle-dense":  # the simulator's own figure of each transition
             assert oracle == pytest.approx([s["reward"] for s in sims[1:len(seen.steps)]])

@@ -19,11 +19,13 @@ import numpy as np
 from vlac.rl.ppo import gae
 
 
-REWARDS = ("dense", "sparse", "oracle-dense", "oracle-sparse")
-"""Reward sources of the learner. ``dense``/``sparse``: the critic's (the product). ``oracle-*``:
+REWARDS = ("dense", "sparse", "final", "oracle-dense", "oracle-sparse")
+"""Reward sources of the learner. ``dense``/``sparse``/``final``: the critic's (the product). ``oracle-*``:
 the simulator's shaped reward / success flag, reference arms that measure the learner's ceiling
 and the baseline to beat; never a default, and only they let simulator fields reach the learner."""
 ORACLE_REWARDS = ("oracle-dense", "oracle-sparse")
+FINAL_FRAMES = 10
+"""Transitions at the end of an episode whose done probabilities make the ``final`` reward."""
 ORACLE_DENSE_MAX = 10.0  # Meta-World v3's largest shaped reward of one step
 
 
@@ -110,7 +112,10 @@ class EpisodeRecord:
 
     def rewards(self, mode: str = "dense", done_bonus: float = 0.0) -> np.ndarray:
         """``dense``: the critic's progress delta per transition (plus ``done_bonus`` at done);
-        ``sparse``: 1 at the transition the critic declared done, else 0 (the baseline)."""
+        ``sparse``: 1 at the transition the critic declared done, else 0 (the baseline); ``final``:
+        the critic's verdict on how the episode ended, the mean done probability of its last
+        ``FINAL_FRAMES`` transitions, at the last step (0 elsewhere; a success detector that judges
+        the end of a fixed-horizon episode and need not fire on time)."""
         steps = self.acted
         if mode == "dense":
             r = np.array([s.reward for s in steps], dtype=np.float64)
@@ -120,6 +125,10 @@ class EpisodeRecord:
             r = np.zeros(len(steps))
             if self.terminal and len(r):
                 r[-1] = 1.0
+        elif mode == "final":
+            r = np.zeros(len(steps))
+            if len(r):
+                r[-1] = float(np.mean([s.p_done for s in steps[-FINAL_FRAMES:]]))
         elif mode == "oracle-dense":  # Meta-World's shaped reward is 0..10 a step: scaled to the critic's 0..1
             r = np.array([np.nan if s.oracle_reward is None else s.oracle_reward for s in steps], dtype=np.float64)
             r /= ORACLE_DENSE_MAX

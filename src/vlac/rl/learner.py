@@ -67,7 +67,9 @@ class LearnerConfig:
     ``--learner.no-value-trunk``). Wants several episodes per task per update
     (``--episodes-per-update``)."""
     reward: str = "dense"
-    """dense (critic progress delta per step) or sparse (1 at the critic's done): the critic's
+    """dense (critic progress delta per step), sparse (1 at the critic's done) or final (the
+    critic's mean done probability over the episode's last 10 transitions, at its last step: a
+    verdict on how a fixed-horizon episode ended, for ``--learner.advantage outcome``): the critic's
     rewards. Reference arms, never a default: oracle-dense (Meta-World's own shaped reward per step)
     and oracle-sparse (1 at the simulator's success flag, which ends the episode): they measure the
     learner's ceiling and the baseline the critic must beat."""

@@ -19,6 +19,7 @@ COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "requeu
                 "unexecuted_actions", "late_answers", "episodes_capped", "request_errors", "scoring_errors",
                 "learner_errors", "eval_errors", "no_oracle_episodes", "refused_handshakes")
 REWARD_LABELS = {"dense": "critic, dense", "sparse": "critic, sparse (critic's done)",
+                 "final": "critic, final (done of the last frames)",
                  "oracle-dense": "ORACLE dense: simulator's shaped reward (reference arm)",
                  "oracle-sparse": "ORACLE sparse: simulator's success flag (reference arm)"}
 
