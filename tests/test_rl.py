@@ -482,7 +482,7 @@ def test_rl_config_files_with_nested_learner_settings(capsys, tmp_path):
     with pytest.raises(SystemExit):
         parse_config(RLConfig, ["--learner.reward", "shaped"], prog="vlac rl")
     err = " ".join(capsys.readouterr().err.replace("│", " ").split())  # tyro wraps it in a box
-    assert "must be one of dense, sparse, oracle-dense, oracle-sparse" in err
+    assert "must be one of dense, sparse, final, oracle-dense, oracle-sparse" in err
     with pytest.raises(SystemExit):  # the critic's arms cannot run without the critic
         parse_config(RLConfig, ["--critic", "none"], prog="vlac rl")
     err = " ".join(capsys.readouterr().err.replace("│", " ").split())
