@@ -265,14 +265,11 @@ class Learner:
             values = self._warm_up_value_head(features, targets)
             extra["value_warmup_ev_after"] = explained_variance(values, targets(values)[1])
         adv, ret = targets(values)
+        returns = [float(rec.rewards(cfg.reward, cfg.done_bonus).sum()) for rec in episodes]
         if cfg.advantage == "outcome":
-            per_episode = outcome_advantages([rec.rewards(cfg.reward, cfg.done_bonus).sum() for rec in episodes],
-                                             [rec.task for rec in episodes])
-            adv = np.zeros(n)
-            for e in range(len(episodes)):
-                adv[sel[e]] = per_episode[e]
+            per_episode = outcome_advantages(returns, [rec.task for rec in episodes])
             extra["episodes_with_signal"] = int(np.count_nonzero(per_episode))
-            adv_t = torch.tensor(adv, dtype=torch.float32)
+            adv_t = torch.tensor(per_episode[owner], dtype=torch.float32)  # each step gets its episode's
         else:
             adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
         self.actor.train(True)
@@ -325,7 +322,7 @@ class Learner:
                       "gradient_steps": len(agg.get("gradient_steps", [])), "kl_stop": int(stopped),
                       "return_scale": scale, "imitated_episodes": imitated, "imitation_buffer": len(self.imitate),
                       "operator_steps_added": operated, "operator_buffer": len(self.operated),
-                      "mean_return": float(np.mean([r.rewards(cfg.reward, cfg.done_bonus).sum() for r in episodes])),
+                      "mean_return": float(np.mean(returns)),
                       "inference_ratio_drift": float(np.mean(np.abs(np.exp(old_lp - infer_lp) - 1.0))),
                       # updates between the weights that acted and those being trained (0: on-policy)
                       "policy_lag": float(self.step - 1 - np.mean(versions)) if versions else float("nan"),
