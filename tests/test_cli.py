@@ -130,6 +130,12 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     assert "first 2 episodes" in md and "first 20" not in md  # a 4-episode run: its two halves
     assert "| t | 4 | 0 | 0 | n/a | n/a |" in md  # no done, no success: undefined, not NaN
     assert "ORACLE dense: simulator's shaped reward (reference arm)" in md and "A reference arm" in md
+    # a final arm's rows and curve give the verdict it trained on, not the critic's dense sum
+    (run / "rl_config.json").write_text(json.dumps({"learner": {"reward": "final"}}))
+    rows = [{**r, "final_return": f} for r, f in zip(rows, (0.0, 0.5, 0.5, 1.0))]
+    (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report(run).read_text()
+    assert "mean critic's final verdict, last 2 episodes | 0.75" in md and "mean critic return" not in md
 
 
 def test_readme_flag_tables_match_the_cli():

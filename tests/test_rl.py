@@ -115,6 +115,7 @@ def test_final_reward_is_the_critics_done_over_the_last_frames():
     assert r[:-1].sum() == 0 and r[-1] == pytest.approx(0.4)
     rec.steps = rec.steps[-4:]  # shorter than the window: all of it
     assert rec.rewards("final").tolist() == pytest.approx([0, 0, 0.6])
+    assert rec.summary()["final_return"] == pytest.approx(0.6)  # what episodes.jsonl and the report show
 
 
 def test_learner_mixes_in_demonstration_replay(tmp_path, expert_dataset):

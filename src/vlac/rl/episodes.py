@@ -154,14 +154,18 @@ class EpisodeRecord:
         return gae(r, values, self.terminals(), last_value=0.0 if self.terminal else last_value, gamma=gamma, lam=lam)
 
     def summary(self) -> dict:
-        """One line of episodes.jsonl: ``return`` is the critic's (NaN in an oracle arm run without
-        a critic), ``oracle_return`` the simulator's scaled reward sum (oracle arms only)."""
+        """One line of episodes.jsonl: ``return`` is the critic's dense sum (NaN in an oracle arm run
+        without a critic), ``final_return`` the critic's verdict on the episode's end (the ``final``
+        reward; where the critic scored every step), ``oracle_return`` the simulator's scaled reward
+        sum (oracle arms only)."""
         acted = self.acted
         r = [s.reward for s in acted]
         out = {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(acted),
                "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
                "final_p_done": acted[-1].p_done if acted else None, "operator_steps": len(self.operated),
                "start": list(self.start) if self.start is not None else None, "label": self.label}
+        if acted and all(s.p_done is not None for s in acted):
+            out["final_return"] = float(self.rewards("final").sum())
         if acted and all(s.oracle_reward is not None for s in acted):
             out["oracle_return"] = float(self.rewards("oracle-dense").sum())
         return out

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Issue 19's experiment on one task with the recipe that first raised a clone through RL (session 29,
+# dial-turn-v3 0.65 -> 0.80): outcome advantages (one per episode, against the other episodes of its
+# task in the update) and the critic's verdict on how each fixed-horizon episode ended (the `final`
+# reward), given by a done detector trained on the start actor's own labelled rollouts.
+#   bash recipes/rl-outcome.sh TASK START DEMO_DATA [EPISODES] [NAME] [more `vlac rl` flags, given to both runs]
+# e.g. bash recipes/rl-outcome.sh sweep-into-v3 runs/sweep-clone1500/model runs/sweep-demos160 200 sweep
+# START is the actor to improve (a clone from `vlac actor train`), DEMO_DATA the demonstrations it was
+# cloned from (the done probe trains on them beside the rollouts).
+# Steps, each skipped when its output already exists (so a stopped recipe resumes):
+#  1. ROLLOUTS (default 120) episodes of START at temperature 1 (the loop's sampling), labelled by the
+#     simulator's flag (seed 70000), and 40 more for validation (seed 45000): runs/NAME-rollouts, runs/NAME-rollouts-val;
+#  2. the done probe: the built-in critic trained on p(done) alone for 300 steps (runs/NAME-critic-done),
+#     and its figures on the validation rollouts beside the built-in critic's (runs/NAME-done-*.json);
+#  3. the critic arm (`--learner.reward final`, the probe, its done off: a fixed horizon) against the
+#     oracle-sparse reference arm (1 at the simulator's flag), both with outcome advantages, side by side
+#     (runs/NAME-final, runs/NAME-oracle-sparse);
+#  4. START and both final actors on 40 fresh seeds no step used (runs/NAME-fresh), and runs/NAME-compare.png.
+# The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
+# episodes); it never reaches the loop's critic arm at run time.
+# About 2 h 15 min for 200 episodes on a 2-core machine (dial-turn-v3, 96 episodes: about 60 min).
+set -euo pipefail
+TASK=${1:?usage: bash recipes/rl-outcome.sh TASK START DEMO_DATA [EPISODES] [NAME] [vlac rl flags]}
+START=${2:?give the actor to improve, e.g. runs/sweep-clone1500/model}
+DEMO_DATA=${3:?give the demonstrations START was cloned from, e.g. runs/sweep-demos160}
+N=${4:-200}
+NAME=${5:-${TASK%-v3}}
+shift $(( $# < 5 ? $# : 5 ))
+ROLLOUTS=${ROLLOUTS:-120}
+EVAL_EVERY=${EVAL_EVERY:-50}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+[ -d "$DEMO_DATA/meta" ] || { echo "DEMO_DATA=$DEMO_DATA is not a dataset folder (no meta/ in it); give the folder \`vlac data collect --out\` wrote" >&2; exit 2; }
+mkdir -p runs
+if [ ! -d runs/$NAME-rollouts/rollouts ]; then
+  vlac critic fidelity --tasks $TASK --episodes $ROLLOUTS --seed 70000 --threads 1 --ranking-episodes 0 \
+    --rollouts-only --actor $START --out runs/$NAME-rollouts &
+  vlac critic fidelity --tasks $TASK --episodes 40 --seed 45000 --threads 1 --ranking-episodes 0 \
+    --rollouts-only --actor $START --out runs/$NAME-rollouts-val &
+  wait
+fi
+if [ ! -f runs/$NAME-critic-done/model/config.json ]; then
+  vlac critic train --data $DEMO_DATA --rollouts runs/$NAME-rollouts --init critic --out runs/$NAME-critic-done \
+    --steps 300 --warmup 20 --lr 2e-4 --val-every 300 --threads 2 --weights done:1.0 --done-labels flag \
+    --done-rollouts 1.0 --done-near 0.5
+  python benchmarks/done_detector.py --critic builtin --rollouts runs/$NAME-rollouts-val --threads 2 \
+    --out runs/$NAME-done-builtin.json
+  python benchmarks/done_detector.py --critic runs/$NAME-critic-done/model --rollouts runs/$NAME-rollouts-val \
+    --threads 2 --out runs/$NAME-done-probe.json
+fi
+COMMON="--config configs/rl/reach-v3.yaml --tasks $TASK --episodes $N --eval-every $EVAL_EVERY --eval-episodes 20
+  --wait-for-learner --episodes-per-update 8 --max-episodes-per-update 8 --learner.threads 1 --learner.epochs 2
+  --learner.advantage outcome --actor $START"
+# shellcheck disable=SC2086
+vlac rl $COMMON --learner.reward final --critic runs/$NAME-critic-done/model --done-threshold 1.5 \
+  --no-critic-symmetric --out runs/$NAME-final "$@" > runs/$NAME-final.log 2>&1 &
+# shellcheck disable=SC2086
+vlac rl $COMMON --learner.reward oracle-sparse --critic none --out runs/$NAME-oracle-sparse "$@" \
+  > runs/$NAME-oracle-sparse.log 2>&1 &
+wait
+vlac actor eval --actor $START runs/$NAME-final/learner/model runs/$NAME-oracle-sparse/learner/model \
+  --names "start ($START)" "critic final" "oracle-sparse (reference)" --tasks $TASK --episodes 40 --max-steps 100 \
+  --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
+vlac rl compare --runs runs/$NAME-final runs/$NAME-oracle-sparse --names "critic final + outcome" \
+  "oracle-sparse + outcome (reference)" --out runs/$NAME-compare.png
