@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from vlac.model.preprocess import run_pipeline
 from vlac.rl.config import RLConfig
-from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord
+from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord, trained_return
 from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.learner import Learner
 from vlac.rl.returns import ReturnBank
@@ -336,7 +336,8 @@ class RLLoop:
                 self.desk.finished(summary)
             self.log.episode(summary, self.done_episodes)
             self.bar.update(1)
-            self._show(ret=f"{summary['return']:.2f}", reason=rec.reason, updates=self.version)
+            self._show(ret=f"{summary.get(trained_return(self.cfg.learner.reward)[0], float('nan')):.2f}",
+                       reason=rec.reason, updates=self.version)
             if self.oracle and any(s.oracle_reward is None for s in rec.acted):
                 self.counters["no_oracle_episodes"] += 1
                 print(f"episode {rec.episode} of robot {rec.robot}: no simulator reward reported, so the "

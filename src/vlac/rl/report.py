@@ -113,13 +113,12 @@ def _robot_label(robot: str, episodes: list[dict]) -> str:
 
 
 def _trained_return(run: Path) -> tuple[str, str]:
-    """The episodes.jsonl field holding the return the learner was trained on, and its name: the
-    simulator's (scaled) in the oracle-dense arm, the critic's end-of-episode verdict in the final
-    arm, else the critic's dense sum."""
+    """The episodes.jsonl field holding the return the run's learner was trained on, and its name."""
+    from vlac.rl.episodes import trained_return
+
     path = run / "rl_config.json"
     reward = json.loads(path.read_text()).get("learner", {}).get("reward", "dense") if path.is_file() else "dense"
-    return {"oracle-dense": ("oracle_return", "simulator's return"),
-            "final": ("final_return", "critic's final verdict")}.get(reward, ("return", "critic return"))
+    return trained_return(reward)
 
 
 def _return_rows(episodes: list[dict], key: str = "return", name: str = "critic return") -> list[list]:
