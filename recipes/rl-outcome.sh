@@ -18,7 +18,7 @@
 #  4. START and both final actors on 40 fresh seeds no step used (runs/NAME-fresh), and runs/NAME-compare.png.
 # The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
 # episodes); it never reaches the loop's critic arm at run time.
-# About 2 h 15 min for 200 episodes on a 2-core machine (dial-turn-v3, 96 episodes: about 60 min).
+# About 90 min for 200 episodes on a 2-core machine (sweep-into-v3: rollouts 9 min, probe 4 min, arms 63 min, evaluation 10 min).
 set -euo pipefail
 TASK=${1:?usage: bash recipes/rl-outcome.sh TASK START DEMO_DATA [EPISODES] [NAME] [vlac rl flags]}
 START=${2:?give the actor to improve, e.g. runs/sweep-clone1500/model}
