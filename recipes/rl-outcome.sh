@@ -16,6 +16,8 @@
 #     oracle-sparse reference arm (1 at the simulator's flag), both with outcome advantages, side by side
 #     (runs/NAME-final, runs/NAME-oracle-sparse);
 #  4. START and both final actors on 40 fresh seeds no step used (runs/NAME-fresh), and runs/NAME-compare.png.
+# ROLLOUTS sets the number of labelled training rollouts (default 120), EVAL_EVERY the loop's evaluation
+# interval in episodes (default 50; 20 fixed seeds each time).
 # The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
 # episodes); it never reaches the loop's critic arm at run time.
 # About 90 min for 200 episodes on a 2-core machine (sweep-into-v3: rollouts 9 min, probe 4 min, arms 63 min, evaluation 10 min).
