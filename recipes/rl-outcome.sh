@@ -15,7 +15,10 @@
 #  3. the critic arm (`--learner.reward final`, the probe, its done off: a fixed horizon) against the
 #     oracle-sparse reference arm (1 at the simulator's flag), both with outcome advantages, side by side
 #     (runs/NAME-final, runs/NAME-oracle-sparse);
-#  4. START and both final actors on 40 fresh seeds no step used (runs/NAME-fresh), and runs/NAME-compare.png.
+#  4. START and the final actors on 40 fresh seeds no step used (runs/NAME-fresh), the finals on 40 more per
+#     seed of MORE_SEEDS (default 41000: runs/NAME-fresh41000), and runs/NAME-compare.png.
+# The runs take configs/rl/outcome.yaml (the settings of session 29's runs). ORACLE_DENSE=1 adds a third
+# arm beside the two, oracle-dense (Meta-World's shaped reward summed over the episode; a reference).
 # ROLLOUTS sets the number of labelled training rollouts (default 120), EVAL_EVERY the loop's evaluation
 # interval in episodes (default 50; 20 fixed seeds each time).
 # The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
@@ -30,6 +33,7 @@ NAME=${5:-${TASK%-v3}}
 shift $(( $# < 5 ? $# : 5 ))
 ROLLOUTS=${ROLLOUTS:-120}
 EVAL_EVERY=${EVAL_EVERY:-50}
+MORE_SEEDS=${MORE_SEEDS-41000}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 [ -d "$DEMO_DATA/meta" ] || { echo "DEMO_DATA=$DEMO_DATA is not a dataset folder (no meta/ in it); give the folder \`vlac data collect --out\` wrote" >&2; exit 2; }
 mkdir -p runs
@@ -49,18 +53,26 @@ if [ ! -f runs/$NAME-critic-done/model/config.json ]; then
   python benchmarks/done_detector.py --critic runs/$NAME-critic-done/model --rollouts runs/$NAME-rollouts-val \
     --threads 2 --out runs/$NAME-done-probe.json
 fi
-COMMON="--config configs/rl/reach-v3.yaml --tasks $TASK --episodes $N --eval-every $EVAL_EVERY --eval-episodes 20
-  --wait-for-learner --episodes-per-update 8 --max-episodes-per-update 8 --learner.threads 1 --learner.epochs 2
-  --learner.advantage outcome --actor $START"
+COMMON="--config configs/rl/outcome.yaml --tasks $TASK --episodes $N --eval-every $EVAL_EVERY --actor $START"
 # shellcheck disable=SC2086
-vlac rl $COMMON --learner.reward final --critic runs/$NAME-critic-done/model --done-threshold 1.5 \
-  --no-critic-symmetric --out runs/$NAME-final "$@" > runs/$NAME-final.log 2>&1 &
+vlac rl $COMMON --critic runs/$NAME-critic-done/model --out runs/$NAME-final "$@" > runs/$NAME-final.log 2>&1 &
 # shellcheck disable=SC2086
 vlac rl $COMMON --learner.reward oracle-sparse --critic none --out runs/$NAME-oracle-sparse "$@" \
   > runs/$NAME-oracle-sparse.log 2>&1 &
+ARMS=("runs/$NAME-final" "runs/$NAME-oracle-sparse")
+NAMES=("critic final + outcome" "oracle-sparse + outcome (reference)")
+if [ -n "${ORACLE_DENSE:-}" ]; then  # the third reference arm: Meta-World's shaped reward summed over the episode
+  # shellcheck disable=SC2086
+  vlac rl $COMMON --learner.reward oracle-dense --critic none --out runs/$NAME-oracle-dense "$@" \
+    > runs/$NAME-oracle-dense.log 2>&1 &
+  ARMS+=("runs/$NAME-oracle-dense"); NAMES+=("oracle-dense + outcome (reference)")
+fi
 wait
-vlac actor eval --actor $START runs/$NAME-final/learner/model runs/$NAME-oracle-sparse/learner/model \
-  --names "start ($START)" "critic final" "oracle-sparse (reference)" --tasks $TASK --episodes 40 --max-steps 100 \
-  --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
-vlac rl compare --runs runs/$NAME-final runs/$NAME-oracle-sparse --names "critic final + outcome" \
-  "oracle-sparse + outcome (reference)" --out runs/$NAME-compare.png
+FINALS=("${ARMS[@]/%//learner/model}")
+vlac actor eval --actor $START "${FINALS[@]}" --names "start ($START)" "${NAMES[@]}" --tasks $TASK --episodes 40 \
+  --max-steps 100 --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
+for seed in $MORE_SEEDS; do  # the final actors on 40 more fresh seeds each
+  vlac actor eval --actor "${FINALS[@]}" --names "${NAMES[@]}" --tasks $TASK --episodes 40 --max-steps 100 \
+    --critic none --threads 2 --seed $seed --out runs/$NAME-fresh$seed
+done
+vlac rl compare --runs "${ARMS[@]}" --names "${NAMES[@]}" --out runs/$NAME-compare.png

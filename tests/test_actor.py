@@ -2,6 +2,10 @@
 teacher-forced pass, the value head, behaviour cloning, and `vlac actor train | eval`."""
 
 import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,6 +194,20 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     steps = [json.loads(x)["steps"] for x in (out / "episodes.jsonl").read_text().splitlines()]
     assert steps == [6, 6]  # actions executed: --max-steps 6 is 6 (it read 7), the untrained actor never succeeds
     assert (out / "report.md").read_text().count("reach-v3 / default") == 1 and (out / "success.png").is_file()
+    # issue 19's summary across tasks reads these folders: one seed pools its evaluations' episodes
+    spec = tmp_path / "headline.json"
+    spec.write_text(json.dumps({"reach-v3": {"bc": [{"seed": 0, "rl_episodes": 8, "evals": [str(out), f"{out}:bc"]}]}}))
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, "benchmarks/headline.py", "--spec", str(spec), "--out",
+                           str(tmp_path / "h.png")], cwd=root, capture_output=True, text=True, check=True)
+    assert "| reach-v3 | bc | 8 | 0.000 | **0.000** ± 0.000 (4) |" in done.stdout and (tmp_path / "h.png").is_file()
+    spec.write_text(json.dumps({"reach-v3": {"bc": [{"evals": [f"{out}:nobody"]}]}}))
+    bad = subprocess.run([sys.executable, "benchmarks/headline.py", "--spec", str(spec)], cwd=root,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "no checkpoint named 'nobody'; it has: bc" in bad.stderr
+    headline = runpy.run_path(str(root / "benchmarks" / "headline.py"))
+    seeds = [headline["Seed"](0, 200, 30, 40), headline["Seed"](1, 96, 18, 40)]
+    assert headline["pooled"](seeds) == (0.6, pytest.approx((0.6 * 0.4 / 80) ** 0.5), 80)
     from vlac.data.dataset import LeRobotDataset
 
     rec = LeRobotDataset(tmp_path / "rec")

@@ -473,6 +473,13 @@ def test_rl_config_files_with_nested_learner_settings(capsys, tmp_path):
     # the sparse file inherits its dense twin and differs in the reward alone
     dense = parse_config(RLConfig, ["--config", "configs/rl/reach-push.yaml", "--episodes", "7"], prog="vlac rl")
     assert dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, reward="dense")) == dense
+    # the outcome file is the measured recipe's flags (recipes/rl-outcome.sh before it had the file)
+    recipe = ("--config configs/rl/reach-v3.yaml --tasks dial-turn-v3 --eval-every 50 --eval-episodes 20 "
+              "--wait-for-learner --episodes-per-update 8 --max-episodes-per-update 8 --learner.threads 1 "
+              "--learner.epochs 2 --learner.advantage outcome --learner.reward final --done-threshold 1.5 "
+              "--no-critic-symmetric").split()
+    outcome = parse_config(RLConfig, ["--config", "configs/rl/outcome.yaml", "--tasks", "dial-turn-v3"], prog="vlac rl")
+    assert outcome == parse_config(RLConfig, recipe, prog="vlac rl") and outcome.learner.lr == 1e-5
     (tmp_path / "a.yaml").write_text("inherit: b.yaml\nepisodes: 3\n")
     (tmp_path / "b.yaml").write_text("inherit: a.yaml\n")
     with pytest.raises(SystemExit, match="inherits itself"):
