@@ -136,6 +136,14 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     md = write_report(run).read_text()
     assert "mean critic's final verdict, last 2 episodes | 0.75" in md and "mean critic return" not in md
+    # the oracle-sparse arm trains on the flag and its episodes end there, not at a critic's done
+    (run / "rl_config.json").write_text(json.dumps({"learner": {"reward": "oracle-sparse"}}))
+    rows = [{**r, "return": float("nan"), "success": k % 2 == 1, "reason": "done" if k % 2 else "limit"}
+            for k, r in enumerate(rows)]
+    (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report(run).read_text()
+    assert "mean simulator success (return), last 2 episodes | 0.50" in md and "critic's done" not in md
+    assert "episodes ended at the simulator's success flag | 2" in md
 
 
 def test_readme_flag_tables_match_the_cli():

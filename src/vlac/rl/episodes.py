@@ -31,9 +31,11 @@ ORACLE_DENSE_MAX = 10.0  # Meta-World v3's largest shaped reward of one step
 
 def trained_return(reward: str) -> tuple[str, str]:
     """The episodes.jsonl field holding the return a learner with this reward mode trains on, and
-    its name: the simulator's (scaled) in the oracle-dense arm, the critic's end-of-episode verdict
-    in the final arm, else the critic's dense sum (what the critic arms' reports show)."""
+    its name: the simulator's (scaled) in the oracle-dense arm, its success flag in the oracle-sparse
+    arm (1 at the flag, else 0), the critic's end-of-episode verdict in the final arm, else the
+    critic's dense sum (what the critic arms' reports show)."""
     return {"oracle-dense": ("oracle_return", "simulator's return"),
+            "oracle-sparse": ("success", "simulator success (return)"),
             "final": ("final_return", "critic's final verdict")}.get(reward, ("return", "critic return"))
 
 

@@ -112,13 +112,14 @@ def _robot_label(robot: str, episodes: list[dict]) -> str:
     return f"{robot}: {', '.join(tasks)}"
 
 
-def _trained_return(run: Path) -> tuple[str, str]:
-    """The episodes.jsonl field holding the return the run's learner was trained on, and its name."""
-    from vlac.rl.episodes import trained_return
+ENDED_BY = {"oracle-sparse": "episodes ended at the simulator's success flag"}
+"""What ends an episode early (its reason "done") in an arm, where it is not the critic's done."""
 
+
+def _reward(run: Path) -> str:
+    """The run's learner.reward (dense for a run folder without its config)."""
     path = run / "rl_config.json"
-    reward = json.loads(path.read_text()).get("learner", {}).get("reward", "dense") if path.is_file() else "dense"
-    return trained_return(reward)
+    return json.loads(path.read_text()).get("learner", {}).get("reward", "dense") if path.is_file() else "dense"
 
 
 def _return_rows(episodes: list[dict], key: str = "return", name: str = "critic return") -> list[list]:
@@ -138,7 +139,10 @@ def write_report(run: str | Path) -> Path:
     stats = json.loads((run / "loop_stats.json").read_text()) if (run / "loop_stats.json").is_file() else {}
     plt = pyplot()
     label = reward_label(run)
-    key, name = _trained_return(run)
+    from vlac.rl.episodes import trained_return
+
+    reward = _reward(run)
+    key, name = trained_return(reward)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     fig.suptitle(f"{run.name}: rewards from {label}", fontsize=10)
     if evals:
@@ -185,7 +189,7 @@ def write_report(run: str | Path) -> Path:
             ["evaluation success, first", fmt(evals[0]["success"]) if evals else "-"],
             ["evaluation success, last", fmt(evals[-1]["success"]) if evals else "-"],
             *_return_rows(episodes, key, name),
-            ["episodes ended by the critic's done", sum(e["reason"] == "done" for e in episodes)],
+            [ENDED_BY.get(reward, "episodes ended by the critic's done"), sum(e["reason"] == "done" for e in episodes)],
             ["simulator success among training episodes", fmt(np.mean([bool(e["success"]) for e in episodes])) if episodes else "-"]]
     for k in SPEED_KEYS:
         if k in stats:
