@@ -113,7 +113,8 @@ def plot(results: dict[str, dict[str, list[Seed]]], out: Path) -> None:
                    label=arm if i == next(k for k, t in enumerate(results) if arm in results[t]) else None)
             ax.scatter([x] * len(seeds), [s.rate for s in seeds], color="k", s=10, zorder=3)
     ax.axhline(TARGET, color="k", ls="--", lw=0.8)
-    ax.text(len(results) - 0.5, TARGET - 0.01, f"target {TARGET}", ha="right", va="top", fontsize=8)
+    ax.text(0.995, TARGET - 0.01, f"target {TARGET}", transform=ax.get_yaxis_transform(), ha="right", va="top",
+            fontsize=8)
     ax.set_xticks(range(len(results)), list(results))
     ax.set_ylim(0, 1.18)
     ax.set_ylabel("success on fresh seeds (simulator flag)")
