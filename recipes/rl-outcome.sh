@@ -7,7 +7,7 @@
 # e.g. bash recipes/rl-outcome.sh sweep-into-v3 runs/sweep-clone1500/model runs/sweep-demos160 200 sweep
 # START is the actor to improve (a clone from `vlac actor train`), DEMO_DATA the demonstrations it was
 # cloned from (the done probe trains on them beside the rollouts).
-# Steps, each skipped when its output already exists (so a stopped recipe resumes):
+# Steps, each skipped when its output already exists (so a stopped recipe resumes; `vlac rl` resumes its run):
 #  1. ROLLOUTS (default 120) episodes of START at temperature 1 (the loop's sampling), labelled by the
 #     simulator's flag (seed 70000), and 40 more for validation (seed 45000): runs/NAME-rollouts, runs/NAME-rollouts-val;
 #  2. the done probe: the built-in critic trained on p(done) alone for 300 steps (runs/NAME-critic-done),
@@ -69,9 +69,12 @@ if [ -n "${ORACLE_DENSE:-}" ]; then  # the third reference arm: Meta-World's sha
 fi
 wait
 FINALS=("${ARMS[@]/%//learner/model}")
-vlac actor eval --actor $START "${FINALS[@]}" --names "start ($START)" "${NAMES[@]}" --tasks $TASK --episodes 40 \
-  --max-steps 100 --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
+if [ ! -f runs/$NAME-fresh/report.json ]; then
+  vlac actor eval --actor $START "${FINALS[@]}" --names "start ($START)" "${NAMES[@]}" --tasks $TASK --episodes 40 \
+    --max-steps 100 --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
+fi
 for seed in $MORE_SEEDS; do  # the final actors on 40 more fresh seeds each
+  [ -f runs/$NAME-fresh$seed/report.json ] && continue
   vlac actor eval --actor "${FINALS[@]}" --names "${NAMES[@]}" --tasks $TASK --episodes 40 --max-steps 100 \
     --critic none --threads 2 --seed $seed --out runs/$NAME-fresh$seed
 done

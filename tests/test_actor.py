@@ -212,6 +212,17 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
 
     rec = LeRobotDataset(tmp_path / "rec")
     assert rec.num_episodes == 2 and rec.episode(0).action.shape[1] == 4
+    # --codec: the actor reads each frame as the dataset's video gives it back
+    from vlac.data.video import roundtrip
+    from vlac.sim.actor_eval import ActorEvalConfig, run_batch
+
+    actor = Actor.load(model)
+    raw, coded = (run_batch(actor, "reach-v3", "default", [3], ActorEvalConfig(out="", max_steps=2, codec=c))[0]
+                  for c in (False, True))
+    assert np.array_equal(coded.frames[0], roundtrip(raw.frames[:1])[0]) and not np.array_equal(coded.frames[0], raw.frames[0])
+    main(["actor", "eval", "--tasks", "reach-v3", "--episodes", "1", "--max-steps", "2", "--actor", str(model),
+          "--critic", "none", "--codec", "--out", str(tmp_path / "coded")])
+    assert "went through the dataset's video codec" in (tmp_path / "coded" / "report.md").read_text()
     with pytest.raises(SystemExit, match="template"):
         main(["actor", "train", "--data", str(expert_dataset), "--out", str(tmp_path / "r2"), "--init", "scratch",
               "--steps", "1", "--action-template", "{x: 3mm}"])

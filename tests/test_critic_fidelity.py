@@ -104,6 +104,16 @@ def test_fidelity_command_end_to_end_and_reuse(tmp_path, capsys):
     np.testing.assert_allclose(np.asarray(anchored[1]["values"])[[3, 8]], direct, atol=1e-5)
     assert anchored[1]["values"][0] == 0 and np.sum(anchored[1]["deltas"]) == pytest.approx(anchored[1]["values"][-1])
     assert not np.allclose(anchored[1]["values"], rows[1]["values"])  # not the pair reading's value curve
+    # the same rollouts through the dataset's video codec: the critic reads the decoded frames
+    main(args[:8] + ["--ranking-episodes", "0", "--threads", "1", "--codec", "--reuse", str(out),
+                     "--out", str(tmp_path / "codec")])
+    coded = [json.loads(line) for line in (tmp_path / "codec" / "episodes.jsonl").read_text().splitlines()]
+    assert "frames through the dataset video codec" in (tmp_path / "codec" / "report.md").read_text()
+    from vlac.data.video import roundtrip
+
+    first = Critic.load("builtin").progress([tuple(roundtrip(frames)[:2])], TASKS["reach-v3"].instruction)
+    assert coded[1]["deltas"][0] == pytest.approx(first[0], abs=1e-5)
+    assert not np.allclose(coded[1]["deltas"], rows[1]["deltas"])  # not the raw frames' rewards
     with pytest.raises(SystemExit, match="--reading 'diagonal' is not one of pair, anchored"):
         main(args + ["--reading", "diagonal", "--out", str(tmp_path / "z")])
     with pytest.raises(SystemExit, match="made with other settings max_steps 8 \\(here 9\\)"):

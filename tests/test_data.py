@@ -47,6 +47,48 @@ def test_round_trip(tmp_path):
         assert r.meta["success"] == ep.is_success
         err = np.abs(r.images["main"].astype(int) - ep.images["main"]).mean()
         assert err < 6.0, f"codec error {err} above tolerance"
+    # `roundtrip` gives a clip back as the dataset stores it (what `vlac critic fidelity --codec` scores)
+    from vlac.data.video import roundtrip
+
+    assert np.array_equal(roundtrip(eps[0].images["main"]), ds.episode(0).images["main"])
+
+
+def test_the_codec_washes_out_a_small_coloured_marker():
+    """Why `--codec` exists: a 2 px saturated marker (reach's goal at 96 px) comes back from the
+    dataset's 4:2:0 video nearly grey, while the scene around it survives."""
+    from vlac.data.video import roundtrip
+
+    frames = np.full((4, 96, 96, 3), 150, np.uint8)
+    frames[:, :, :48] = (120, 90, 60)  # a table-coloured half
+    frames[:, 40:42, 61:63] = (215, 7, 7)  # the marker, on odd pixel positions as a render puts it
+    back = roundtrip(frames).astype(int)
+    assert np.abs(back - frames).mean() < 2.0  # the scene: nearly exact
+    red = lambda img: img[40:42, 61:63, 0] - img[40:42, 61:63, 1:].mean(-1)  # noqa: E731
+    assert red(frames[0].astype(int)).mean() > 200 and red(back[0]).mean() < 120
+    kept = roundtrip(frames, fmt="h264-444").astype(int)  # full colour resolution keeps it
+    assert red(kept[0]).mean() > 180 and np.abs(kept - frames).mean() < 2.0
+
+
+def test_a_dataset_written_at_full_colour_resolution(tmp_path):
+    eps = _episodes()
+    feats = make_features(["main"], (64, 64), SIM_STATE_NAMES, SIM_ACTION_NAMES)
+    with DatasetWriter(tmp_path / "ds", feats, fps=80, video="h264-444") as w:
+        w.add_episode(eps[0])
+    info = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())["features"]["observation.images.main"]["info"]
+    assert (info["video.codec"], info["video.pix_fmt"]) == ("h264", "yuv444p")
+    from vlac.data.video import roundtrip
+
+    raw = eps[0].images["main"].astype(int)
+    got = LeRobotDataset(tmp_path / "ds").episode(0).images["main"].astype(int)
+    assert np.abs(got - raw).mean() < np.abs(roundtrip(eps[0].images["main"]) - raw).mean()  # closer than av1
+    # appending in another format is refused, naming the format the dataset has; nothing is lost
+    with pytest.raises(DatasetError, match="written as h264-444 .*add to it with --video h264-444"):
+        DatasetWriter(tmp_path / "ds", feats, fps=80)
+    with DatasetWriter(tmp_path / "ds", feats, fps=80, video="h264-444") as w:
+        w.add_episode(eps[1])
+    assert LeRobotDataset(tmp_path / "ds").num_episodes == 2
+    with pytest.raises(ValueError, match="unknown video format 'vp9'; use one of av1, h264-444"):
+        DatasetWriter(tmp_path / "other", feats, fps=80, video="vp9")
 
 
 def test_layout_is_lerobot_v3(small_dataset):

@@ -1,4 +1,6 @@
-"""MP4 encode/decode through PyAV, with LeRobot's defaults (AV1 via SVT-AV1, yuv420p, GOP 2, CRF 30).
+"""MP4 encode/decode through PyAV, with LeRobot's defaults (AV1 via SVT-AV1, yuv420p, GOP 2, CRF 30), or
+``h264-444``: H.264 at full colour resolution (yuv444p), for scenes whose small coloured markers 4:2:0
+colour washes out (reach-v3's 2 px goal comes back nearly grey at 96 px; BENCHMARKS.md, "video codec").
 
 Frame k of an encoded clip has presentation time k / fps exactly, which is what LeRobot's loader
 checks (to 1e-4 s) when it looks a frame up by timestamp.
@@ -20,13 +22,33 @@ os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration 
 VIDEO_CODEC = "libsvtav1"
 VIDEO_OPTIONS = {"g": "2", "crf": "30", "preset": "12"}
 PIX_FMT = "yuv420p"
+VIDEO_FORMATS = {  # name -> (codec, pixel format, encoder options)
+    "av1": (VIDEO_CODEC, PIX_FMT, VIDEO_OPTIONS),
+    "h264-444": ("libx264", "yuv444p", {"g": "2", "crf": "10", "bf": "0", "preset": "veryfast"}),
+}
+"""Video formats a dataset can be written in; ``av1`` is LeRobot's default."""
+
+
+def check_video_format(name: str) -> str:
+    if name not in VIDEO_FORMATS:
+        raise ValueError(f"unknown video format {name!r}; use one of {', '.join(VIDEO_FORMATS)}")
+    return name
+
+
+def format_of(info: dict) -> str | None:
+    """The name of the format a video feature's probed ``info`` was written in (None: another one,
+    e.g. a dataset from elsewhere)."""
+    probed = (info.get("video.codec"), info.get("video.pix_fmt"))
+    return {("av1", "yuv420p"): "av1", ("h264", "yuv444p"): "h264-444"}.get(probed)
 
 
 class VideoError(RuntimeError):
     """An mp4 that cannot be read; the message names the file."""
 
 
-def encode_video(frames: np.ndarray, path: str | Path, fps: int, codec: str = VIDEO_CODEC) -> None:
+def encode_video(frames: np.ndarray, path: str | Path, fps: int, codec: str = VIDEO_CODEC, fmt: str = "av1") -> None:
+    """``fmt`` (see ``VIDEO_FORMATS``) sets codec, pixel format and options; a ``codec`` other than the
+    default is taken as it is, with its own defaults and yuv420p."""
     import av
 
     frames = np.asarray(frames)
@@ -36,9 +58,12 @@ def encode_video(frames: np.ndarray, path: str | Path, fps: int, codec: str = VI
         raise ValueError("cannot encode an empty clip")
     h, w = frames.shape[1:3]
     tb = Fraction(1, fps)
+    name, pix_fmt, options = VIDEO_FORMATS[check_video_format(fmt)]
+    if codec != VIDEO_CODEC:
+        name, pix_fmt, options = codec, PIX_FMT, {}
     with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps, options=VIDEO_OPTIONS if codec == VIDEO_CODEC else {})
-        stream.width, stream.height, stream.pix_fmt = w, h, PIX_FMT
+        stream = container.add_stream(name, rate=fps, options=options)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         stream.time_base = tb
         for k, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
@@ -104,6 +129,20 @@ def decode_frame(path: str | Path, t_s: float, tolerance_s: float = 1e-4) -> np.
     except av.error.FFmpegError as e:
         raise VideoError(f"video file {path} is corrupt or truncated ({e})") from e
     raise VideoError(f"video file {path} has no frame at {t_s:.4f} s (tolerance {tolerance_s} s)")
+
+
+def roundtrip(frames: np.ndarray, fps: int = 80, fmt: str = "av1") -> np.ndarray:
+    """``frames`` as a dataset gives them back: encoded in the writer's format ``fmt``, then decoded
+    (what a model trained on stored episodes saw, against the raw frames a robot sends)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        encode_video(frames, path, fps, fmt=fmt)
+        out = decode_video(path)
+    if len(out) != len(frames):
+        raise VideoError(f"the codec gave back {len(out)} frames for {len(frames)}")
+    return out
 
 
 def video_info(path: str | Path) -> dict:

@@ -34,7 +34,7 @@ from vlac.data.lerobot_format import (
     episodes_files, feature_key, location_of, next_location, read_json, schema_difference, write_json_atomic,
 )
 from vlac.data.stats import STAT_KEYS, dataset_stats, feature_stats, to_jsonable
-from vlac.data.video import encode_video, video_info
+from vlac.data.video import check_video_format, encode_video, format_of, video_info
 
 META_LOCATION = "meta/episodes"
 """Prefix of the columns that say which episodes file lists an episode."""
@@ -81,10 +81,11 @@ class DatasetWriter:
     """Creates ``root`` or opens it to append (``resume``). Refuses a dataset of another schema."""
 
     def __init__(self, root: str | Path, features: dict, fps: int, robot_type: str = "unknown",
-                 resume: bool = True):
+                 resume: bool = True, video: str = "av1"):
         self.root = Path(root)
         check_no_pending_repair(self.root)
         self.fps = int(fps)
+        self.video = check_video_format(video)  # see vlac.data.video.VIDEO_FORMATS
         self.features = features
         self.rows: list[dict] = []
         self.tasks: list[str] = []
@@ -128,6 +129,12 @@ class DatasetWriter:
                 + "\n  ".join(diffs)
                 + "\nUse another --out directory, or collect with the settings of the existing one."
             )
+        for key, feat in info["features"].items():
+            written = format_of(feat.get("info", {})) if feat.get("dtype") == "video" and "info" in feat else self.video
+            if written != self.video:
+                raise DatasetError(f"{self.root}: its video {key!r} is written as {written or 'another format'} "
+                                   f"({feat['info'].get('video.codec')}, {feat['info'].get('video.pix_fmt')}), not "
+                                   f"{self.video}; add to it with --video {written or 'av1'} or use another --out directory")
         self.info = info
         self.features = info["features"]  # keeps the probed video info
         self.rows = read_episode_rows(self.root)
@@ -220,7 +227,7 @@ class DatasetWriter:
             final = self.root / self.info["video_path"].format(video_key=vk, chunk_index=chunk, file_index=file)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(final.name + ".tmp")
-            encode_video(frames, tmp, self.fps)
+            encode_video(frames, tmp, self.fps, fmt=self.video)
             _replace(tmp, final)
             if "info" not in self.features[vk]:
                 self.features[vk]["info"] = video_info(final)

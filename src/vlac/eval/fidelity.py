@@ -82,6 +82,10 @@ class FidelityConfig:
     compare critics on the same episodes)."""
     threads: int = 0
     """torch threads (0: torch's default)."""
+    codec: bool = False
+    """Score the frames as a stored dataset gives them back (the writer's video codec, AV1 at CRF 30,
+    4:2:0 colour, encoded and decoded), not as the robot sends them: the critics are trained on such
+    frames while the loop scores raw ones, and this measures what that gap costs."""
     rollouts_only: bool = False
     """Save the rollouts under OUT/rollouts and score nothing: training data for
     `vlac critic train --rollouts OUT` (use a --seed of its own, away from the rollouts you measure on)."""
@@ -406,6 +410,12 @@ def fidelity(cfg: FidelityConfig) -> dict:
         ok = sum(e.success for e in episodes)
         print(f"{len(episodes)} rollouts ({ok} successful) saved under {out / 'rollouts'}")
         return {"rollouts": len(episodes), "successful": ok, "out": str(out / "rollouts")}
+    if cfg.codec:
+        from dataclasses import replace
+
+        from vlac.data.video import roundtrip
+
+        episodes = [replace(e, frames=roundtrip(e.frames)) for e in tqdm(episodes, desc="codec", unit="ep")]
     critic = Critic.load(cfg.critic, symmetric=cfg.symmetric)
     n_main = len(tasks) * cfg.episodes  # collect() keeps the plan's order: the actor's rollouts first
     main_eps = episodes[:n_main]
@@ -463,7 +473,8 @@ def markdown(report: dict) -> str:
              f"Actor {c['actor'] or 'built-in'} at temperature {c['temperature']:g}, {c['episodes']} episodes per task of "
              f"{c['max_steps']} steps (no cut at success), seeds from {c['seed']}; critic {c['critic'] or 'built-in'}, "
              f"{'symmetric' if c['symmetric'] else 'plain'} reading, "
-             f"{'every frame against the first' if c.get('reading') == 'anchored' else 'every step pair'}; done rule: p(done) >= "
+             f"{'every frame against the first' if c.get('reading') == 'anchored' else 'every step pair'}"
+             f"{', frames through the dataset video codec' if c.get('codec') else ''}; done rule: p(done) >= "
              f"{c['done_threshold']:g} on {c['done_patience']} transitions in a row, value gate {c['done_min_value']:g}. "
              "True progress and success come from the simulator, for measurement only.\n"]
     header = ["task", "episodes (successes)", "Spearman(value, progress)", "Spearman(value, time)",

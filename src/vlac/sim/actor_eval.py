@@ -53,6 +53,10 @@ class ActorEvalConfig:
     """Also write every evaluation episode to this LeRobot-layout dataset (with videos)."""
     image_size: int = 96
     """Camera image side (must match what the actor was trained on)."""
+    codec: bool = False
+    """Pass every camera frame through the dataset's video codec (AV1, 4:2:0 colour) before the actor
+    reads it, as the stored episodes it was cloned from were: measures what the gap between stored and
+    raw frames costs an actor."""
     threads: int = 0
     """torch threads (0: torch's default)."""
 
@@ -77,6 +81,7 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
     import torch
 
     from vlac.actor.actor import ActorInput
+    from vlac.data.video import roundtrip
 
     env_cfg = SimEnvConfig(task=task, image_size=cfg.image_size, variant=variant, max_steps=cfg.max_steps)
     envs = [SimRobotEnv(env_cfg) for _ in seeds]
@@ -89,6 +94,9 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
         gen = torch.Generator().manual_seed(seeds[0])
         act_time, n_actions = 0.0, 0
         while live:
+            if cfg.codec:  # one frame through the codec: a key frame, as every other stored frame is
+                for k in live:
+                    obs[k]["images"] = {c: roundtrip(im[None])[0] for c, im in obs[k]["images"].items()}
             inputs = [ActorInput(actor.vlm.preprocess.view(obs[k]["images"]), obs[k]["state"], instruction,
                                  logs[k]["actions"][-actor.history:] if actor.history else []) for k in live]
             t0 = time.perf_counter()
@@ -238,7 +246,9 @@ def _markdown(report: dict, names, tasks, variants) -> str:
     what = ("Success rate (the simulator's success flag at any step)" +
             (" and the critic's progress estimate (its final value, 0..1: how far the critic judges the "
              "episode got, not a success rate; a failed episode can read high)" if scored else "") +
-            " per task and scene variant; the paper's Table 2 layout. ")
+            " per task and scene variant; the paper's Table 2 layout. " +
+            ("Every camera frame went through the dataset's video codec before the actor read it. "
+             if report.get("config", {}).get("codec") else ""))
     return ("# Actor evaluation\n\n" + what + f"{n_ep} episodes per cell.\n\n" + markdown_table(header, rows) +
             f"\n\nMean decoding time per batched action call (all live episodes of a task at once): {speed}.\n")
 
