@@ -153,6 +153,23 @@ def test_fresh_positions_each_seed():
     assert not np.allclose(o1[4:7], o2[4:7])  # the puck moved between seeds
 
 
+@pytest.mark.parametrize("task", ["reach-v3", "lever-pull-v3"])
+def test_the_first_frame_shows_this_episodes_scene(task):
+    """Meta-World moves the goal marker and fixed objects after its last forward pass; the reset frame
+    must show them where this episode has them, not where the previous one had them."""
+    import mujoco
+
+    with SimRobotEnv(SimEnvConfig(task=task, image_size=64)) as env:
+        env.reset(1)
+        env.reset(2)
+        first = env.observe()["images"]["main"]
+        sim = env._env
+        if task == "reach-v3":  # the goal marker sits at this episode's target
+            np.testing.assert_allclose(sim.data.site_xpos[sim.model.site("goal").id], sim._target_pos, atol=1e-9)
+        mujoco.mj_forward(sim.model, sim.data)  # positions recomputed: nothing left to move
+        assert np.array_equal(env.observe()["images"]["main"], first)
+
+
 def test_snapshot_restore_is_exact():
     rng = np.random.default_rng(0)
     with SimRobotEnv(SimEnvConfig(task="pick-place-v3", image_size=48, variant="gripper-cam")) as env:

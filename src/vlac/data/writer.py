@@ -129,12 +129,12 @@ class DatasetWriter:
                 + "\n  ".join(diffs)
                 + "\nUse another --out directory, or collect with the settings of the existing one."
             )
-        for key, feat in info["features"].items():
-            written = format_of(feat.get("info", {})) if feat.get("dtype") == "video" and "info" in feat else self.video
-            if written != self.video:
-                raise DatasetError(f"{self.root}: its video {key!r} is written as {written or 'another format'} "
-                                   f"({feat['info'].get('video.codec')}, {feat['info'].get('video.pix_fmt')}), not "
-                                   f"{self.video}; add to it with --video {written or 'av1'} or use another --out directory")
+        for key, feat in info["features"].items():  # one known format per dataset (one from elsewhere: as before)
+            written = format_of(feat.get("info", {})) if feat.get("dtype") == "video" else None
+            if written is not None and written != self.video:
+                raise DatasetError(f"{self.root}: its video {key!r} is written as {written} ({feat['info']['video.codec']}, "
+                                   f"{feat['info']['video.pix_fmt']}), not {self.video}; add to it with --video {written} "
+                                   "or use another --out directory")
         self.info = info
         self.features = info["features"]  # keeps the probed video info
         self.rows = read_episode_rows(self.root)

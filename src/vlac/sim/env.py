@@ -147,6 +147,10 @@ class SimRobotEnv:
     def reset(self, seed: int) -> dict[str, Any]:
         self._env.seed(int(seed))
         obs, _ = self._env.reset()
+        # Meta-World places the new goal marker and fixed objects (site and body positions) after its
+        # last forward pass, so without this the first frame shows them where the previous episode
+        # had them (15 of the 25 suite tasks: reach's goal, the lever, the drawer, the window...).
+        self._mujoco.mj_forward(self._env.model, self._env.data)
         self._raw_obs = obs
         # Meta-World reports success only from step(); evaluating it at reset is wrong for some
         # tasks (window-close reads as solved), and no suite task starts solved.
