@@ -1,6 +1,7 @@
 """MP4 encode/decode through PyAV, with LeRobot's defaults (AV1 via SVT-AV1, yuv420p, GOP 2, CRF 30), or
 ``h264-444``: H.264 at full colour resolution (yuv444p), for scenes whose small coloured markers 4:2:0
-colour washes out (reach-v3's 2 px goal comes back nearly grey at 96 px; BENCHMARKS.md, "video codec").
+colour washes out (reach-v3's goal keeps 44 % of its colour at 96 px; BENCHMARKS.md, "what the
+dataset's video codec does").
 
 Frame k of an encoded clip has presentation time k / fps exactly, which is what LeRobot's loader
 checks (to 1e-4 s) when it looks a frame up by timestamp.
