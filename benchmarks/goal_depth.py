@@ -19,21 +19,28 @@ import argparse
 import numpy as np
 
 
+def site_mask(env, sites: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The current frame of ``env`` and the (S, S) mask of the pixels its ``sites`` (None: all of
+    them) cover: the frame rendered again with those sites transparent, compared."""
+    model = env._env.model
+    index = slice(None) if sites is None else [model.site(name).id for name in sites]
+    shown = env.observe()["images"]["main"]
+    alpha = model.site_rgba[index, 3].copy()
+    model.site_rgba[index, 3] = 0
+    hidden = env.observe()["images"]["main"]
+    model.site_rgba[index, 3] = alpha
+    return shown, np.abs(shown.astype(int) - hidden.astype(int)).sum(-1) > 30
+
+
 def goal_pixels(task: str, camera: str, seeds: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, 2) pixel centres of the goal marker (NaN where it is out of view) and (N, 3) goals in metres."""
     from vlac.sim.env import SimEnvConfig, SimRobotEnv
 
     centres, goals = [], []
     with SimRobotEnv(SimEnvConfig(task=task, camera=camera, image_size=size)) as env:
-        model = env._env.model
-        goal = [model.site(i).name for i in range(model.nsite)].index("goal")
         for seed in range(seeds):
-            shown = env.reset(seed)["images"]["main"].astype(int)
-            alpha = model.site_rgba[goal, 3]
-            model.site_rgba[goal, 3] = 0
-            hidden = env.observe()["images"]["main"].astype(int)
-            model.site_rgba[goal, 3] = alpha
-            ys, xs = np.nonzero(np.abs(shown - hidden).sum(-1) > 30)
+            env.reset(seed)
+            ys, xs = np.nonzero(site_mask(env, ["goal"])[1])
             centres.append((xs.mean(), ys.mean()) if len(xs) else (np.nan, np.nan))
             goals.append(env._env._target_pos.copy())
     return np.asarray(centres), np.asarray(goals)

@@ -21,18 +21,14 @@ import numpy as np
 def marker_frames(task: str, seeds: int, size: int, hold: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, S, S, 3) frames, each seed's first frame repeated ``hold`` times (a still start of an
     episode), and (N, S, S) masks of the pixels the scene's sites cover."""
+    from goal_depth import site_mask  # benchmarks/ is the script's folder
     from vlac.sim.env import SimEnvConfig, SimRobotEnv
 
     frames, masks = [], []
     with SimRobotEnv(SimEnvConfig(task=task, image_size=size)) as env:
-        model = env._env.model
         for seed in range(seeds):
-            shown = env.reset(seed)["images"]["main"].copy()
-            rgba = model.site_rgba.copy()
-            model.site_rgba[:, 3] = 0
-            hidden = env.observe()["images"]["main"].copy()
-            model.site_rgba[:] = rgba
-            mask = np.abs(shown.astype(int) - hidden.astype(int)).sum(-1) > 30
+            env.reset(seed)
+            shown, mask = site_mask(env)
             frames += [shown] * hold
             masks += [mask] * hold
     return np.stack(frames), np.stack(masks)
