@@ -308,6 +308,27 @@ def ray_local():
     ray.shutdown()
 
 
+def test_a_stalled_data_service_is_restarted_and_the_episode_stored(ray_local, tmp_path):
+    """A data service stuck inside an episode's video encoding (here its output is a FIFO no one
+    reads, so opening it blocks as a wedged encoder did) no longer holds the run: after the link's
+    timeout the service is killed and started again on the same folder, the half-written episode's
+    leftovers are dropped, and the episode is stored with the number it was given."""
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.rl.workers import DataLink
+
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    link = DataLink(ray_local, str(tmp_path), timeout_s=3)
+    assert link.add(_episode(worker, 3, "limit", seed=1)) == 0 and link.restarts == 0
+    [video] = (tmp_path / "episodes" / "videos").rglob("file-000.mp4")
+    fifo = video.with_name("file-001.mp4.tmp")  # where episode 1's video is written before its rename
+    os.mkfifo(fifo)
+    assert link.add(_episode(worker, 4, "limit", seed=2)) == 1
+    assert link.restarts == 1 and not fifo.exists()
+    ds = LeRobotDataset(tmp_path / "episodes")
+    assert ds.num_episodes == 2 and ds.episode(1).length == 4
+    assert link.add(_episode(worker, 2, "limit", seed=3)) == 2 and link.restarts == 1
+
+
 def test_crashed_inference_worker_is_restarted(ray_local):
     ray = ray_local
     w = ray.remote(num_cpus=0.1, max_restarts=-1)(InferenceWorker).remote(str(ACTOR))
@@ -649,7 +670,7 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     from vlac.data.dataset import LeRobotDataset
     from vlac.rl.config import RLConfig
     from vlac.rl.loop import InFlight, RLLoop
-    from vlac.rl.workers import DataService
+    from vlac.rl.workers import DataLink
     from vlac.transport.client import RobotClient
     from vlac.transport.gateway import Gateway
 
@@ -657,7 +678,7 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0, max_episode_mb=0.05))
     loop.attach(Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4)))
     loop.workers, loop.inflight, loop.ready, loop.critic_inflight = [None], [None], set(), None
-    loop.data = ray.remote(num_cpus=0.1)(DataService).remote(str(loop.out))
+    loop.data = DataLink(ray, str(loop.out))
     robot = RobotClient(loop.gateway.address, "r0", "sim-arm", ["main"], "reach-v3", 4, 4)
     rng = np.random.default_rng(0)
     task = "reach the red goal point with the gripper"

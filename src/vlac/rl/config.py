@@ -92,6 +92,10 @@ class RLConfig:
     max_episode_mb: float = 512.0
     """The loop's cap on an open episode's frames in memory (MB): past it the episode is ended
     (reset, reason "limit") and kept, so a robot sending huge frames cannot exhaust memory."""
+    data_timeout: float = 300.0
+    """Seconds the loop waits for the data service to store one episode (normally about a second)
+    before it restarts the service and offers the episode again: a stalled video encoder once held a
+    run for good."""
     period: float = 0.0
     """Robots' control period in seconds (0: lock-step, simulation only)."""
     episodes_per_update: int = 4

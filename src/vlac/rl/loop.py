@@ -31,7 +31,7 @@ from vlac.rl.learner import Learner
 from vlac.rl.returns import ReturnBank
 from vlac.rl.messages import ActReply, Score
 from vlac.sim.robot import robot_command
-from vlac.rl.workers import LOCKSTEP_FPS, CriticWorker, DataService, Evaluator, InferenceWorker, LogService
+from vlac.rl.workers import LOCKSTEP_FPS, CriticWorker, DataLink, Evaluator, InferenceWorker, LogService
 from vlac.utils.imports import require
 
 
@@ -134,14 +134,14 @@ class RLLoop:
             self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
         self.learner = remote(Learner).remote(lc)
         fps = 1.0 / self.cfg.period if self.cfg.period > 0 else LOCKSTEP_FPS  # the dataset's frame rate
-        self.data = ray.remote(num_cpus=0.1)(DataService).remote(str(self.out), self.rules.preprocess.camera, fps)
+        self.data = DataLink(ray, str(self.out), self.rules.preprocess.camera, fps, self.cfg.data_timeout)
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
         status = ray.get(self.learner.status.remote())
         self.version = status["step"]
-        self.done_episodes = ray.get(self.data.count.remote())
+        self.done_episodes = self.data.get(self.data.service.count.remote())
         # A resumed run: episodes persisted before the stop but not yet trained on go first.
-        self.buffer = ray.get(self.data.untrained.remote(status["episodes_seen"]))
-        for line in ray.get(self.data.quarantined.remote()):  # the data service's own output goes nowhere
+        self.buffer = self.data.get(self.data.service.untrained.remote(status["episodes_seen"]))
+        for line in self.data.get(self.data.service.quarantined.remote()):  # the data service's own output goes nowhere
             print(line, flush=True)
         if self.buffer:
             print(f"resuming at update {self.version}: {len(self.buffer)} persisted episodes not yet trained on "
@@ -320,7 +320,7 @@ class RLLoop:
                 continue
             self.fleet.finishing.remove(rec)
             try:
-                index = self.ray.get(self.data.add.remote(rec, *self.names.get(rec.robot, (None, None))))  # on disk before anyone trains on it
+                index = self.data.add(rec, *self.names.get(rec.robot, (None, None)))  # on disk before anyone trains on it
             except Exception as e:  # noqa: BLE001 - one bad episode must not end the run or vanish
                 self._keep_unsaved(rec, e)
                 continue
@@ -576,7 +576,7 @@ class RLLoop:
         self.fleet.close_all("abort")
         for rec in self.fleet.finishing:
             try:
-                index = self.ray.get(self.data.add.remote(rec, *self.names.get(rec.robot, (None, None))), timeout=60)
+                index = self.data.add(rec, *self.names.get(rec.robot, (None, None)), timeout_s=60)
                 print(f"episode {rec.episode} of robot {rec.robot} ({len(rec.steps)} steps) "
                       + (f"saved as episode {index}" if index >= 0 else "not saved: no step of it was scored yet")
                       + " before stopping", flush=True)
@@ -605,6 +605,7 @@ class RLLoop:
                                         (("actor", "inference_batch"), ("critic", "critic"),
                                          ("learner", "update_seconds"), ("evaluation", "eval_seconds"))}
                 | {"wall": wall / max(episodes, 1)},
+                "data_service_restarts": self.data.restarts,
                 "gateway_errors": dict(self.gateway.errors), "refused_handshakes": self.gateway.admitted.refused,
                 **(self.returns.summary() if self.returns is not None else {}),
                 **(self.desk.counters if self.desk is not None else {}), **self.counters}

@@ -15,9 +15,9 @@ from vlac.utils.report import pyplot, fmt, markdown_table
 SPEED_KEYS = ("episodes_per_hour", "obs_to_action_median", "obs_to_action_p99", "capture_to_action_median",
               "capture_to_action_p99", "assign_median", "assign_p99", "critic_seconds_per_pair",
               "reward_latency_median", "reward_latency_p99", "update_seconds_median", "learner_hold_s")
-COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "requeued", "unsaved_episodes",
-                "unexecuted_actions", "late_answers", "episodes_capped", "request_errors", "scoring_errors",
-                "learner_errors", "eval_errors", "no_oracle_episodes", "refused_handshakes")
+COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "data_service_restarts", "requeued",
+                "unsaved_episodes", "unexecuted_actions", "late_answers", "episodes_capped", "request_errors",
+                "scoring_errors", "learner_errors", "eval_errors", "no_oracle_episodes", "refused_handshakes")
 REWARD_LABELS = {"dense": "critic, dense", "sparse": "critic, sparse (critic's done)",
                  "final": "critic, final (done of the last frames)",
                  "oracle-dense": "ORACLE dense: simulator's shaped reward (reference arm)",

@@ -231,6 +231,50 @@ class DataService:
             self.writer.close()
 
 
+class DataLink:
+    """The loop's handle on the ``DataService`` actor. ``add`` returns once the episode is on disk,
+    waiting in one-second slices so a stop (Ctrl-C, SIGTERM) is answered while it waits. A service
+    that has not stored the episode within ``timeout_s`` (a stalled video encoder held a run for good
+    once, its process idle) is killed and started again on the same folder, whose writer drops the
+    half-written episode, and the episode is offered once more; a second stall raises
+    ``TimeoutError`` (the loop then keeps the episode raw). ``restarts`` counts the restarts."""
+
+    def __init__(self, ray, out: str, camera: str = "", fps: float = LOCKSTEP_FPS, timeout_s: float = 300.0):
+        self.ray, self.args, self.timeout_s = ray, (out, camera, fps), timeout_s
+        self.restarts = 0
+        self.service = self._start()
+
+    def _start(self):
+        return self.ray.remote(num_cpus=0.1)(DataService).remote(*self.args)
+
+    def get(self, ref, timeout_s: float | None = None):
+        """``ray.get`` in one-second slices; ``TimeoutError`` after ``timeout_s`` (default: the link's)."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while not self.ray.wait([ref], timeout=min(1.0, max(deadline - time.monotonic(), 0.0)))[0]:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the data service did not answer within {self.timeout_s:g} s")
+        return self.ray.get(ref)
+
+    def add(self, rec: EpisodeRecord, state_names: list | None = None, action_names: list | None = None,
+            timeout_s: float | None = None) -> int:
+        try:
+            return self.get(self.service.add.remote(rec, state_names, action_names), timeout_s)
+        except TimeoutError:
+            self._restart(rec, "storing the episode again")
+        try:
+            return self.get(self.service.add.remote(rec, state_names, action_names), timeout_s)
+        except TimeoutError:
+            self._restart(rec, "giving the episode up to the loop")
+            raise
+
+    def _restart(self, rec: EpisodeRecord, then: str) -> None:
+        self.ray.kill(self.service)
+        self.restarts += 1
+        self.service = self._start()
+        print(f"the data service stalled storing episode {rec.episode} of robot {rec.robot} (no answer in "
+              f"{self.timeout_s:g} s); restarted it on {self.args[0]}, {then}", flush=True)
+
+
 class Evaluator:
     """Success rate of given weights on fixed evaluation episodes (simulator flag; measurement)."""
 
