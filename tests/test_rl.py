@@ -396,7 +396,10 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3,push-v3",
            "--robots", "1", "--episodes", "8", "--episodes-per-update", "2", "--max-steps", "12",
            "--eval-episodes", "1", "--eval-every", "100", "--lost-after", "3", "--learner.minibatch", "8",
-           "--eval-temperature", "1"]
+           "--eval-temperature", "1",
+           # at most 2 episodes an update, so a loaded machine (scoring behind, episodes finishing in a
+           # burst) cannot put every episode in the first update, before the learner is killed
+           "--max-episodes-per-update", "2"]
     loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1"})
     try:
