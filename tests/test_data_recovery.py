@@ -106,6 +106,24 @@ def _record(n: int, seed: int) -> EpisodeRecord:
     return rec
 
 
+def test_a_restarted_data_service_does_not_store_the_killed_ones_last_episode_twice(tmp_path):
+    """A data service killed after committing an episode but before answering (DataLink then offers
+    the episode again to a new service): the new service recognises it by its rl_steps record and
+    returns its index; the same robot and episode number observed at other times (a robot started
+    again counts its episodes anew) is a new episode."""
+    from vlac.rl.workers import DataService
+
+    first = _record(3, 0)
+    assert DataService(str(tmp_path)).add(first) == 0
+    again = DataService(str(tmp_path))
+    assert again.add(first) == 0 and again.count() == 1
+    other = _record(3, 0)
+    for k, s in enumerate(other.steps):
+        s.t_obs = 100.0 + k
+    assert DataService(str(tmp_path)).add(other) == 1
+    assert LeRobotDataset(tmp_path / "episodes").num_episodes == 2
+
+
 def test_resumed_rl_run_quarantines_a_damaged_episode_and_repair_renumbers_its_records(tmp_path, capsys):
     from vlac.rl.workers import DataService
 

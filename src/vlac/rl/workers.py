@@ -122,6 +122,7 @@ class DataService:
             self._open(read_json(info)["features"])
         (self.root / "rl_steps").mkdir(parents=True, exist_ok=True)
         self._quarantined: list[str] = []
+        self._first_add = True
 
     def _open(self, features: dict) -> None:
         from vlac.data.writer import DatasetWriter
@@ -206,6 +207,9 @@ class DataService:
         if self.writer is None:
             self._open(self._features(rec, state_names, action_names))
         index = self.writer.num_episodes
+        if self._first_add and index > 0 and self._stored_as_last(rec, index - 1):
+            return index - 1  # a killed service committed it just before it died (see DataLink)
+        self._first_add = False
         side = {**rec.summary(), "dataset_index": index, "done_step": rec.done_step,
                 "steps_detail": [{"obs_id": s.obs_id, "t_obs": s.t_obs, "t_action": s.t_action, "reward": s.reward,
                                   "p_done": s.p_done, "sample": s.sample, "version": s.version, "history": s.history,
@@ -226,18 +230,30 @@ class DataService:
                                          "env_task": rec.robot, "success": rec.success}))
         return index
 
+    def _stored_as_last(self, rec: EpisodeRecord, index: int) -> bool:
+        """Whether dataset episode ``index`` is ``rec``: its rl_steps record names the same robot and
+        episode, with the same steps observed at the same times."""
+        path = self.root / "rl_steps" / f"episode_{index:06d}.json"
+        try:
+            side = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return (side.get("robot"), side.get("episode")) == (rec.robot, rec.episode) and \
+            [(d["obs_id"], d["t_obs"]) for d in side["steps_detail"]] == [(s.obs_id, s.t_obs) for s in rec.executed]
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
 class DataLink:
-    """The loop's handle on the ``DataService`` actor. ``add`` returns once the episode is on disk,
-    waiting in one-second slices so a stop (Ctrl-C, SIGTERM) is answered while it waits. A service
-    that has not stored the episode within ``timeout_s`` (a stalled video encoder held a run for good
-    once, its process idle) is killed and started again on the same folder, whose writer drops the
-    half-written episode, and the episode is offered once more; a second stall raises
-    ``TimeoutError`` (the loop then keeps the episode raw). ``restarts`` counts the restarts."""
+    """The loop's handle on the ``DataService`` actor. Calls wait in one-second slices so a stop
+    (Ctrl-C, SIGTERM) is answered while they wait. ``add`` returns once the episode is on disk; a
+    service that has not stored it within ``timeout_s`` (a stalled video encoder held a run for good
+    once, its process idle) is killed, and once its process is gone it is started again on the same
+    folder, whose writer drops a half-written episode, and the episode is offered once more (kept, not
+    stored twice, where the killed service had committed it); a second stall raises ``TimeoutError``
+    (the loop then keeps the episode raw). ``restarts`` counts the restarts."""
 
     def __init__(self, ray, out: str, camera: str = "", fps: float = LOCKSTEP_FPS, timeout_s: float = 300.0):
         self.ray, self.args, self.timeout_s = ray, (out, camera, fps), timeout_s
@@ -248,31 +264,42 @@ class DataLink:
         return self.ray.remote(num_cpus=0.1)(DataService).remote(*self.args)
 
     def get(self, ref, timeout_s: float | None = None):
-        """``ray.get`` in one-second slices; ``TimeoutError`` after ``timeout_s`` (default: the link's)."""
-        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
-        while not self.ray.wait([ref], timeout=min(1.0, max(deadline - time.monotonic(), 0.0)))[0]:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"the data service did not answer within {self.timeout_s:g} s")
+        """``ray.get`` in one-second slices; ``TimeoutError`` after ``timeout_s`` (None: no limit)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.ray.wait([ref], timeout=1.0 if deadline is None else
+                                min(1.0, max(deadline - time.monotonic(), 0.0)))[0]:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"the data service did not answer within {timeout_s:g} s")
         return self.ray.get(ref)
 
     def add(self, rec: EpisodeRecord, state_names: list | None = None, action_names: list | None = None,
             timeout_s: float | None = None) -> int:
-        try:
-            return self.get(self.service.add.remote(rec, state_names, action_names), timeout_s)
-        except TimeoutError:
-            self._restart(rec, "storing the episode again")
-        try:
-            return self.get(self.service.add.remote(rec, state_names, action_names), timeout_s)
-        except TimeoutError:
-            self._restart(rec, "giving the episode up to the loop")
-            raise
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        for then in ("storing the episode again", "giving the episode up to the loop"):
+            ref = self.service.add.remote(rec, state_names, action_names)
+            try:
+                return self.get(ref, timeout_s)
+            except TimeoutError:
+                index = self._restart(ref)
+                print(f"the data service stalled storing episode {rec.episode} of robot {rec.robot} (no answer in "
+                      f"{timeout_s:g} s); restarted it on {self.args[0]}"
+                      + (f", the episode was stored as {index} meanwhile" if index is not None else f", {then}"),
+                      flush=True)
+                if index is not None:
+                    return index
+        raise TimeoutError(f"the data service stalled twice storing episode {rec.episode} of robot {rec.robot}")
 
-    def _restart(self, rec: EpisodeRecord, then: str) -> None:
+    def _restart(self, ref) -> int | None:
+        """Kill the service, wait until its process is gone (so two writers never share the folder),
+        start a new one; the pending call's episode index where it finished after all."""
         self.ray.kill(self.service)
         self.restarts += 1
+        try:
+            index = self.ray.get(ref, timeout=120)  # an answer, or the error that the actor died
+        except Exception:  # noqa: BLE001 - the actor died (the usual case), or the call failed: not stored
+            index = None
         self.service = self._start()
-        print(f"the data service stalled storing episode {rec.episode} of robot {rec.robot} (no answer in "
-              f"{self.timeout_s:g} s); restarted it on {self.args[0]}, {then}", flush=True)
+        return index
 
 
 class Evaluator:
