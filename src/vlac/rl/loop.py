@@ -138,10 +138,10 @@ class RLLoop:
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
         status = ray.get(self.learner.status.remote())
         self.version = status["step"]
-        self.done_episodes = self.data.get(self.data.service.count.remote())
+        self.done_episodes = self.data.call("count")
         # A resumed run: episodes persisted before the stop but not yet trained on go first.
-        self.buffer = self.data.get(self.data.service.untrained.remote(status["episodes_seen"]))
-        for line in self.data.get(self.data.service.quarantined.remote()):  # the data service's own output goes nowhere
+        self.buffer = self.data.call("untrained", status["episodes_seen"])
+        for line in self.data.call("quarantined"):  # the data service's own output goes nowhere
             print(line, flush=True)
         if self.buffer:
             print(f"resuming at update {self.version}: {len(self.buffer)} persisted episodes not yet trained on "

@@ -272,6 +272,10 @@ class DataLink:
                 raise TimeoutError(f"the data service did not answer within {timeout_s:g} s")
         return self.ray.get(ref)
 
+    def call(self, method: str, *args):
+        """A service method's answer, without a time limit (still answering a stop)."""
+        return self.get(getattr(self.service, method).remote(*args))
+
     def add(self, rec: EpisodeRecord, state_names: list | None = None, action_names: list | None = None,
             timeout_s: float | None = None) -> int:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
