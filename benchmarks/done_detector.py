@@ -15,6 +15,15 @@ first gets p(done), as the loop's critic worker asks it after every step. Per ta
 - the rule (threshold x patience) chosen on half of all episodes by the F1 of precision and on-time
   recall, and its figures on the other half (as `vlac critic fidelity` chooses it).
 Success and the flag come from the simulator and are used only to measure.
+
+With ``--run RUN`` it reads an RL run's own episodes instead (``RUN/episodes``, the policy as it
+moved during the run) and gives the AUC of the `final` verdict (mean p(done) of the last 10
+frames, the loop's `final` reward) in windows of ``--window`` episodes, beside the verdict the
+loop itself logged, if any: does a done detector still tell the policy's failures from its
+successes after the learner has trained on it?
+
+    python benchmarks/done_detector.py --critic runs/button-critic-done/model --run runs/button-final \
+        --threads 2 --out runs/button-final/done-drift.json
 """
 
 from __future__ import annotations
@@ -44,10 +53,43 @@ def measures(rows: list[dict], threshold: float, patience: int) -> dict:
             "mean_p_failed_late": float(np.mean(np.concatenate(late))) if late else float("nan")}
 
 
+def run_drift(critic, run: Path, window: int) -> dict:
+    """The `final` verdict's AUC on an RL run's own episodes, per window of ``window`` episodes."""
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.eval.fidelity import auc
+    from vlac.rl.episodes import FINAL_FRAMES
+
+    lines = [json.loads(x) for x in (run / "episodes.jsonl").read_text().splitlines() if x.strip()]
+    data = LeRobotDataset(run / "episodes")
+    if data.num_episodes != len(lines):
+        raise SystemExit(f"error: {run}/episodes holds {data.num_episodes} episodes and episodes.jsonl "
+                         f"{len(lines)}; give a finished run (or repair it with `vlac data repair`)")
+    rows = []
+    for i, line in enumerate(tqdm(lines, desc="final verdicts", unit="ep")):
+        ep = data.episode(i)
+        frames = ep.images[data.camera_keys[0]][-FINAL_FRAMES:]
+        p = np.asarray(critic.done(list(frames), ep.task), np.float64)
+        rows.append({"n": line["n"], "success": bool(line["success"]), "final": float(p.mean()),
+                     "logged": line.get("final_return")})
+    out = []
+    for lo in range(0, len(rows), window):
+        w = rows[lo:lo + window]
+        good, bad = [r for r in w if r["success"]], [r for r in w if not r["success"]]
+        logged = all(r["logged"] is not None for r in w)
+        out.append({"episodes": f"{lo + 1}-{lo + len(w)}", "successes": len(good), "failures": len(bad),
+                    "auc": auc([r["final"] for r in good], [r["final"] for r in bad]),
+                    "mean_final_failed": float(np.mean([r["final"] for r in bad])) if bad else float("nan"),
+                    "mean_final_successful": float(np.mean([r["final"] for r in good])) if good else float("nan"),
+                    "auc_logged": auc([r["logged"] for r in good], [r["logged"] for r in bad]) if logged else None})
+    return {"windows": out, "episodes": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--critic", default="builtin", help="builtin or a checkpoint folder")
-    ap.add_argument("--rollouts", required=True, help="a `vlac critic fidelity --out` folder with rollouts/")
+    ap.add_argument("--rollouts", default="", help="a `vlac critic fidelity --out` folder with rollouts/")
+    ap.add_argument("--run", default="", help="or an RL run folder: the `final` verdict on its own episodes")
+    ap.add_argument("--window", type=int, default=50, help="--run: episodes per AUC window")
     ap.add_argument("--policy", default="actor@1", help="whose rollouts (a folder under rollouts/)")
     ap.add_argument("--threshold", type=float, default=0.9, help="the loop's done rule: p(done) at least this ...")
     ap.add_argument("--patience", type=int, default=4, help="... on this many transitions in a row")
@@ -60,12 +102,27 @@ def main() -> None:
     from vlac.eval.fidelity import Episode, choose_done_rule
     from vlac.utils.imports import set_threads
 
+    if bool(args.rollouts) == bool(args.run):
+        raise SystemExit("error: give --rollouts DIR (saved rollouts) or --run RUN (an RL run's episodes), one of them")
+    set_threads(args.threads)
+    critic = Critic.load(args.critic)
+    if args.run:
+        start = time.perf_counter()
+        report = {"critic": args.critic, "run": args.run, **run_drift(critic, Path(args.run), args.window)}
+        print(f"{'episodes':>9s} {'succ':>4s} {'fail':>4s} {'AUC':>5s} {'logged':>6s} {'final|fail':>10s} {'final|succ':>10s}")
+        for w in report["windows"]:
+            logged = "" if w["auc_logged"] is None else f"{w['auc_logged']:.2f}"
+            print(f"{w['episodes']:>9s} {w['successes']:4d} {w['failures']:4d} {w['auc']:5.2f} {logged:>6s} "
+                  f"{w['mean_final_failed']:10.2f} {w['mean_final_successful']:10.2f}")
+        print(f"{time.perf_counter() - start:.0f} s")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(report, indent=1))
+        return
     paths = sorted((Path(args.rollouts) / "rollouts" / args.policy).glob("*/*.npz"))
     if not paths:
         raise SystemExit(f"error: no {args.rollouts}/rollouts/{args.policy}/TASK/SEED.npz; write rollouts with "
                          "`vlac critic fidelity --rollouts-only --out DIR`")
-    set_threads(args.threads)
-    critic = Critic.load(args.critic)
     rows, start = [], time.perf_counter()
     for path in tqdm(paths, desc="done", unit="ep"):
         e = Episode.load(path, args.policy, path.parent.name, int(path.stem))

@@ -139,6 +139,46 @@ def test_the_done_rule_is_chosen_on_one_half_and_judged_on_the_other():
     assert chosen["patience"] >= 2 or chosen["min_value"] > 0.2  # a longer streak or the value gate skips the flicker
 
 
+def test_scripted_rollouts_alone_and_a_done_detector_on_an_rl_runs_own_episodes(expert_dataset, tmp_path, capsys):
+    """`--episodes 0 --rollouts-only` saves the --policies' rollouts alone (constructed negatives
+    for `vlac critic train --rollouts`); the done benchmark's --run reads an RL run's episodes and
+    gives the `final` verdict of each (mean p(done) of its last 10 frames) and its AUC per window."""
+    out = tmp_path / "short"
+    main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "0", "--max-steps", "30", "--seed", "60000",
+          "--ranking-episodes", "2", "--policies", "stop-short", "--threads", "1", "--rollouts-only", "--out", str(out)])
+    assert "2 rollouts (0 successful)" in capsys.readouterr().out
+    assert [p.parent.parent.name for p in (out / "rollouts").glob("*/*/*.npz")] == ["stop-short"] * 2
+    with pytest.raises(SystemExit, match="0 only with --rollouts-only"):
+        main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "0", "--out", str(tmp_path / "x")])
+    # an RL run folder: its episodes (here three real recorded ones) and the loop's episodes.jsonl
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "episodes").symlink_to(expert_dataset, target_is_directory=True)
+    lines = [{"n": i + 1, "success": ok, "final_return": f} for i, (ok, f) in enumerate([(True, 0.9), (False, 0.2),
+                                                                                         (True, 0.1)])]
+    (run / "episodes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    bench = tmp_path / "drift.json"
+    repo = Path(__file__).parents[1]
+    subprocess.run([sys.executable, "benchmarks/done_detector.py", "--critic", "builtin", "--run", str(run),
+                    "--window", "2", "--out", str(bench)], check=True, cwd=repo, capture_output=True)
+    got = json.loads(bench.read_text())
+    from vlac.critic.critic import Critic
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.eval.fidelity import auc
+
+    critic, data = Critic.load("builtin"), LeRobotDataset(expert_dataset)
+    want = [float(np.mean(critic.done(list(data.episode(i).images["main"][-10:]), data.episode(i).task)))
+            for i in range(3)]
+    assert [e["final"] for e in got["episodes"]] == pytest.approx(want, abs=1e-5)
+    first, second = got["windows"]
+    assert (first["episodes"], second["episodes"], first["successes"], second["failures"]) == ("1-2", "3-3", 1, 0)
+    assert first["auc"] == pytest.approx(auc([want[0]], [want[1]])) and first["auc_logged"] == 1.0
+    (run / "episodes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:2]))
+    short = subprocess.run([sys.executable, "benchmarks/done_detector.py", "--run", str(run)], cwd=repo,
+                           capture_output=True, text=True)
+    assert short.returncode != 0 and "holds 3 episodes and episodes.jsonl 2" in short.stderr
+
+
 def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, capsys):
     out = tmp_path / "roll"
     main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "40", "--seed", "50000",

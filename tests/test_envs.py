@@ -121,6 +121,35 @@ def test_a_miss_moves_like_the_expert_beside_the_object():
     assert travel > 0.5 * ends["expert"][1], f"the miss's hand hardly moved ({travel:.3f} m)"
 
 
+def test_stop_short_freezes_where_the_expert_was_just_before_success():
+    """The stop-short negative walks the expert's own path and freezes for good at a fraction of the
+    expert's time to success: the hand at the button, the button not pressed far enough (the hand
+    still settles against the button's spring; the robot commands nothing more)."""
+    task, seed = "button-press-topdown-v3", episode_seed(3, "button-press-topdown-v3", 0)
+    with SimRobotEnv(SimEnvConfig(task=task, image_size=32, max_steps=100)) as env:
+        env.reset(seed)
+        expert, hands = make_behaviour("expert"), [env.raw_obs[:3].copy()]
+        expert.reset(env, np.random.default_rng(seed))
+        while not env.success:
+            env.step(expert.act(env), render=False)
+            hands.append(env.raw_obs[:3].copy())
+        n = len(hands) - 1  # the expert's steps to success
+        short = make_behaviour("stop-short", fraction=(0.9, 0.9))
+        env.reset(seed)
+        short.reset(env, np.random.default_rng(seed))
+        assert short.stop_at == int(n * 0.9) and np.allclose(env.raw_obs[:3], hands[0])  # the walk was undone
+        ends, moves = [], []
+        while not env.done:
+            a = short.act(env)
+            moves.append(np.abs(a[:3]).sum())
+            env.step(a, render=False)
+            assert not env.success, f"stop-short succeeded at step {env.steps} (the expert needs {n})"
+            ends.append(env.raw_obs[:3].copy())
+    gap = np.linalg.norm(ends[short.stop_at - 1] - hands[short.stop_at])
+    assert gap < 0.01, f"stop-short left the expert's path ({gap * 100:.1f} cm off where it froze)"
+    assert sum(moves[:short.stop_at]) > 0 and sum(moves[short.stop_at:]) == 0, "commands after the freeze"
+
+
 @pytest.mark.parametrize("task", ["reach-v3", "pick-place-v3"])
 def test_regression_undoes_progress(task):
     # walk the whole way to success, then retrace the path (carrying the object back)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -460,6 +461,14 @@ def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     evals = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines()]
     assert evals and all(e["temperature"] == 1.0 for e in evals)  # the policy the robots run, sampled
     assert "sampled at temperature 1" in (out / "report.md").read_text()
+    # every evaluation kept its actor to roll back to; the last one is the learner's final model
+    from safetensors.numpy import load_file
+
+    assert [e["model"] for e in evals] == [str(out / "evaluated" / f"episodes-{e['episodes']:04d}") for e in evals]
+    kept = [load_file(Path(e["model"]) / "model.safetensors") for e in (evals[0], evals[-1])]
+    final = load_file(out / "learner" / "model" / "model.safetensors")
+    assert kept[1].keys() == final.keys() and all(np.array_equal(kept[1][k], final[k]) for k in final)
+    assert evals[0]["episodes"] == 0 and not all(np.array_equal(kept[0][k], final[k]) for k in final)
     assert "Token authentication is enabled" not in loop_out  # Ray's notice is not the user's business
 
 

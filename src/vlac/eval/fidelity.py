@@ -374,8 +374,10 @@ def fidelity(cfg: FidelityConfig) -> dict:
         return rebuild(cfg.out)
     if cfg.done_patience < 1:
         raise ValueError(f"--done-patience {cfg.done_patience} must be >= 1")
-    if cfg.episodes < 2:
-        raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed")
+    scripted_only = cfg.rollouts_only and cfg.episodes == 0 and cfg.ranking_episodes > 0
+    if cfg.episodes < 2 and not scripted_only:  # --rollouts-only --episodes 0: the --policies' rollouts alone
+        raise ValueError(f"--episodes {cfg.episodes}: at least 2 rollouts per task are needed (0 only with "
+                         "--rollouts-only and --ranking-episodes, to save scripted policies' rollouts alone)")
     check_reading(cfg.reading)  # before any rollout
     tasks = [t.name for t in resolve_tasks(cfg.tasks)]
     policies = cfg.policies if cfg.ranking_episodes > 0 else []
@@ -402,7 +404,7 @@ def fidelity(cfg: FidelityConfig) -> dict:
     (out / "rollouts" / "settings.json").write_text(json.dumps(settings))
     actor = Actor.load(cfg.actor)
     main_policy = f"actor@{cfg.temperature:g}"
-    plan = [(main_policy, t, cfg.episodes, 0) for t in tasks]
+    plan = [(main_policy, t, cfg.episodes, 0) for t in tasks if cfg.episodes]
     # ranking episodes use their own seeds (offset 1), so no policy shares a start with the main rollouts
     plan += [(p, t, cfg.ranking_episodes, 1) for t in tasks for p in policies]
     episodes = collect(cfg, actor, plan)

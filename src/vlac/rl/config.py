@@ -119,6 +119,9 @@ class RLConfig:
     """Sampling temperature of the evaluation episodes: 0 (greedy) measures the policy one would
     deploy; the learner's temperature (1) measures the policy the robots run, the one PPO
     optimises."""
+    keep_evaluated: bool = True
+    """Keep the actor of every evaluation (``OUT/evaluated/episodes-N/``, about 30 MB each): the
+    policy to roll back to when a later one scores worse (the run itself keeps only its last)."""
     lost_after: float = 10.0
     """Seconds without any message before a robot counts as lost (its open episode is truncated)."""
     seed: int = 0

@@ -458,8 +458,10 @@ class RLLoop:
             self._eval_done()
         if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):
             state, version = self.weights_ref if self.weights_ref else (None, self.version)
+            keep = str(self.out / "evaluated" / f"episodes-{self.done_episodes:04d}") if self.cfg.keep_evaluated else ""
             call = self.evaluator.evaluate.remote(state, version, self.cfg.task_list, self.cfg.eval_episodes,
-                                                  self.cfg.eval_seed, self.cfg.max_steps, self.cfg.eval_temperature)
+                                                  self.cfg.eval_seed, self.cfg.max_steps, self.cfg.eval_temperature,
+                                                  keep)
             self.eval_inflight = InFlight(call, self.done_episodes)
             self.next_eval = self.done_episodes + self.cfg.eval_every
             if final:

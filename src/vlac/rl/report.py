@@ -224,9 +224,9 @@ def write_report(run: str | Path) -> Path:
         md += ("\n## Evaluation success per task\n\n"
                + (f"Actions sampled at temperature {temp:g} (the policy the robots run).\n\n" if temp > 0 else
                   "Greedy actions (the most likely value of each number).\n\n")
-               + markdown_table(["training episodes", "policy update", *tasks, "mean"],
+               + markdown_table(["training episodes", "policy update", *tasks, "mean", "actor kept in"],
                                 [[e["episodes"], e.get("version", "-"), *[fmt(e.get(t, float("nan"))) for t in tasks],
-                                  fmt(e["success"])] for e in evals]) + "\n")
+                                  fmt(e["success"]), e.get("model", "-")] for e in evals]) + "\n")
     fid = reward_fidelity([e for e in episodes if np.isfinite(e["return"])])  # none without a critic
     if fid:
         md += ("\n## The critic against the simulator's flag on training episodes\n\n"

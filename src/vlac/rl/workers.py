@@ -314,15 +314,20 @@ class Evaluator:
         self.actor = load_actor(checkpoint)
 
     def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
-                 max_steps: int, temperature: float = 0.0) -> dict:
+                 max_steps: int, temperature: float = 0.0, keep: str = "") -> dict:
+        """The success rate of each task; ``keep``: a folder to save the evaluated actor in."""
         from vlac.sim.actor_eval import ActorEvalConfig, run_batch
         from vlac.sim.rollout import episode_seed
+        from vlac.utils.files import atomic_dir
 
         if state is not None:
             apply_weights(self.actor, state)
+        if keep:
+            with atomic_dir(keep) as tmp:
+                self.actor.save(tmp)
         t0 = time.perf_counter()
         cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none", temperature=temperature)
-        out = {"version": version, "temperature": temperature}
+        out = {"version": version, "temperature": temperature, **({"model": keep} if keep else {})}
         for task in tasks:
             rolls = run_batch(self.actor, task, "default", [episode_seed(seed, task, i) for i in range(episodes)], cfg)
             out[task] = float(np.mean([r.success for r in rolls]))

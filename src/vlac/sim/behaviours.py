@@ -15,6 +15,10 @@ diffusion, so a dataset's actions are exactly what a text action can express.
     miss            the expert aiming at an object and goal moved 4-10 cm sideways: the whole
                     routine of a success run beside the object, which mostly stays put (on
                     lever-pull the arm ends low beside the lever, not raised as after a pull)
+    stop-short      the expert frozen just before it would succeed (85-99% of its own time to
+                    success): the hand at the object, a button half pressed, a lever part raised;
+                    the paper's stagnation close to the goal, the failure a policy learns first
+                    when its reward cannot tell it from success
 
     >>> b = make_behaviour("noisy", sigma=0.5)
     >>> b.reset(env, rng); action = b.act(env)
@@ -30,7 +34,7 @@ import numpy as np
 from vlac.sim.env import MAX_STEP_MM, SimRobotEnv, metaworld_to_action
 from vlac.data.tasks import TASKS
 
-BEHAVIOURS = ("expert", "noisy", "random-bursts", "stall", "regression", "other-task", "miss")
+BEHAVIOURS = ("expert", "noisy", "random-bursts", "stall", "regression", "other-task", "miss", "stop-short")
 
 DEFAULT_MIX = {
     "expert": 0.5, "stall": 0.15, "noisy": 0.1, "random-bursts": 0.1, "regression": 0.1, "other-task": 0.05,
@@ -135,6 +139,42 @@ class Stall(Behaviour):
         return np.array([0.0, 0.0, 0.0, self.grip], dtype=np.float32)
 
 
+def _steps_to_success(env: SimRobotEnv, act, limit: int) -> int:
+    """Steps ``act`` (the expert) needs from the current state to the simulator's success, at most
+    ``limit``, walked on a snapshot that is then restored: the episode starts from the very same state."""
+    snap = env.snapshot()
+    n = 0
+    while not env.done and n < limit:
+        env.step(act(env), render=False)
+        n += 1
+        if env.success:
+            break
+    env.restore(snap, render=False)
+    return n
+
+
+@dataclass
+class StopShort(Behaviour):
+    fraction: tuple[float, float] = (0.85, 0.99)
+    """Fraction of the expert's time to success walked before the robot freezes for good."""
+    name = "stop-short"
+
+    def reset(self, env, rng):
+        super().reset(env, rng)
+        self.stop_at, self.grip = env.config.max_steps + 1, 1.0
+        n = _steps_to_success(env, self.act, env.config.max_steps)  # the very actions the episode will take
+        super().reset(env, rng)  # the walk's clock and rounding residual
+        self.stop_at = max(1, int(n * rng.uniform(*self.fraction)))
+        self.grip = 1.0
+
+    def _act(self, env):
+        if self.t < self.stop_at:
+            a = super()._act(env)
+            self.grip = float(a[3])
+            return a
+        return np.array([0.0, 0.0, 0.0, self.grip], dtype=np.float32)
+
+
 @dataclass
 class Regression(Behaviour):
     progress_fraction: tuple[float, float] = (0.6, 1.0)
@@ -144,16 +184,7 @@ class Regression(Behaviour):
 
     def reset(self, env, rng):
         super().reset(env, rng)
-        # Walk the expert on a snapshot to learn how long it needs, then restore: the episode
-        # itself starts from the very same state.
-        snap = env.snapshot()
-        n = 0
-        while not env.done and n < env.config.max_steps // 2:
-            env.step(super()._act(env), render=False)
-            n += 1
-            if env.success:
-                break
-        env.restore(snap, render=False)
+        n = _steps_to_success(env, super()._act, env.config.max_steps // 2)
         lo, hi = self.progress_fraction
         self.turn_at = max(2, int(round(n * rng.uniform(lo, hi))))
         self.path: list[np.ndarray] = []
@@ -206,7 +237,7 @@ class Miss(Behaviour):
 
 _CLASSES = {
     "expert": Expert, "noisy": Noisy, "random-bursts": RandomBursts, "stall": Stall,
-    "regression": Regression, "other-task": OtherTask, "miss": Miss,
+    "regression": Regression, "other-task": OtherTask, "miss": Miss, "stop-short": StopShort,
 }
 
 

@@ -31,7 +31,8 @@ class CollectConfig:
     episodes_per_task: int = 10
     """Episodes to collect for each task."""
     behaviours: list[str] = field(default_factory=lambda: [f"{k}:{v}" for k, v in DEFAULT_MIX.items()])
-    """Behaviour mix as name:weight pairs (expert, noisy, random-bursts, stall, regression, other-task, miss)."""
+    """Behaviour mix as name:weight pairs (expert, noisy, random-bursts, stall, regression, other-task, miss,
+    stop-short)."""
     variant: str = "default"
     """Scene variant, names joined with '+', e.g. dim+gripper-cam."""
     workers: int = 1
