@@ -75,7 +75,7 @@ def run_drift(critic, run: Path, window: int) -> dict:
     for lo in range(0, len(rows), window):
         w = rows[lo:lo + window]
         good, bad = [r for r in w if r["success"]], [r for r in w if not r["success"]]
-        logged = all(r["logged"] is not None for r in w)
+        logged = all(r["logged"] is not None and np.isfinite(r["logged"]) for r in w)  # NaN: a run without a critic
         out.append({"episodes": f"{lo + 1}-{lo + len(w)}", "successes": len(good), "failures": len(bad),
                     "auc": auc([r["final"] for r in good], [r["final"] for r in bad]),
                     "mean_final_failed": float(np.mean([r["final"] for r in bad])) if bad else float("nan"),

@@ -52,6 +52,9 @@ def test_policy_specs():
         parse_policy("robot")
     with pytest.raises(ValueError, match="write actor@TEMPERATURE"):
         parse_policy("actor")
+    assert parse_policy("miss@2") == ("miss", 2.0) and parse_policy("stop-short@0.9") == ("stop-short", 0.9)
+    with pytest.raises(ValueError, match="stall takes no number after @"):
+        parse_policy("stall@3")
 
 
 def test_remaining_is_the_simulators_distance_from_done():

@@ -117,20 +117,32 @@ class Episode:
             return cls(policy, task, seed, z["frames"], z["hand"], z["remaining"], z["flags"])
 
 
+BEHAVIOUR_ARGUMENT = {
+    "noisy": lambda v: {"sigma": v},  # noisy@SIGMA: noise in normalised action units
+    "miss": lambda v: {"offset": (v / 100, v / 100)},  # miss@CM: the object and goal moved CM cm sideways
+    "stop-short": lambda v: {"fraction": (v, v)},  # stop-short@F: frozen at F of the expert's time to success
+}
+"""Behaviours that take a number after ``@`` in a policy name, and what it sets."""
+
+
 def parse_policy(spec: str) -> tuple[str, float | None]:
-    """``"noisy@1"`` -> ("noisy", 1.0); ``"expert"`` -> ("expert", None); actor@T: T the temperature."""
+    """``"noisy@1"`` -> ("noisy", 1.0); ``"expert"`` -> ("expert", None); actor@T: T the temperature;
+    ``miss@2`` the miss 2 cm off; ``stop-short@0.95`` frozen at 95% of the expert's time to success."""
     from vlac.sim.behaviours import BEHAVIOURS
 
     name, _, arg = spec.strip().partition("@")
     if name != "actor" and name not in BEHAVIOURS:
         raise ValueError(f"unknown policy {spec!r}; use actor@TEMPERATURE or a behaviour ({', '.join(BEHAVIOURS)}), "
-                         "noisy@SIGMA for a noisy expert")
+                         "noisy@SIGMA for a noisy expert, miss@CM, stop-short@FRACTION")
     try:
         value = float(arg) if arg else None
     except ValueError:
         raise ValueError(f"policy {spec!r}: {arg!r} after @ is not a number") from None
     if name == "actor" and value is None:
         raise ValueError(f"policy {spec!r}: write actor@TEMPERATURE, e.g. actor@1")
+    if value is not None and name != "actor" and name not in BEHAVIOUR_ARGUMENT:
+        raise ValueError(f"policy {spec!r}: {name} takes no number after @ (only actor, "
+                         f"{', '.join(BEHAVIOUR_ARGUMENT)} do)")
     return name, value
 
 
@@ -151,12 +163,12 @@ def _actor_rollouts(actor, task: str, seeds: list[int], temperature: float, cfg:
     return out
 
 
-def _scripted_rollout(name: str, sigma: float | None, task: str, seed: int, cfg: FidelityConfig,
+def _scripted_rollout(name: str, value: float | None, task: str, seed: int, cfg: FidelityConfig,
                       policy: str) -> Episode:
     from vlac.sim.behaviours import make_behaviour
     from vlac.sim.env import SimEnvConfig, SimRobotEnv
 
-    behaviour = make_behaviour(name, **({"sigma": sigma} if sigma is not None else {}))
+    behaviour = make_behaviour(name, **(BEHAVIOUR_ARGUMENT[name](value) if value is not None else {}))
     with SimRobotEnv(SimEnvConfig(task=task, max_steps=cfg.max_steps)) as env:
         obs = env.reset(seed)
         behaviour.reset(env, np.random.default_rng(seed))
