@@ -20,7 +20,12 @@
 # The runs take configs/rl/outcome.yaml (the settings of session 29's runs). ORACLE_DENSE=1 adds a third
 # arm beside the two, oracle-dense (Meta-World's shaped reward summed over the episode; a reference).
 # ROLLOUTS sets the number of labelled training rollouts (default 120), EVAL_EVERY the loop's evaluation
-# interval in episodes (default 50; 20 fixed seeds each time).
+# interval in episodes (default 50; 20 fixed seeds each time). NEGATIVES=1 gives the done probe more failures
+# to learn from before the run (step 1b): 40 rollouts each of the scripted stop-short, miss@6 and miss@8
+# (runs/NAME-negatives) and 40 of START at temperature 1.5 (runs/NAME-hot), all labelled by the flag; on
+# button-press-topdown a mix like it (80 stop-short, 30 each of miss@1.5/2.5/4/6/8, the same 40 hot rollouts)
+# lifted the probe's AUC on a moved policy's episodes from 0.46 to 0.76 (BENCHMARKS.md, "Why the button done
+# probe was exploited"). Give such a run a NAME of its own.
 # The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
 # episodes); it never reaches the loop's critic arm at run time.
 # About 90 min for 200 episodes on a 2-core machine (sweep-into-v3: rollouts 9 min, probe 4 min, arms 63 min, evaluation 10 min).
@@ -44,8 +49,19 @@ if [ ! -d runs/$NAME-rollouts/rollouts ]; then
     --rollouts-only --actor $START --out runs/$NAME-rollouts-val &
   wait
 fi
+PROBE_ROLLOUTS=(runs/$NAME-rollouts)
+if [ -n "${NEGATIVES:-}" ]; then
+  if [ ! -d runs/$NAME-negatives/rollouts ] || [ ! -d runs/$NAME-hot/rollouts ]; then
+    vlac critic fidelity --tasks $TASK --episodes 0 --ranking-episodes 40 --policies stop-short miss@6 miss@8 \
+      --rollouts-only --seed 46000 --threads 1 --out runs/$NAME-negatives &
+    vlac critic fidelity --tasks $TASK --episodes 0 --ranking-episodes 40 --policies actor@1.5 --actor $START \
+      --rollouts-only --seed 49000 --threads 1 --out runs/$NAME-hot &
+    wait
+  fi
+  PROBE_ROLLOUTS+=(runs/$NAME-negatives runs/$NAME-hot)
+fi
 if [ ! -f runs/$NAME-critic-done/model/config.json ]; then
-  vlac critic train --data $DEMO_DATA --rollouts runs/$NAME-rollouts --init critic --out runs/$NAME-critic-done \
+  vlac critic train --data $DEMO_DATA --rollouts "${PROBE_ROLLOUTS[@]}" --init critic --out runs/$NAME-critic-done \
     --steps 300 --warmup 20 --lr 2e-4 --val-every 300 --threads 2 --weights done:1.0 --done-labels flag \
     --done-rollouts 1.0 --done-near 0.5
   python benchmarks/done_detector.py --critic builtin --rollouts runs/$NAME-rollouts-val --threads 2 \
