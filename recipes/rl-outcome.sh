@@ -24,8 +24,9 @@
 # to learn from before the run (step 1b): 40 rollouts each of the scripted stop-short, miss@6 and miss@8
 # (runs/NAME-negatives) and 40 of START at temperature 1.5 (runs/NAME-hot), all labelled by the flag; on
 # button-press-topdown a mix like it (80 stop-short, 30 each of miss@1.5/2.5/4/6/8, the same 40 hot rollouts)
-# lifted the probe's AUC on a moved policy's episodes from 0.46 to 0.76 (BENCHMARKS.md, "Why the button done
-# probe was exploited"). Give such a run a NAME of its own.
+# lifted the probe's AUC on a moved policy's episodes from 0.46 to 0.76 and the critic arm from 0.41 to 0.625,
+# which still fell from 0.95 at 150 episodes (BENCHMARKS.md, "Why the button done probe was exploited").
+# Give such a run a NAME of its own.
 # The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
 # episodes); it never reaches the loop's critic arm at run time.
 # About 90 min for 200 episodes on a 2-core machine (sweep-into-v3: rollouts 9 min, probe 4 min, arms 63 min, evaluation 10 min).
