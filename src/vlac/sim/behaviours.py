@@ -120,6 +120,15 @@ class RandomBursts(Behaviour):
         return super()._act(env)
 
 
+def _expert_until(b: Behaviour, env: SimRobotEnv, step: int) -> np.ndarray:
+    """The expert's action before ``step``, then no motion for good, the gripper held as it was."""
+    if b.t < step:
+        a = Behaviour._act(b, env)
+        b.grip = float(a[3])
+        return a
+    return np.array([0.0, 0.0, 0.0, b.grip], dtype=np.float32)
+
+
 @dataclass
 class Stall(Behaviour):
     start: tuple[int, int] = (3, 15)
@@ -132,11 +141,7 @@ class Stall(Behaviour):
         self.grip = 1.0
 
     def _act(self, env):
-        if self.t < self.stall_at:
-            a = super()._act(env)
-            self.grip = float(a[3])
-            return a
-        return np.array([0.0, 0.0, 0.0, self.grip], dtype=np.float32)
+        return _expert_until(self, env, self.stall_at)
 
 
 def _steps_to_success(env: SimRobotEnv, act, limit: int) -> int:
@@ -168,11 +173,7 @@ class StopShort(Behaviour):
         self.grip = 1.0
 
     def _act(self, env):
-        if self.t < self.stop_at:
-            a = super()._act(env)
-            self.grip = float(a[3])
-            return a
-        return np.array([0.0, 0.0, 0.0, self.grip], dtype=np.float32)
+        return _expert_until(self, env, self.stop_at)
 
 
 @dataclass
