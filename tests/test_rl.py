@@ -18,7 +18,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on 1
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 from vlac.actor.actor import DEFAULT_CHECKPOINT as ACTOR  # noqa: E402
-from vlac.actor.actor import ActionSample  # noqa: E402
+from vlac.actor.actor import ActionSample, Actor  # noqa: E402
 from vlac.rl.episodes import EpisodeRecord, Step  # noqa: E402
 from vlac.rl.learner import Learner, LearnerConfig  # noqa: E402
 from vlac.rl.messages import ActRequest, ScoreRequest  # noqa: E402
@@ -272,6 +272,42 @@ def test_outcome_advantages_raise_the_successful_episode_and_lower_the_failed_on
     assert all(p.grad is None for name, p in learner.actor.vlm.model.named_parameters() if "language_model" in name)
     with pytest.raises(ValueError, match="learner.advantage 'td' must be one of gae, outcome"):
         LearnerConfig(advantage="td")
+
+
+def test_reference_kl_holds_the_policy_near_the_actor_it_started_from(tmp_path):
+    """--learner.ref-kl: the same update with the penalty moves the policy less far from the start
+    actor (KL measured with an independent reload of it) than without, and reports the figure;
+    the k3 estimate is zero where the policies agree and positive where they do not."""
+    from vlac.rl.learner import reference_kl
+
+    same = [torch.tensor([-1.0, -2.0]), torch.tensor([-0.5])]
+    assert float(reference_kl(same, same)) == 0.0
+    assert float(reference_kl([torch.tensor([-0.1, -3.0]), torch.tensor([-0.5])], same)) > 0.0
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    episodes = [_episode(worker, 5, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
+    start = Actor.load(ACTOR)
+    start.train(False)
+
+    def kl_from_start(actor) -> float:
+        total = []
+        for rec in episodes:
+            samples = [ActionSample.from_dict(s.sample) for s in rec.acted]
+            with torch.no_grad():
+                new = actor.evaluate(rec.actor_inputs(), samples)["token_log_probs"]
+                ref = start.evaluate(rec.actor_inputs(), samples)["token_log_probs"]
+            total.append(float(reference_kl(new, ref)))
+        return float(np.mean(total))
+
+    moved = {}
+    for beta in (0.0, 2.0):
+        learner = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path / f"beta{beta}"), advantage="outcome",
+                                        reward="sparse", lr=1e-4, minibatch=10, epochs=6, target_kl=0.0, ref_kl=beta))
+        assert (learner.reference is not None) == (beta > 0)
+        stats = learner.update(episodes)
+        assert stats["gradient_steps"] == 6 and ("ref_kl" in stats) == (beta > 0)
+        learner.actor.train(False)
+        moved[beta] = kl_from_start(learner.actor)
+    assert 0.0 < moved[2.0] < 0.8 * moved[0.0], moved
 
 
 def test_learner_updates_and_resumes_at_the_same_step(tmp_path):

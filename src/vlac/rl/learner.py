@@ -29,6 +29,16 @@ def load_actor(checkpoint: str):
     return Actor.load(checkpoint)
 
 
+def reference_kl(log_probs: list, ref_log_probs: list) -> "torch.Tensor":
+    """KL(policy || reference) per action, averaged over the actions: for each action the k3
+    estimate ``exp(d) - d - 1`` (``d = ref - policy``; non-negative, unbiased, zero where the two
+    agree) summed over its sampled tokens, as the PPO ratio sums their log-probabilities. Each
+    argument holds one tensor of token log-probabilities per action; ``d`` is clipped to +-10 so a
+    token the policy has all but dropped cannot overflow."""
+    d = (torch.cat(ref_log_probs).detach() - torch.cat(log_probs)).clamp(-10.0, 10.0)
+    return (d.exp() - d - 1.0).sum() / max(len(log_probs), 1)
+
+
 def apply_weights(actor, state: dict) -> None:
     model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     head_state = {k[len("value_head."):]: v for k, v in state.items() if k.startswith("value_head.")}
@@ -117,6 +127,13 @@ class LearnerConfig:
     pass and reused by every epoch (about a third less compute per update)."""
     temperature: float = 1.0
     """Sampling temperature of the inference workers (log-probabilities are under it)."""
+    ref_kl: float = 0.0
+    """Weight of a penalty on the policy's KL divergence from the actor the run started from
+    (``--actor``, kept frozen beside the trained one): per action, the k3 estimate ``exp(d) - d - 1``
+    of ``d = log p_ref - log p`` summed over its sampled tokens (GRPO's beta; 0: off). It
+    holds the policy near the prior, where a reward learnt from the prior's own rollouts was
+    measured to hold, so the policy cannot walk far into states the reward misreads; it costs one
+    no-grad pass of the reference per update."""
     threads: int = 1
     seed: int = 0
 
@@ -171,6 +188,12 @@ class Learner:
             for p in self.actor.vlm.vision_parameters():
                 p.requires_grad_(False)
         self.opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.lr)
+        self.reference = None  # the start actor, frozen: the anchor of --learner.ref-kl
+        if cfg.ref_kl > 0:
+            self.reference = load_actor(cfg.actor)
+            self.reference.train(False)
+            for p in self.reference.parameters():
+                p.requires_grad_(False)
         self.step, self.episodes_seen = 0, 0
         self.rng = np.random.default_rng(cfg.seed)
         self.return_moments = RunningMoments()
@@ -234,11 +257,17 @@ class Learner:
         old_lp, values = np.zeros(n), np.zeros(n)
         features = np.zeros((n, self.actor.value_head.in_features))
         images = None  # with a frozen vision tower: its output for every sample, reused by each epoch
+        ref_tokens: list = [None] * n  # the reference's log-probability of each sampled token
         with torch.no_grad():
             for mb in self._batches(n):
                 out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature)
                 old_lp[mb], values[mb] = out["log_prob"].numpy(), out["value"].numpy()
                 features[mb] = out["features"].float().numpy()
+                if self.reference is not None:  # a frozen vision tower sees what the reference's sees
+                    ref = self.reference.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature,
+                                                  image_features=out["image_features"] if cfg.freeze_vision else None)
+                    for i, t in zip(mb, ref["token_log_probs"]):
+                        ref_tokens[i] = t
                 if cfg.freeze_vision:
                     if images is None:
                         images = torch.zeros((n, *out["image_features"].shape[1:]), dtype=out["image_features"].dtype)
@@ -282,6 +311,10 @@ class Learner:
                 loss, st = ppo_loss(out["log_prob"], torch.tensor(old_lp[mb], dtype=torch.float32), adv_t[mb],
                                     self._trained_value(out), torch.tensor(ret[mb], dtype=torch.float32), out["entropy"],
                                     clip=cfg.clip, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
+                if self.reference is not None:
+                    kl = reference_kl(out["token_log_probs"], [ref_tokens[i] for i in mb])
+                    loss = loss + cfg.ref_kl * kl
+                    st["ref_kl"] = float(kl.detach())
                 r_loss, r_st = self._replay_loss()  # Eq. 6: NLL of demonstrated (and replayed) actions
                 if r_loss is not None:
                     loss = loss + r_loss
