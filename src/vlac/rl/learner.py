@@ -263,7 +263,7 @@ class Learner:
                 out = self.actor.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature)
                 old_lp[mb], values[mb] = out["log_prob"].numpy(), out["value"].numpy()
                 features[mb] = out["features"].float().numpy()
-                if self.reference is not None:  # a frozen vision tower sees what the reference's sees
+                if self.reference is not None:  # with a frozen vision tower both read the same image features
                     ref = self.reference.evaluate([inputs[i] for i in mb], [samples[i] for i in mb], cfg.temperature,
                                                   image_features=out["image_features"] if cfg.freeze_vision else None)
                     for i, t in zip(mb, ref["token_log_probs"]):
