@@ -69,6 +69,30 @@ def test_the_codec_washes_out_a_small_coloured_marker():
     assert red(kept[0]).mean() > 180 and np.abs(kept - frames).mean() < 2.0
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="scheduling policies per thread: Linux")
+def test_encoding_leaves_every_thread_and_child_process_at_its_scheduling_policy(tmp_path):
+    """Run as root (CI, containers), SVT-AV1 switches the thread that opens an encoder to SCHED_FIFO
+    priority 99; every process started after it inherited that and starved a 2-core machine (CI's
+    workers crashed). Writing a clip leaves the policies as they were."""
+    from vlac.data.video import _KeepScheduling, encode_video
+
+    def policies():
+        return {int(t): os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task")}
+
+    before, mine = policies(), os.sched_getscheduler(0)
+    encode_video(np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), np.uint8), tmp_path / "a.mp4", fps=10)
+    after = policies()
+    assert all(after[t] == before.get(t, mine) for t in after), (before, after)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+                           capture_output=True, text=True, check=True)
+    assert int(child.stdout) == mine
+    # the restoring itself, also where the encoder may change nothing (not root): a changed thread is put back
+    keep = _KeepScheduling()
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    keep.restore()
+    assert os.sched_getscheduler(0) == mine
+
+
 def test_a_dataset_written_at_full_colour_resolution(tmp_path):
     eps = _episodes()
     feats = make_features(["main"], (64, 64), SIM_STATE_NAMES, SIM_ACTION_NAMES)

@@ -47,6 +47,46 @@ class VideoError(RuntimeError):
     """An mp4 that cannot be read; the message names the file."""
 
 
+class _KeepScheduling:
+    """Undoes SVT-AV1's switch to real-time scheduling.
+
+    Run as root (containers, CI, most cloud GPU machines), SVT-AV1 puts the thread that opens an
+    encoder under SCHED_FIFO at priority 99, and its encoder threads, every thread that thread starts
+    later and every process it spawns (Ray workers, robots, a browser) inherit it. On a 2-core machine
+    such a process starves everything else: a robot's heartbeats, Ray's control plane, the learner.
+    This snapshots each thread's policy before encoding and puts back any that changed (new threads:
+    the caller's policy). A thread someone deliberately made real-time before is left as it was."""
+
+    def __init__(self):
+        self.enabled = hasattr(os, "sched_getscheduler") and os.path.isdir("/proc/self/task")
+        self.before = {tid: self._get(tid) for tid in self._threads()} if self.enabled else {}
+        self.caller = self._get(0) if self.enabled else None
+
+    @staticmethod
+    def _threads() -> list[int]:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+
+    @staticmethod
+    def _get(tid: int):
+        try:
+            return os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority
+        except OSError:  # the thread ended meanwhile
+            return None
+
+    def restore(self) -> None:
+        if not self.enabled:
+            return
+        for tid in self._threads():
+            want = self.before.get(tid) or self.caller
+            now = self._get(tid)
+            if want is None or now is None or now == want:
+                continue
+            try:
+                os.sched_setscheduler(tid, want[0], os.sched_param(want[1]))
+            except OSError:  # ended meanwhile, or not ours to change
+                pass
+
+
 def encode_video(frames: np.ndarray, path: str | Path, fps: int, codec: str = VIDEO_CODEC, fmt: str = "av1") -> None:
     """``fmt`` (see ``VIDEO_FORMATS``) sets codec, pixel format and options; a ``codec`` other than the
     default is taken as it is, with its own defaults and yuv420p."""
@@ -62,17 +102,23 @@ def encode_video(frames: np.ndarray, path: str | Path, fps: int, codec: str = VI
     name, pix_fmt, options = VIDEO_FORMATS[check_video_format(fmt)]
     if codec != VIDEO_CODEC:
         name, pix_fmt, options = codec, PIX_FMT, {}
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream(name, rate=fps, options=options)
-        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        stream.time_base = tb
-        for k, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            frame.pts, frame.time_base = k, tb
-            for packet in stream.encode(frame):
+    scheduling = _KeepScheduling()
+    try:
+        with av.open(str(path), "w", format="mp4") as container:
+            stream = container.add_stream(name, rate=fps, options=options)
+            stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+            stream.time_base = tb
+            for k, img in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame.pts, frame.time_base = k, tb
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                if k == 0:  # the encoder opened with the first frame: its threads work at normal priority
+                    scheduling.restore()
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    finally:
+        scheduling.restore()
 
 
 def decode_video(path: str | Path, start_s: float = 0.0, end_s: float | None = None,
