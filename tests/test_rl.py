@@ -1041,8 +1041,8 @@ def test_a_real_robot_runs_the_loop_without_a_simulator(tmp_path):
 def test_a_resumed_run_does_not_evaluate_the_same_policy_twice(tmp_path):
     """A run resumed after its last update had been evaluated used to evaluate those weights again
     at once (the same point twice in curves.png, 20 evaluation episodes spent for nothing); it now
-    evaluates next ``eval_every`` episodes after that record, and a policy not yet evaluated at once."""
-    from vlac.rl.loop import first_evaluation
+    evaluates at the next multiple of ``eval_every`` after that record, and a policy not yet evaluated at once."""
+    from vlac.rl.loop import first_evaluation, next_evaluation
 
     log = tmp_path / "eval.jsonl"
     assert first_evaluation(log, 0, 0, 20) == (0, None)  # a new run
@@ -1051,3 +1051,7 @@ def test_a_resumed_run_does_not_evaluate_the_same_policy_twice(tmp_path):
         {"version": 10, "episodes": 40, "success": 0.7}]) + '\n{"version": 11, "epis')  # cut by a kill
     assert first_evaluation(log, 10, 40, 20) == (60, 0.7)  # evaluated after its last update
     assert first_evaluation(log, 11, 44, 20) == (44, None)  # trained further than any evaluation
+    # evaluations stay on multiples of eval_every: a run stopped and evaluated at 79 is next evaluated at 100
+    log.write_text(json.dumps({"version": 9, "episodes": 79, "success": 0.7}) + "\n")
+    assert first_evaluation(log, 9, 79, 50) == (100, 0.7)
+    assert [next_evaluation(n, 50) for n in (0, 50, 52, 99, 100)] == [50, 100, 100, 100, 150]

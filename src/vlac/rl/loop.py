@@ -463,7 +463,7 @@ class RLLoop:
                                                   self.cfg.eval_seed, self.cfg.max_steps, self.cfg.eval_temperature,
                                                   keep)
             self.eval_inflight = InFlight(call, self.done_episodes)
-            self.next_eval = self.done_episodes + self.cfg.eval_every
+            self.next_eval = next_evaluation(self.done_episodes, self.cfg.eval_every)
             if final:
                 self._eval_done()
 
@@ -616,18 +616,25 @@ class RLLoop:
 _TERMINATED: list[int] = []  # the signal that stopped the run, if one did
 
 
+def next_evaluation(done_episodes: int, eval_every: int) -> int:
+    """The episode count of the evaluation after one made at ``done_episodes``: the next multiple of
+    ``eval_every``, so that runs (resumed ones too, and ones whose evaluation started a few episodes
+    late) are measured at the same points, 0 / 50 / 100 / ..."""
+    return (done_episodes // eval_every + 1) * eval_every
+
+
 def first_evaluation(log: Path, version: int, done_episodes: int, eval_every: int) -> tuple[int, float | None]:
     """The episode count of a run's first evaluation and the last success on record: at once for a
     new run, and for a resumed one whose policy (``version``) the last record of ``log`` already
-    evaluated, ``eval_every`` episodes after that record (it was the evaluation after the last
-    update; repeating it on the same weights costs an evaluation and draws the same point twice)."""
+    evaluated, at the next multiple of ``eval_every`` after that record (it was the evaluation after
+    the last update; repeating it on the same weights costs an evaluation and draws the same point twice)."""
     from vlac.rl.report import read_log
 
     records = read_log(log)
     last = records[-1] if records else None
     if last is None or last.get("version") != version:
         return done_episodes, None
-    return int(last["episodes"]) + eval_every, last.get("success")
+    return next_evaluation(int(last["episodes"]), eval_every), last.get("success")
 
 
 def _stop_on_sigterm(signum, frame) -> None:
