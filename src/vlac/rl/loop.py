@@ -620,7 +620,8 @@ def next_evaluation(done_episodes: int, eval_every: int) -> int:
     """The episode count of the evaluation after one made at ``done_episodes``: the next multiple of
     ``eval_every``, so that runs (resumed ones too, and ones whose evaluation started a few episodes
     late) are measured at the same points, 0 / 50 / 100 / ..."""
-    return (done_episodes // eval_every + 1) * eval_every
+    every = max(int(eval_every), 1)  # 0 (or less): after every episode, as before, not a division by zero
+    return (done_episodes // every + 1) * every
 
 
 def first_evaluation(log: Path, version: int, done_episodes: int, eval_every: int) -> tuple[int, float | None]:
