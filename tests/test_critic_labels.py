@@ -331,6 +331,17 @@ def test_failed_late_frames_come_from_failed_episodes_where_the_flag_is_off(smal
     assert len(got) == len(want) >= 1
     for g, w in zip(got, want):
         assert np.array_equal(g.frames, w)
+    # --failed-first N: only the first N episodes (those labelled so far), the rest never decoded
+    failed_ids = [i for i in range(ds.num_episodes) if not ds.meta(i)["success"]]
+    first = failed_ids[0] + 1
+    assert [t.source for t in load_failed_late_frames([ds], progress=False, first=first)] == [f"{ds.root}#{failed_ids[0]}"]
+    assert len(load_failed_late_frames([ds], progress=False, first=10 * ds.num_episodes)) == len(want)
+    from vlac.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="--failed-first 5 .* --failed-data"):
+        TrainConfig(data=["x"], out="y", failed_first=5)
+    with pytest.raises(ValueError, match="--failed-first -1"):
+        TrainConfig(data=["x"], out="y", failed_data=["z"], failed_first=-1)
 
 
 def _save_rollout(root, policy, task, seed, frames, flags):

@@ -57,6 +57,9 @@ class TrainConfig:
     failed_data: list[str] = field(default_factory=list)
     """More datasets used only for those hard negatives, e.g. an RL run's
     `episodes/` (the policy's own failures); their successful episodes are not used."""
+    failed_first: int = 0
+    """Read only the first this many episodes of each --failed-data dataset (0: all): the episodes of
+    a run labelled so far, to retrain the done detector while the run goes on."""
     rollouts: list[str] = field(default_factory=list)
     """Folders of policy rollouts (`vlac critic fidelity --rollouts-only --out DIR`) labelled only by
     episode: successes up to their success moment join the training episodes; failures and what
@@ -102,6 +105,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2")
+        if self.failed_first < 0 or (self.failed_first and not self.failed_data):
+            raise ValueError(f"--failed-first {self.failed_first} reads the first episodes of --failed-data datasets: "
+                             "give a number >= 0 and at least one --failed-data folder")
         self.mixture()  # validates the weights
 
     def mixture(self) -> dict[str, float]:

@@ -57,14 +57,16 @@ class Trajectory:
 
 
 def iter_episodes(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
-                  min_frames: int = 4, progress: bool = True, failed_only: bool = False):
+                  min_frames: int = 4, progress: bool = True, failed_only: bool = False, first: int = 0):
     """Yield (dataset, index, episode, camera key) for every (successful, or with ``failed_only``
-    failed) episode long enough; the others are skipped before their frames are decoded."""
+    failed) episode long enough, among each dataset's first ``first`` episodes (0: all); the others
+    are skipped before their frames are decoded."""
     for ds in datasets:
         key = camera or ds.camera_keys[0]
         if key not in ds.camera_keys:
             raise ValueError(f"camera {key!r} not in dataset {ds.root} (cameras: {ds.camera_keys})")
-        for i in tqdm(range(ds.num_episodes), desc=f"load {ds.root.name}", unit="ep", disable=not progress):
+        count = min(first, ds.num_episodes) if first > 0 else ds.num_episodes
+        for i in tqdm(range(count), desc=f"load {ds.root.name}", unit="ep", disable=not progress):
             meta = ds.meta(i)
             ok = meta.get("success", False)
             if (successful_only and not ok) or (failed_only and ok) or int(meta["length"]) < min_frames:
@@ -80,12 +82,13 @@ def load_trajectories(datasets: list[LeRobotDataset], camera: str | None = None,
 
 
 def load_failed_late_frames(datasets: list[LeRobotDataset], camera: str | None = None,
-                            progress: bool = True) -> list[Trajectory]:
+                            progress: bool = True, first: int = 0) -> list[Trajectory]:
     """Failed episodes' second halves, only the frames whose simulator flag is off (hard not-done
-    examples). Episodes without a per-frame flag are skipped."""
+    examples), among each dataset's first ``first`` episodes (0: all). Episodes without a per-frame
+    flag are skipped."""
     out = []
     for ds, i, ep, key in iter_episodes(datasets, camera, successful_only=False, progress=progress,
-                                        failed_only=True):
+                                        failed_only=True, first=first):
         if ep.success is None:
             continue
         late = np.arange(len(ep.success)) >= len(ep.success) // 2

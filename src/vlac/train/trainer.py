@@ -104,7 +104,8 @@ def train(cfg: TrainConfig) -> dict:
     failed = []
     if cfg.done_failed > 0 and {"done", "done_goal"} & set(critic_objectives):
         extra = [LeRobotDataset(p) for p in cfg.failed_data]
-        failed = load_failed_late_frames(datasets + extra, cfg.camera or None)
+        failed = load_failed_late_frames(datasets, cfg.camera or None)
+        failed += load_failed_late_frames(extra, cfg.camera or None, first=cfg.failed_first)
         failed += rollouts.failed_late
         print(f"done: {len(failed)} failed episodes give hard not-done frames "
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
