@@ -424,6 +424,7 @@ def _robot(address, robot_id, task="reach-v3", steps=8):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow(170)
 def test_rl_command_end_to_end_with_a_robot_killed_and_restarted(tmp_path):
     """`vlac rl` with one built-in simulated robot plus one started separately, killed mid-episode
     and started again: training goes on, the partial episode is kept (as a truncation); the
@@ -644,6 +645,7 @@ def test_actions_that_reach_the_robot_too_late_are_never_trained_on(ray_local, t
     loop.gateway.close()
 
 
+@pytest.mark.slow(135)
 def test_rl_oracle_dense_on_policy_with_takeovers_returns_and_a_missing_cluster(tmp_path):
     """The oracle-dense reference arm with symmetric critic rewards logged and the critic's done off
     (every episode runs to the limit), the robot held for the learner (every update trains on the
@@ -987,6 +989,7 @@ sys.meta_path.insert(0, NoSimulator())
 '''
 
 
+@pytest.mark.slow(75)
 def test_a_real_robot_runs_the_loop_without_a_simulator(tmp_path):
     """A robot with its own task text (not a suite task), two cameras (neither called main) and its
     own state and action names runs `vlac rl` on a machine where Meta-World, MuJoCo and gymnasium
@@ -1055,3 +1058,24 @@ def test_a_resumed_run_does_not_evaluate_the_same_policy_twice(tmp_path):
     log.write_text(json.dumps({"version": 9, "episodes": 79, "success": 0.7}) + "\n")
     assert first_evaluation(log, 9, 79, 50) == (100, 0.7)
     assert [next_evaluation(n, 50) for n in (0, 50, 52, 99, 100)] == [50, 100, 100, 100, 150]
+
+
+def test_an_evaluation_with_no_update_since_the_last_one_is_skipped(tmp_path):
+    """A run resumed at 147 episodes evaluated its last update at once; the evaluation due at 150 then
+    came while the next update was still running and evaluated the same weights again (20 episodes for
+    the same point). A due evaluation of the policy last evaluated now moves to the next multiple."""
+    from tqdm import tqdm
+
+    from vlac.rl.config import RLConfig
+    from vlac.rl.loop import RLLoop
+
+    loop = RLLoop(RLConfig(out=str(tmp_path / "run"), robots=0, eval_every=50, eval_episodes=2))
+    loop.bar = tqdm(disable=True)
+    loop.evaluator = None  # any evaluation started would call it
+    loop.eval_inflight, loop.weights_ref, loop.version = None, None, 18
+    loop._evaluated_version, loop.next_eval, loop.done_episodes = 18, 150, 153
+    loop._evaluate()
+    assert loop.next_eval == 200 and loop.eval_inflight is None
+    loop.done_episodes = 199
+    loop._evaluate()  # not due yet
+    assert loop.next_eval == 200

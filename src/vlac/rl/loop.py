@@ -101,6 +101,7 @@ class RLLoop:
         self.rng = np.random.default_rng(cfg.seed)
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
         self._last_eval: float | None = None
+        self._evaluated_version: int | None = None  # the policy update of the last evaluation started
 
     # ------------------------------------------------------------------ set-up
     def _start_ray(self) -> None:
@@ -451,13 +452,21 @@ class RLLoop:
 
     def _evaluate(self, final: bool = False) -> None:
         """Success on fixed evaluation episodes at the start, every ``eval_every`` episodes and at
-        the end (``final`` waits for it)."""
+        the end (``final`` waits for it). A due evaluation of the policy the last one evaluated (no
+        update finished since: a learner slower than ``eval_every`` episodes, or an evaluation that
+        ran into the next one's time) moves to the next multiple: it would draw the same point again."""
         if self.cfg.eval_episodes < 1:
             return
         if self.eval_inflight is not None and (final or self.eval_inflight.ref in self.ready):
             self._eval_done()
         if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):
             state, version = self.weights_ref if self.weights_ref else (None, self.version)
+            if not final and version == self._evaluated_version:
+                skipped, self.next_eval = self.next_eval, next_evaluation(self.done_episodes, self.cfg.eval_every)
+                self.bar.write(f"evaluation at {skipped} episodes skipped: policy update {version} was evaluated "
+                               f"already (no update since); next at {self.next_eval}")
+                return
+            self._evaluated_version = version
             keep = str(self.out / "evaluated" / f"episodes-{self.done_episodes:04d}") if self.cfg.keep_evaluated else ""
             call = self.evaluator.evaluate.remote(state, version, self.cfg.task_list, self.cfg.eval_episodes,
                                                   self.cfg.eval_seed, self.cfg.max_steps, self.cfg.eval_temperature,
@@ -510,6 +519,8 @@ class RLLoop:
         # goes on to the next evaluation instead of repeating it on the same weights
         self.next_eval, self._last_eval = first_evaluation(self.out / "eval.jsonl", self.version,
                                                            self.done_episodes, self.cfg.eval_every)
+        if self._last_eval is not None:
+            self._evaluated_version = self.version
         self.procs = [self._start_robot(k) for k in range(cfg.robots)]
         self.bar = tqdm(total=cfg.episodes, initial=self.done_episodes, desc="rl", unit="ep")
         self.postfix: dict = {}
