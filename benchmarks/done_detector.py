@@ -61,12 +61,16 @@ def run_drift(critic, run: Path, window: int) -> dict:
 
     lines = [json.loads(x) for x in (run / "episodes.jsonl").read_text().splitlines() if x.strip()]
     data = LeRobotDataset(run / "episodes")
-    if data.num_episodes != len(lines):
-        raise SystemExit(f"error: {run}/episodes holds {data.num_episodes} episodes and episodes.jsonl "
-                         f"{len(lines)}; give a finished run (or repair it with `vlac data repair`)")
+    # a line's `n` is its episode's place in the dataset, counted from 1
+    if any(not 1 <= line["n"] <= data.num_episodes for line in lines):
+        raise SystemExit(f"error: {run}/episodes.jsonl names episodes beyond the {data.num_episodes} of {run}/episodes; "
+                         "give a finished run (or repair it with `vlac data repair`)")
+    if len(lines) < data.num_episodes:
+        print(f"note: {data.num_episodes - len(lines)} of the {data.num_episodes} episodes have no line in episodes.jsonl "
+              "(open when an older vlac stopped the run) and are left out")
     rows = []
-    for i, line in enumerate(tqdm(lines, desc="final verdicts", unit="ep")):
-        ep = data.episode(i)
+    for line in tqdm(lines, desc="final verdicts", unit="ep"):
+        ep = data.episode(line["n"] - 1)
         frames = ep.images[data.camera_keys[0]][-FINAL_FRAMES:]
         p = np.asarray(critic.done(list(frames), ep.task), np.float64)
         rows.append({"n": line["n"], "success": bool(line["success"]), "final": float(p.mean()),

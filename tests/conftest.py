@@ -20,6 +20,16 @@ def pytest_configure(config):
         set_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow(SECONDS)` first, longest first: pytest-xdist hands tests out in this order, so
+    the long end-to-end runs start at once, side by side, instead of one of them ending the suite alone
+    on one worker while the others idle."""
+    def expected(item) -> float:
+        mark = item.get_closest_marker("slow")
+        return mark.args[0] if mark is not None and mark.args else 0.0
+    items.sort(key=expected, reverse=True)
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory):
     """Two tasks x 2 episodes (one expert, one stall each) with a second camera."""

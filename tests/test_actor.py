@@ -91,6 +91,7 @@ def test_log_probs_equal_teacher_forced_pass(which, temperature, top_k, word_act
     actor.vlm.model.zero_grad()
 
 
+@pytest.mark.slow(80)
 def test_value_head_trains_and_round_trips(word_actor, tmp_path):
     inputs = _inputs(6, seed=4)
     actions = [np.array([1, 2, 3, 1.0])] * 6

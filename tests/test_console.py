@@ -221,6 +221,7 @@ def _browser(tmp_path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
+@pytest.mark.slow(90)
 def test_an_operator_drives_a_robot_from_the_console_in_a_real_browser(tmp_path):
     """Headless Chromium opens the console of a `vlac rl` run, sees the robot's frame update,
     takes the robot over, sends keys, hands back and ends the episode labelled success; the robot

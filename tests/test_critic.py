@@ -165,6 +165,7 @@ def test_train_command_resumes_exactly(expert_dataset, tmp_path):
     assert (tmp_path / "straight" / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow(120)
 def test_score_eval_filter_commands(small_dataset, tmp_path, capsys):
     main(["critic", "score", "--dataset", str(small_dataset), "--episode", "0", "--symmetric", "--out",
           str(tmp_path / "s")])

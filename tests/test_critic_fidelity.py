@@ -176,12 +176,19 @@ def test_scripted_rollouts_alone_and_a_done_detector_on_an_rl_runs_own_episodes(
     first, second = got["windows"]
     assert (first["episodes"], second["episodes"], first["successes"], second["failures"]) == ("1-2", "3-3", 1, 0)
     assert first["auc"] == pytest.approx(auc([want[0]], [want[1]])) and first["auc_logged"] == 1.0
-    (run / "episodes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:2]))
-    short = subprocess.run([sys.executable, "benchmarks/done_detector.py", "--run", str(run)], cwd=repo,
-                           capture_output=True, text=True)
-    assert short.returncode != 0 and "holds 3 episodes and episodes.jsonl 2" in short.stderr
+    # an episode without a line (persisted open when an older vlac stopped the run): the others by their `n`
+    (run / "episodes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [lines[0], lines[2]]))
+    gap = subprocess.run([sys.executable, "benchmarks/done_detector.py", "--critic", "builtin", "--run", str(run),
+                          "--out", str(bench)], cwd=repo, capture_output=True, text=True)
+    assert gap.returncode == 0 and "1 of the 3 episodes have no line" in gap.stdout, gap.stderr[-2000:]
+    assert [e["final"] for e in json.loads(bench.read_text())["episodes"]] == pytest.approx([want[0], want[2]], abs=1e-5)
+    (run / "episodes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines + [{**lines[0], "n": 4}]))
+    beyond = subprocess.run([sys.executable, "benchmarks/done_detector.py", "--run", str(run)], cwd=repo,
+                            capture_output=True, text=True)
+    assert beyond.returncode != 0 and "names episodes beyond the 3 of" in beyond.stderr
 
 
+@pytest.mark.slow(80)
 def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, capsys):
     out = tmp_path / "roll"
     main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "40", "--seed", "50000",

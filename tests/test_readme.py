@@ -127,21 +127,52 @@ def test_readme_optional_values_are_the_cli_defaults():
     assert f"default `{' '.join(TrainConfig(data=['x'], out='y').weights)}`" in readme
 
 
-# ~35 commands in a row (each process has its own time limit in `_finish`): 8.5 min alone on a slow 2-core
-# machine and over 10 beside the rest of the suite, where the suite-wide 600 s limit ended its xdist worker
-# with os._exit ("node down: Not properly terminated") in the middle of a command.
-@pytest.mark.timeout(1500)
-def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
+# Where each README command runs: three groups, each in its own folder, so that pytest-xdist runs them side
+# by side (in a row they took 8.5 min alone on a slow 2-core machine, the suite's longest test by far). A
+# group that reads a dataset collects it first with the README's own `vlac data collect` line.
+GROUPS = {"data": "data-critic", "critic": "data-critic", "actor": "actor", "rl": "rl", "robot": "rl"}
+NEEDS_DATA = ("data-critic", "actor")
+
+
+def _group(line: str) -> str:
+    first = shlex.split(line)[1]
+    if first not in GROUPS:
+        raise AssertionError(f"README command `{line}` belongs to no group of tests/test_readme.py: add `{first}` to GROUPS")
+    return GROUPS[first]
+
+
+def test_every_readme_command_is_in_a_group():
+    commands = readme_commands()
+    assert len(commands) >= 25, commands
+    by_group = {g: [c for c in commands if _group(c) == g] for g in set(GROUPS.values())}
+    assert sum(map(len, by_group.values())) == len(commands)
+    assert all(by_group.values()), by_group
+    groups = {" ".join(shlex.split(c)[1:3]) for c in commands}
+    assert {"data collect", "critic fidelity", "actor eval", "robot keys", "rl compare"} <= groups, groups
+    # `vlac robot sim ... PORT` joins the loop started by the line before it, in the same group
+    for k, c in enumerate(commands):
+        if c.startswith("vlac robot sim") and "PORT" in c:
+            assert commands[k - 1].startswith("vlac rl "), c
+
+
+# each command keeps its own time limit (`_finish`); the rl group is the longest, ~5 min alone on a slow machine
+@pytest.mark.timeout(1200)
+@pytest.mark.slow(300)
+@pytest.mark.parametrize("group", ["rl", "data-critic", "actor"])
+def test_every_readme_command_runs(group, tmp_path, monkeypatch, capsys):
     cwd = tmp_path
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("MUJOCO_GL", "egl")
     _prepare(cwd)
-    commands = readme_commands()
-    assert len(commands) >= 25, commands
+    every = readme_commands()
+    commands = [c for c in every if _group(c) == group]
+    if group in NEEDS_DATA and not commands[0].startswith("vlac data collect"):
+        commands.insert(0, next(c for c in every if c.startswith("vlac data collect")))
     ran, seen, joined = [], set(), {}
     ray_head = None
     try:
         for k, line in enumerate(commands):
+            started = time.monotonic()
             text = line
             if "--ray-address HOST" in text or "tcp://HOST:" in text or "tcp://0.0.0.0:" in text:
                 if ray_head is None:  # a cluster to join, on this machine
@@ -196,10 +227,11 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
                 except SystemExit as e:
                     assert e.code in (0, None), f"`{line}` exited with {e.code}: {capsys.readouterr().err[-2000:]}"
                 _check_outputs(cwd, words, line)
-                if words[:2] == ["data", "collect"] and not (cwd / "data2").exists():
+                if words[:2] == ["data", "collect"] and group == "data-critic" and not (cwd / "data2").exists():
                     shutil.copytree(cwd / "data", cwd / "data2")
                     _media(cwd)
             ran.append(line)
+            print(f"{time.monotonic() - started:6.1f} s  {line}")  # shown with `pytest -rP`
     finally:
         if "proc" in joined:
             os.killpg(joined["proc"].pid, signal.SIGKILL)
@@ -207,8 +239,6 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, capsys):
             os.killpg(ray_head.pid, signal.SIGTERM)
             ray_head.wait(timeout=60)
     assert set(ran) == set(commands), set(commands) - set(ran)  # every one of them ran
-    groups = {" ".join(shlex.split(c)[1:3]) for c in ran}
-    assert {"data collect", "critic fidelity", "actor eval", "robot keys", "rl compare"} <= groups, groups
 
 
 def _wait_for_ray(port: int, head: subprocess.Popen) -> None:

@@ -779,9 +779,16 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
         observe(2, k)
     for s in loop.fleet.robots["r0"].rec.steps[:2]:
         s.sample, s.reward, s.p_done = {"action": [1.0, 2.0, 3.0, 1.0]}, 0.1, 0.0
+    from vlac.rl.workers import LogService
+
+    loop.log, loop.done_episodes = LogService(str(loop.out)), 0
     loop._save_open_episodes()
+    loop.log.close()
     ds = LeRobotDataset(loop.out / "episodes")
     assert ds.num_episodes == 1 and len(ds.episode(0).action) == 2
+    # ... with its line in episodes.jsonl, as every stored episode has (a resumed run's lines and dataset line up)
+    (line,) = [json.loads(x) for x in (loop.out / "episodes.jsonl").read_text().splitlines()]
+    assert (line["n"], line["reason"], line["steps"]) == (1, "abort", 2) and loop.done_episodes == 1
     robot.close()
     loop.gateway.close()
 
@@ -968,6 +975,9 @@ def test_sigterm_stops_a_run_and_keeps_what_it_collected(tmp_path):
     assert stats["seconds_per_episode"]["critic"] == 0  # a reference arm run without any critic
     rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
     assert all(np.isnan(r["return"]) and np.isfinite(r["oracle_return"]) for r in rows), rows
+    # one line per stored episode, the open ones persisted at the stop too (they had none: a resumed
+    # run's episodes.jsonl then no longer lined up with its dataset), `n` its place in the dataset
+    assert [r["n"] for r in rows] == list(range(1, LeRobotDataset(out / "episodes").num_episodes + 1))
     report = (out / "report.md").read_text()  # the report of what was collected, also after SIGTERM
     assert "ORACLE sparse: simulator's success flag (reference arm)" in report
     assert "The critic against the simulator's flag" not in report

@@ -595,6 +595,14 @@ class RLLoop:
                       + " before stopping", flush=True)
             except BaseException as e:  # noqa: BLE001 - whatever stopped the run may have taken Ray with it
                 self._keep_unsaved(rec, e)
+                continue
+            if index < 0:
+                continue
+            self.done_episodes += 1  # episodes.jsonl keeps one line per stored episode, `n` its place in the dataset
+            try:
+                self.log.episode(rec.summary(), self.done_episodes)
+            except Exception as e:  # noqa: BLE001 - the episode is on disk; its summary line is secondary
+                print(f"episode {index} has no line in episodes.jsonl: {_first_line(e)}", flush=True)
         self.fleet.finishing = []
 
     def _summary(self, wall: float, episodes: int) -> dict:
