@@ -142,6 +142,7 @@ def test_bad_state_and_out_of_range_actions(word_actor):
                      word_actor.state_template)
 
 
+@pytest.mark.slow(75)
 def test_behaviour_cloning_improves_action_loss(word_actor):
     actor = Actor(VLM.tiny(word_actor.vlm.tokenizer, seed=5))
     inputs = _inputs(8, seed=6)
