@@ -59,7 +59,8 @@ demo: setup
 	@echo "== done: runs/demo/score-*/scores.png, runs/demo/actor-eval/report.md, runs/demo/rl/report.md"
 
 # Tests run in up to 4 processes (pytest-xdist; one per core, each sizing torch's pool to its share):
-# much of their time is spent waiting on subprocesses, sockets and Ray (2 cores: 7-22 min by machine, BENCHMARKS.md).
+# much of their time is spent waiting on subprocesses, sockets and Ray (2 cores: 7-22 min by machine, BENCHMARKS.md);
+# tests marked slow(SECONDS) start first, longest first (tests/conftest.py), and an idle worker steals queued ones.
 # The operator console's browser test drives Debian's chromium + chromium-driver: installed here when
 # this user may (root with apt-get), else the test is skipped with a note (CI requires it).
 test: setup
