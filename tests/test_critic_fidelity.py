@@ -189,7 +189,7 @@ def test_scripted_rollouts_alone_and_a_done_detector_on_an_rl_runs_own_episodes(
 
 
 @pytest.mark.slow(80)
-def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, capsys):
+def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, small_dataset, tmp_path, capsys):
     out = tmp_path / "roll"
     main(["critic", "fidelity", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "40", "--seed", "50000",
           "--ranking-episodes", "2", "--policies", "expert,stall", "--threads", "1", "--rollouts-only",
@@ -200,11 +200,14 @@ def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, tmp_path, 
     run = tmp_path / "critic"
     main(["critic", "train", "--data", str(expert_dataset), "--rollouts", str(out), "--still-share", "0.5",
           "--init", "critic", "--batch-size", "8", "--steps", "3", "--warmup", "1", "--val-episodes", "0",
-          "--done-failed", "0.3", "--done-rollouts", "0.5", "--threads", "1", "--out", str(run)])
+          "--done-failed", "0.3", "--done-rollouts", "0.5", "--threads", "1", "--out", str(run),
+          "--labelled", str(small_dataset), "--labelled-first", "4", "--done-labelled", "0.3"])
     printed = capsys.readouterr().out
     assert "rollouts:" in printed and "still trajectories" in printed  # the stalled episodes
+    assert re.search(r"labelled: 2 successful .* 2 done segments .*, 2 failed", printed)  # a run's labelled episodes
     cfg = json.loads((run / "train_config.json").read_text())
     assert cfg["rollouts"] == [str(out)] and cfg["still_share"] == 0.5 and cfg["done_rollouts"] == 0.5
+    assert cfg["labelled"] == [str(small_dataset)] and cfg["done_labelled"] == 0.3
     wins, segments = re.search(r"rollouts: (\d+) successful .* (\d+) done segments", printed).groups()
     assert int(wins) == int(segments) >= 1  # a done segment per success, matched with the stalled failures
     assert (run / "model" / "model.safetensors").is_file()

@@ -437,3 +437,64 @@ def test_done_pairs_from_rollouts_match_a_success_segment_with_a_failure_of_its_
                      rollout_failed=[t for t in ro.failed_late if t.task != ro.done_segments[0].task])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         SampleSource(experts, fine_step=1, done_rollouts=2.0)
+
+
+def test_labelled_episodes_of_a_run_give_their_own_share_of_done_pairs(small_dataset, tmp_path):
+    from vlac.data.dataset import LeRobotDataset
+    from vlac.train.config import TrainConfig
+    from vlac.train.samples import Rollouts, load_labelled, split_rollout
+
+    # a run's episodes in the LeRobot layout split as rollouts are, by their per-frame flag
+    ds = LeRobotDataset(small_dataset)
+    got = load_labelled([ds], progress=False)
+    wins = [i for i in range(ds.num_episodes) if ds.episode(i).success.any()]
+    losses = [i for i in range(ds.num_episodes) if not ds.episode(i).success.any()]
+    assert len(got.done_segments) == len(wins) >= 1 and len(got.failed_late) == len(losses) >= 1
+    assert [t.source for t in got.failed_late] == [f"{ds.root}#{i}#late" for i in losses]
+    assert all((~t.flags).any() for t in got.done_segments)  # the flag marks the moment: an approach
+    # --labelled-first N: only the episodes labelled so far
+    first = load_labelled([ds], progress=False, first=1)
+    assert len(first.done_segments) + len(first.failed_late) == 1
+    # an RL run's episodes flag only the last frame of a success (its outcome, not its moment): the last
+    # frame is done and nothing before it becomes a not-done approach frame
+    from dataclasses import replace
+
+    from vlac.data.writer import DatasetWriter
+
+    with DatasetWriter(tmp_path / "run", ds.features, fps=ds.fps) as w:
+        for i in range(ds.num_episodes):
+            ep = ds.episode(i)
+            w.add_episode(replace(ep, success=np.arange(len(ep.action)) == len(ep.action) - 1 if ep.success.any()
+                                  else np.zeros(len(ep.action), bool), timestamp=None))
+    run = load_labelled([LeRobotDataset(tmp_path / "run")], progress=False)
+    assert [t.flags.tolist() for t in run.done_segments] == [[True]] * len(wins)
+    assert len(run.failed_late) == len(losses)
+
+    # own share: the labelled pool beside the rollouts' pool and the demonstrations
+    flags = np.arange(20) >= 12
+    rollouts, labelled = Rollouts([], [], []), Rollouts([], [], [])
+    split_rollout(rollouts, "reach-v3", _coded(20, 1), flags, "r1")
+    split_rollout(rollouts, "reach-v3", _coded(20, 2), np.zeros(20, bool), "r2")
+    split_rollout(labelled, "reach-v3", _coded(20, 3), flags, "l3")
+    split_rollout(labelled, "reach-v3", _coded(20, 4), np.zeros(20, bool), "l4")
+    experts = [Trajectory("reach-v3", _coded(30, e), str(e)) for e in (5, 6)]
+    src = SampleSource(experts, fine_step=1, done_rollouts=0.25, done_segments=rollouts.done_segments,
+                       rollout_failed=rollouts.failed_late, done_labelled=0.5, labelled=labelled)
+    prompts, answers = src.done(np.random.default_rng(0), pairs=400)
+    ids = np.array([int(p.images[0][0, 0, 1]) for p in prompts])
+    assert 0.4 < np.isin(ids, (3, 4)).mean() < 0.6 and 0.15 < np.isin(ids, (1, 2)).mean() < 0.35
+    for p, a in zip(prompts, answers):
+        if int(p.images[0][0, 0, 1]) in (3, 4):  # a labelled pair: the success's done frame, the failure's late one
+            assert (a == "1") == (int(p.images[0][0, 0, 1]) == 3)
+            assert _index(p.images[0]) >= (12 if a == "1" else 10)
+    only = SampleSource(experts, fine_step=1, done_labelled=1.0, labelled=labelled)
+    assert {int(p.images[0][0, 0, 1]) for p in only.done(np.random.default_rng(1), pairs=50)[0]} == {3, 4}
+    with pytest.raises(ValueError, match="done_labelled > 0 needs labelled episodes"):
+        SampleSource(experts, fine_step=1, done_labelled=0.5, labelled=rollouts.__class__([], [], []))
+    with pytest.raises(ValueError, match="must be at most 1"):
+        SampleSource(experts, fine_step=1, done_rollouts=0.6, done_segments=rollouts.done_segments,
+                     rollout_failed=rollouts.failed_late, done_labelled=0.6, labelled=labelled)
+    with pytest.raises(ValueError, match="--done-labelled 0.3 .* --labelled"):
+        TrainConfig(data=["x"], out="y", done_labelled=0.3)
+    with pytest.raises(ValueError, match="--labelled-first 5 .* --labelled"):
+        TrainConfig(data=["x"], out="y", labelled_first=5)

@@ -65,6 +65,17 @@ class TrainConfig:
     episode: successes up to their success moment join the training episodes; failures and what
     follows a success become pairs labelled 0 (see --still-share); failures' late frames become
     hard not-done frames when --done-failed > 0."""
+    labelled: list[str] = field(default_factory=list)
+    """Datasets of policy episodes labelled by episode, in the LeRobot layout with a per-frame
+    success flag: an RL run's `episodes/` (the policy's own episodes, as an operator labelled them).
+    They give their own share of the done pairs (--done-labelled)."""
+    labelled_first: int = 0
+    """Read only the first this many episodes of each --labelled dataset (0: all): the episodes of a
+    run labelled so far."""
+    done_labelled: float = 0.0
+    """Share of done pairs drawn from the --labelled episodes, matched by task: a frame of a
+    success's first done segment (1) against a late frame of a failure (0), or with --done-near a
+    frame of the success's own approach. Its own share, apart from --done-rollouts."""
     still_share: float = 0.0
     """Share of progress and one-shot groups drawn from still trajectories (failed rollouts, frames
     after a success) with every pair labelled 0: motion without progress. Needs --rollouts."""
@@ -108,6 +119,12 @@ class TrainConfig:
         if self.failed_first < 0 or (self.failed_first and not self.failed_data):
             raise ValueError(f"--failed-first {self.failed_first} reads the first episodes of --failed-data datasets: "
                              "give a number >= 0 and at least one --failed-data folder")
+        if self.labelled_first < 0 or (self.labelled_first and not self.labelled):
+            raise ValueError(f"--labelled-first {self.labelled_first} reads the first episodes of --labelled datasets: "
+                             "give a number >= 0 and at least one --labelled folder")
+        if self.done_labelled > 0 and not self.labelled:
+            raise ValueError(f"--done-labelled {self.done_labelled} draws done pairs from labelled episodes: "
+                             "give --labelled folders (e.g. an RL run's episodes/)")
         self.mixture()  # validates the weights
 
     def mixture(self) -> dict[str, float]:

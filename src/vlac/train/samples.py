@@ -117,6 +117,29 @@ class Rollouts:
                 f"segments ({sum(int(t.flags.sum()) for t in self.done_segments)} frames)")
 
 
+def split_rollout(rollouts: Rollouts, task: str, frames: np.ndarray, flags: np.ndarray, source: str,
+                  approach: bool = True) -> None:
+    """Add one policy episode, labelled only by episode (success, and the first frame it is done), to
+    ``rollouts``: a success up to its success moment, the frames after it as still, its approach
+    (unless ``approach`` is off: when the flag does not mark the moment) and first done segment; a
+    failure as still, and its second half as hard not-done frames."""
+    if flags.any():
+        k = int(np.argmax(flags))
+        if k >= 1:
+            rollouts.successes.append(Trajectory(task, frames[:k + 1], source, np.arange(k + 1) >= k))
+        if len(frames) - k > 1:
+            rollouts.still.append(Trajectory(task, frames[k:], source + "#after-success"))
+        lost = np.flatnonzero(~flags[k:])
+        end = k + (lost[0] if len(lost) else len(frames) - k)
+        start = k - L.near_miss_count(k) if k and approach else k  # the approach: just short of the moment
+        rollouts.done_segments.append(Trajectory(task, frames[start:end], source + "#done",
+                                                 np.arange(start, end) >= k))
+    else:
+        rollouts.still.append(Trajectory(task, frames, source))
+        half = len(frames) // 2
+        rollouts.failed_late.append(Trajectory(task, frames[half:], source + "#late"))
+
+
 def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
     """Every ``rollouts/POLICY/TASK/SEED.npz`` under each folder (a `vlac critic fidelity --out`).
 
@@ -144,22 +167,41 @@ def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
             raise ValueError(f"rollout {path}: {path.parent.name!r} is not a simulated task; the folder layout is "
                              "rollouts/POLICY/TASK/SEED.npz as `vlac critic fidelity` writes it")
         # prompts carry the instruction the datasets carry, not the simulator's task name
-        task, source = TASKS[path.parent.name].instruction, str(path)
-        if flags.any():
-            k = int(np.argmax(flags))
-            if k >= 1:
-                out.successes.append(Trajectory(task, frames[:k + 1], source, np.arange(k + 1) >= k))
-            if len(frames) - k > 1:
-                out.still.append(Trajectory(task, frames[k:], source + "#after-success"))
-            lost = np.flatnonzero(~flags[k:])
-            end = k + (lost[0] if len(lost) else len(frames) - k)
-            start = k - L.near_miss_count(k) if k else k  # the approach: just short of the success moment
-            out.done_segments.append(Trajectory(task, frames[start:end], source + "#done", np.arange(start, end) >= k))
-        else:
-            out.still.append(Trajectory(task, frames, source))
-            half = len(frames) // 2
-            out.failed_late.append(Trajectory(task, frames[half:], source + "#late"))
+        split_rollout(out, TASKS[path.parent.name].instruction, frames, flags, str(path))
     return out
+
+
+def load_labelled(datasets: list[LeRobotDataset], camera: str | None = None, first: int = 0,
+                  progress: bool = True) -> Rollouts:
+    """Policy episodes in the LeRobot layout labelled by episode, split as ``load_rollouts`` splits
+    rollouts, among each dataset's first ``first`` episodes (0: all). An RL run's ``episodes/`` flag
+    only the last frame of a successful episode (its outcome, not the moment it was done), so a
+    success gives its last frame as done and no approach: frames before it may be done already."""
+    out = Rollouts([], [], [])
+    for ds, i, ep, key in iter_episodes(datasets, camera, successful_only=False, progress=progress, first=first):
+        if ep.success is None:
+            raise ValueError(f"--labelled {ds.root}: episode {i} has no per-frame success flag (sim.success), so "
+                             "it carries no label; give datasets of labelled episodes, e.g. an RL run's episodes/")
+        flags = np.asarray(ep.success, bool)
+        moment = not flags.any() or int(np.argmax(flags)) < len(flags) - 1  # a flag before the last frame
+        split_rollout(out, ep.task, ep.images[key], flags, f"{ds.root}#{i}", approach=moment)
+    return out
+
+
+class DonePool:
+    """Done pairs of policy episodes, matched by task: the successes' done segments (their approach
+    flagged off) and the failures' late frames."""
+
+    def __init__(self, segments: list[Trajectory], failed: list[Trajectory]):
+        self.failed: dict[str, list[Trajectory]] = {}
+        for t in failed:
+            self.failed.setdefault(t.task, []).append(t)
+        self.segments = [t for t in segments if t.task in self.failed]
+        # per segment: its done frames and its approach frames, found once
+        self.frames = [(np.flatnonzero(t.flags), np.flatnonzero(~t.flags)) for t in self.segments]
+
+    def __bool__(self) -> bool:
+        return bool(self.segments)
 
 
 class SampleSource:
@@ -171,7 +213,8 @@ class SampleSource:
                  done_labels: str = "position", done_near: float = 0.0,
                  still: list[Trajectory] | None = None, still_share: float = 0.0,
                  done_rollouts: float = 0.0, done_segments: list[Trajectory] | None = None,
-                 rollout_failed: list[Trajectory] | None = None):
+                 rollout_failed: list[Trajectory] | None = None, done_labelled: float = 0.0,
+                 labelled: Rollouts | None = None):
         if not trajectories:
             raise ValueError("no successful episodes to train on; collect some with `vlac data collect` "
                              "(progress labels come from successful episodes only)")
@@ -213,18 +256,22 @@ class SampleSource:
         self.still_by_task: dict[str, list[int]] = {}
         for n, t in enumerate(self.still):
             self.still_by_task.setdefault(t.task, []).append(n)
-        if not 0.0 <= done_rollouts <= 1.0:
-            raise ValueError(f"done_rollouts={done_rollouts} must be a share in [0, 1]")
-        self.rollout_failed: dict[str, list[Trajectory]] = {}
-        for t in rollout_failed or []:
-            self.rollout_failed.setdefault(t.task, []).append(t)
-        self.done_segments = [t for t in done_segments or [] if t.task in self.rollout_failed]
-        # per segment: its done frames and its approach frames, found once
-        self._segment_frames = [(np.flatnonzero(t.flags), np.flatnonzero(~t.flags)) for t in self.done_segments]
-        if done_rollouts > 0 and not self.done_segments:
+        for name, share in (("done_rollouts", done_rollouts), ("done_labelled", done_labelled)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name}={share} must be a share in [0, 1]")
+        if done_rollouts + done_labelled > 1.0:
+            raise ValueError(f"done_rollouts + done_labelled = {done_rollouts + done_labelled} must be at most 1 "
+                             "(shares of the done pairs)")
+        self.rollout_pool = DonePool(done_segments or [], rollout_failed or [])
+        if done_rollouts > 0 and not self.rollout_pool:
             raise ValueError("done_rollouts > 0 needs rollouts of one task with both a success and a failure; "
                              "give --rollouts folders with such episodes (more episodes, or a stronger actor)")
         self.done_rollouts = done_rollouts
+        self.labelled_pool = DonePool(labelled.done_segments, labelled.failed_late) if labelled else DonePool([], [])
+        if done_labelled > 0 and not self.labelled_pool:
+            raise ValueError("done_labelled > 0 needs labelled episodes of one task with both a success and a "
+                             "failure; give --labelled datasets (or a larger --labelled-first) with such episodes")
+        self.done_labelled = done_labelled
 
     def _done_split(self, traj: Trajectory) -> tuple:
         """(not-done frames, done frames) of one trajectory under the chosen done labels."""
@@ -325,15 +372,15 @@ class SampleSource:
                     frames = frames[-L.near_miss_count(len(frames)):]  # just short of the goal
                 yield src, int(frames[int(rng.integers(0, len(frames)))]), label
 
-    def _rollout_done_pair(self, rng: np.random.Generator) -> list[tuple[Trajectory, int, bool]]:
-        """A done frame of a successful rollout and a late frame of a failed one of its task, or with
-        probability ``done_near`` a frame of the success's own approach (just short of the moment)."""
-        n = int(rng.integers(0, len(self.done_segments)))
-        pos, (done, approach) = self.done_segments[n], self._segment_frames[n]
+    def _pool_done_pair(self, pool: DonePool, rng: np.random.Generator) -> list[tuple[Trajectory, int, bool]]:
+        """A done frame of a successful policy episode and a late frame of a failed one of its task, or
+        with probability ``done_near`` a frame of the success's own approach (just short of the moment)."""
+        n = int(rng.integers(0, len(pool.segments)))
+        pos, (done, approach) = pool.segments[n], pool.frames[n]
         if len(approach) and self.done_near and rng.random() < self.done_near:
             neg, t = pos, int(approach[int(rng.integers(0, len(approach)))])
         else:
-            negs = self.rollout_failed[pos.task]
+            negs = pool.failed[pos.task]
             neg = negs[int(rng.integers(0, len(negs)))]
             t = int(rng.integers(0, len(neg.frames)))
         return [(neg, t, False), (pos, int(done[int(rng.integers(0, len(done)))]), True)]
@@ -344,12 +391,16 @@ class SampleSource:
         probability ``done_failed`` the 0 is a late frame of a failed episode of any task instead,
         and with probability ``done_near`` it is one of the last 20% of the episode's not-done frames
         (the hardest: just short of the goal). With probability ``done_rollouts`` the pair comes
-        from the policy rollouts instead (``_rollout_done_pair``, where ``done_near`` draws the 0
-        from the success's own approach)."""
+        from the policy rollouts instead (``_pool_done_pair``, where ``done_near`` draws the 0
+        from the success's own approach), and with probability ``done_labelled`` from the labelled
+        episodes (an RL run's own, labelled as it goes) in the same way."""
         draws, ids = [], list(range(len(self.trajs)))
         for _ in range(pairs):
-            if self.done_rollouts and rng.random() < self.done_rollouts:
-                draws += self._rollout_done_pair(rng)
+            r = rng.random() if self.done_rollouts or self.done_labelled else 1.0
+            if r < self.done_rollouts:
+                draws += self._pool_done_pair(self.rollout_pool, rng)
+            elif r < self.done_rollouts + self.done_labelled:
+                draws += self._pool_done_pair(self.labelled_pool, rng)
             else:
                 draws += self._done_draws(rng, 1, ids, self.failed)
         return ([Prompt(P.done_prompt(src.task), [src.frames[t]]) for src, t, _ in draws],

@@ -62,8 +62,8 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.actor.actor import Actor
     from vlac.train.actions import ActionSource, load_demos
     from vlac.train.objectives import ActionObjective, PromptObjective
-    from vlac.train.samples import (Rollouts, SampleSource, Trajectory, load_failed_late_frames, load_rollouts,
-                                    load_trajectories)
+    from vlac.train.samples import (Rollouts, SampleSource, Trajectory, load_failed_late_frames, load_labelled,
+                                    load_rollouts, load_trajectories)
     from vlac.data.dataset import LeRobotDataset
     from vlac.model import model_path
     from vlac.model.tokenizer import train_tokenizer
@@ -90,6 +90,12 @@ def train(cfg: TrainConfig) -> dict:
     elif cfg.still_share > 0 or cfg.done_rollouts > 0:
         flag = f"--still-share {cfg.still_share}" if cfg.still_share > 0 else f"--done-rollouts {cfg.done_rollouts}"
         raise ValueError(f"{flag} needs --rollouts (folders of policy rollouts)")
+    labelled = None
+    if cfg.labelled:
+        if acting:
+            raise ValueError("--labelled trains the critic's done objective; the actor's action objective does not use it")
+        labelled = load_labelled([LeRobotDataset(p) for p in cfg.labelled], cfg.camera or None, cfg.labelled_first)
+        print(f"labelled: {labelled.summary()}, {len(labelled.failed_late)} failed", flush=True)
     # Hold back whole episodes (every n-th) for validation.
     n_val = min(cfg.val_episodes, len(trajs) // 5)
     stride = max(1, len(trajs) // max(n_val, 1))
@@ -111,7 +117,8 @@ def train(cfg: TrainConfig) -> dict:
               f"({sum(len(t.frames) for t in failed)} frames, share {cfg.done_failed})", flush=True)
     source = SampleSource(train_trajs, failed=failed, done_failed=cfg.done_failed, still_share=cfg.still_share,
                           still=rollouts.still, done_rollouts=cfg.done_rollouts, done_segments=rollouts.done_segments,
-                          rollout_failed=rollouts.failed_late, **kw) if critic_objectives else None
+                          rollout_failed=rollouts.failed_late, done_labelled=cfg.done_labelled, labelled=labelled,
+                          **kw) if critic_objectives else None
     val_batches = _validation_set(SampleSource(val_trajs, **kw) if critic_objectives else None, cfg.seed,
                                   cfg.batch_size, mix) if val_trajs else {}
 
@@ -151,7 +158,8 @@ def train(cfg: TrainConfig) -> dict:
                                "reference_frames": cfg.reference_frames, "train_data": cfg.data,
                                "done_labels": cfg.done_labels, "done_failed": cfg.done_failed,
                                "done_near": cfg.done_near, "rollouts": cfg.rollouts,
-                               "still_share": cfg.still_share})
+                               "still_share": cfg.still_share, "labelled": cfg.labelled,
+                               "labelled_first": cfg.labelled_first, "done_labelled": cfg.done_labelled})
     params = net.parameters() if acting else [p for p in vlm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = transformers.get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
