@@ -47,6 +47,18 @@ class RLConfig:
     critic_symmetric: bool = False
     """Score each step pair both ways and average the readings (less noisy rewards, two forward
     passes per step; see `vlac critic eval --symmetric`)."""
+    critic_refresh_every: int = 0
+    """Keep the done probe up with the policy: every this many episodes, train the critic again by its
+    own recipe (its train_config.json) on the run's labelled episodes so far, in the background on
+    one thread, and swap it in once written (0: off; see ``vlac.rl.refresh``)."""
+    critic_labels: str = "operator"
+    """Who labels the run's episodes for --critic-refresh-every: operator (episodes ended with a
+    verdict at the --console) or simulated-operator (every episode, by the simulator's success flag:
+    a reference arm, what labelling every episode would give; simulated robots only)."""
+    critic_refresh_share: float = 0.25
+    """Share of the refreshed critic's done pairs drawn from the labelled episodes."""
+    critic_refresh_steps: int = 0
+    """Training steps of each refresh (0: the critic's recipe's)."""
     done_threshold: float = 0.9
     """The critic's done probability that counts as done (high: the built-in critic calls frames
     done early; see its episode-level done table in BENCHMARKS.md). Above 1 the critic's done is
@@ -186,6 +198,19 @@ class RLConfig:
                                  "VLAC_CONSOLE_TOKEN); the page and every request must carry it")
             if self.console_step <= 0:
                 raise ValueError(f"--console-step {self.console_step} must be > 0 (millimetres a key press moves)")
+        if self.critic_refresh_every:
+            from vlac.rl.refresh import LABELLERS, recipe_of
+
+            if self.critic_refresh_every < 0 or self.critic_refresh_steps < 0:
+                raise ValueError("--critic-refresh-every and --critic-refresh-steps must be >= 0 (0: off / the recipe's)")
+            if self.critic_labels not in LABELLERS:
+                raise ValueError(f"--critic-labels {self.critic_labels!r} must be one of {', '.join(LABELLERS)}")
+            if not 0.0 < self.critic_refresh_share <= 1.0:
+                raise ValueError(f"--critic-refresh-share {self.critic_refresh_share} must be in (0, 1]")
+            if self.critic_labels == "operator" and not self.console:
+                raise ValueError("--critic-labels operator takes the verdicts an operator gives at the console: pass "
+                                 "--console HOST:PORT (or --critic-labels simulated-operator, a reference arm)")
+            recipe_of(self.critic)  # a critic without its recipe is named now, before Ray starts
         if self.max_episode_mb <= 0 or self.max_episode_steps < 0:
             raise ValueError("max_episode_mb must be > 0 and max_episode_steps >= 0")
 

@@ -98,6 +98,14 @@ class RLLoop:
         # return points: the rule's (return-and-explore) and those an operator marks at the console
         self.returns = ReturnBank(cfg.returns) if cfg.return_explore == "auto" or cfg.console else None
         self.desk = None  # the operator console's commands and snapshots (--console)
+        self.refresh = None  # the done probe retrained on the run's labelled episodes (--critic-refresh-every)
+        self.next_critic: str | None = None  # a refreshed critic waiting to be swapped in
+        if cfg.critic_refresh_every:
+            from vlac.rl.refresh import CriticRefresh, RefreshRules
+
+            self.refresh = CriticRefresh(self.out, cfg.critic, RefreshRules(
+                cfg.critic_refresh_every, cfg.critic_labels, cfg.critic_refresh_share, cfg.critic_refresh_steps))
+            self.counters["critic_refreshes"] = 0
         self.rng = np.random.default_rng(cfg.seed)
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None
         self._last_eval: float | None = None
@@ -131,8 +139,12 @@ class RLLoop:
         lc = self.cfg.learner
         self.workers = [remote(InferenceWorker).remote(self.cfg.actor, lc.temperature, 0, 1, self.cfg.seed + k)
                         for k in range(self.cfg.inference_workers)]
+        self._remote = remote
+        critic = self.refresh.current if self.refresh is not None else self.cfg.critic  # a resumed run's newest
+        if critic != self.cfg.critic:
+            print(f"resuming with the refreshed critic {critic}", flush=True)
         self.critic = None if self.cfg.critic == "none" else remote(CriticWorker).remote(
-            self.cfg.critic, 1, symmetric=self.cfg.critic_symmetric)
+            critic, 1, symmetric=self.cfg.critic_symmetric)
         self.learner = remote(Learner).remote(lc)
         fps = 1.0 / self.cfg.period if self.cfg.period > 0 else LOCKSTEP_FPS  # the dataset's frame rate
         self.data = DataLink(ray, str(self.out), self.rules.preprocess.camera, fps, self.cfg.data_timeout)
@@ -312,6 +324,23 @@ class RLLoop:
             items, self.fleet.to_score = self.fleet.to_score[:32], self.fleet.to_score[32:]
             self.critic_inflight = InFlight(self.critic.score.remote(items), items)
 
+    def _refresh_critic(self) -> None:
+        """Start a refresh of the done probe when due; swap a written one in between two scoring
+        calls: a new critic worker on the new model (so a restart loads it too), the old one ended."""
+        if self.refresh is None:
+            return
+        if self.done_episodes < self.cfg.episodes:
+            new = self.refresh.poll(self.done_episodes)
+            self.next_critic = new or self.next_critic
+        if self.next_critic is None or self.critic_inflight is not None:
+            return
+        old, self.next_critic, path = self.critic, None, self.next_critic
+        self.critic = self._remote(CriticWorker).remote(path, 1, symmetric=self.cfg.critic_symmetric)
+        self.ray.kill(old)
+        self.counters["critic_refreshes"] += 1
+        self.bar.write(f"critic refreshed after {self.refresh.started_at} episodes: scoring with {path} "
+                       f"from episode {self.done_episodes + 1}")
+
     def _finish_episodes(self) -> None:
         pending = {tuple(it.key[:2]) for it in self.fleet.to_score}
         if self.critic_inflight is not None:
@@ -328,6 +357,8 @@ class RLLoop:
             if index < 0:
                 continue
             self.done_episodes += 1
+            if self.refresh is not None:  # the operator's verdict; the simulator's flag only for a simulated operator
+                self.refresh.label(index, rec.label, rec.success)
             auto = self.cfg.return_explore == "auto"
             point = self.returns.finished(rec, self.rng, auto) if self.returns is not None else None
             if point is not None and rec.robot in self.gateway.robots:  # return-and-explore
@@ -543,6 +574,7 @@ class RLLoop:
                 self._finish_episodes()
                 self._learn()
                 self._evaluate()
+                self._refresh_critic()
                 self._watch_robots()
             # train on every finished episode still waiting (robots are stopped first: episodes
             # beyond the budget are not started), then evaluate
@@ -553,6 +585,8 @@ class RLLoop:
                 self._wait()
                 self._learn(drain=True)
             self._evaluate(final=True)
+            if self.refresh is not None:
+                self.refresh.poll(self.done_episodes, final=True)
             failed = False
         except SystemExit:
             if _TERMINATED:  # Ray turns an exception raised inside its waits into SystemExit(1)
@@ -572,6 +606,8 @@ class RLLoop:
             if self.desk is not None:
                 self.desk.server.stop()
             self.gateway.close()
+            if self.refresh is not None:
+                self.refresh.stop()
             if failed:  # an error or Ctrl-C: keep what the robots collected, and the run's figures
                 self._save_open_episodes()
             summary = self._summary(wall, self.done_episodes - start_episodes)

@@ -69,6 +69,10 @@ class TrainConfig:
     """Datasets of policy episodes labelled by episode, in the LeRobot layout with a per-frame
     success flag: an RL run's `episodes/` (the policy's own episodes, as an operator labelled them).
     They give their own share of the done pairs (--done-labelled)."""
+    labels: list[str] = field(default_factory=list)
+    """Labels of the --labelled datasets, one JSON-lines file each (`{"index": N, "success": true}`
+    per line: what `vlac rl` writes to RUN/labels.jsonl as an operator labels episodes); only the
+    labelled episodes are read, a success done at its last frame. Without it, the datasets' own flags."""
     labelled_first: int = 0
     """Read only the first this many episodes of each --labelled dataset (0: all): the episodes of a
     run labelled so far."""
@@ -122,6 +126,9 @@ class TrainConfig:
         if self.labelled_first < 0 or (self.labelled_first and not self.labelled):
             raise ValueError(f"--labelled-first {self.labelled_first} reads the first episodes of --labelled datasets: "
                              "give a number >= 0 and at least one --labelled folder")
+        if self.labels and len(self.labels) != len(self.labelled):
+            raise ValueError(f"--labels gives {len(self.labels)} files for {len(self.labelled)} --labelled datasets: "
+                             "give one labels file per --labelled dataset, in the same order")
         if self.done_labelled > 0 and not self.labelled:
             raise ValueError(f"--done-labelled {self.done_labelled} draws done pairs from labelled episodes: "
                              "give --labelled folders (e.g. an RL run's episodes/)")

@@ -30,6 +30,7 @@ lever pulled), which expert episodes never show side by side.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,10 +58,11 @@ class Trajectory:
 
 
 def iter_episodes(datasets: list[LeRobotDataset], camera: str | None = None, successful_only: bool = True,
-                  min_frames: int = 4, progress: bool = True, failed_only: bool = False, first: int = 0):
+                  min_frames: int = 4, progress: bool = True, failed_only: bool = False, first: int = 0,
+                  only: set[int] | None = None):
     """Yield (dataset, index, episode, camera key) for every (successful, or with ``failed_only``
-    failed) episode long enough, among each dataset's first ``first`` episodes (0: all); the others
-    are skipped before their frames are decoded."""
+    failed) episode long enough, among each dataset's first ``first`` episodes (0: all) and, given
+    ``only``, among those indices; the others are skipped before their frames are decoded."""
     for ds in datasets:
         key = camera or ds.camera_keys[0]
         if key not in ds.camera_keys:
@@ -69,7 +71,8 @@ def iter_episodes(datasets: list[LeRobotDataset], camera: str | None = None, suc
         for i in tqdm(range(count), desc=f"load {ds.root.name}", unit="ep", disable=not progress):
             meta = ds.meta(i)
             ok = meta.get("success", False)
-            if (successful_only and not ok) or (failed_only and ok) or int(meta["length"]) < min_frames:
+            if (successful_only and not ok) or (failed_only and ok) or int(meta["length"]) < min_frames or (
+                    only is not None and i not in only):
                 continue
             yield ds, i, ds.episode(i), key
 
@@ -172,19 +175,54 @@ def load_rollouts(folders: list[str], progress: bool = True) -> Rollouts:
 
 
 def load_labelled(datasets: list[LeRobotDataset], camera: str | None = None, first: int = 0,
-                  progress: bool = True) -> Rollouts:
+                  progress: bool = True, labels: list[dict[int, bool] | None] | None = None) -> Rollouts:
     """Policy episodes in the LeRobot layout labelled by episode, split as ``load_rollouts`` splits
     rollouts, among each dataset's first ``first`` episodes (0: all). An RL run's ``episodes/`` flag
     only the last frame of a successful episode (its outcome, not the moment it was done), so a
-    success gives its last frame as done and no approach: frames before it may be done already."""
+    success gives its last frame as done and no approach: frames before it may be done already.
+    ``labels`` (one per dataset, or None for its own flags): {episode index: success} as an operator
+    gave them (`RUN/labels.jsonl`); only those episodes are read, a success done at its last frame."""
     out = Rollouts([], [], [])
-    for ds, i, ep, key in iter_episodes(datasets, camera, successful_only=False, progress=progress, first=first):
-        if ep.success is None:
-            raise ValueError(f"--labelled {ds.root}: episode {i} has no per-frame success flag (sim.success), so "
-                             "it carries no label; give datasets of labelled episodes, e.g. an RL run's episodes/")
-        flags = np.asarray(ep.success, bool)
-        moment = not flags.any() or int(np.argmax(flags)) < len(flags) - 1  # a flag before the last frame
-        split_rollout(out, ep.task, ep.images[key], flags, f"{ds.root}#{i}", approach=moment)
+    labels = labels or [None] * len(datasets)
+    for ds, given in zip(datasets, labels):
+        for _, i, ep, key in iter_episodes([ds], camera, successful_only=False, progress=progress, first=first,
+                                           only=None if given is None else set(given)):
+            if given is not None:
+                flags = np.zeros(len(ep.action), bool)
+                flags[-1] = given[i]
+            elif ep.success is None:
+                raise ValueError(f"--labelled {ds.root}: episode {i} has no per-frame success flag (sim.success), "
+                                 "so it carries no label; give its labels with --labels, or datasets of labelled "
+                                 "episodes, e.g. an RL run's episodes/")
+            else:
+                flags = np.asarray(ep.success, bool)
+            moment = not flags.any() or int(np.argmax(flags)) < len(flags) - 1  # a flag before the last frame
+            split_rollout(out, ep.task, ep.images[key], flags, f"{ds.root}#{i}", approach=moment)
+    return out
+
+
+def read_labels(path: str | Path, num_episodes: int) -> dict[int, bool]:
+    """{episode index: success} from a JSON-lines file of ``{"index": i, "success": true|false}`` (what
+    `vlac rl` writes to RUN/labels.jsonl); a later line for the same episode wins."""
+    out: dict[int, bool] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise FileNotFoundError(f"--labels {path}: cannot be read ({e.strerror}); give the labels file of the "
+                                "--labelled dataset (an RL run writes RUN/labels.jsonl)") from None
+    for k, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            i, ok = int(row["index"]), row["success"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"--labels {path}: line {k} is not {{\"index\": N, \"success\": true|false}}; "
+                             "fix or delete that line") from None
+        if not isinstance(ok, bool) or not 0 <= i < num_episodes:
+            raise ValueError(f"--labels {path}: line {k} labels episode {i} with {ok!r}; episodes are 0.."
+                             f"{num_episodes - 1} of its dataset, labels true or false")
+        out[i] = ok
     return out
 
 

@@ -63,7 +63,7 @@ def train(cfg: TrainConfig) -> dict:
     from vlac.train.actions import ActionSource, load_demos
     from vlac.train.objectives import ActionObjective, PromptObjective
     from vlac.train.samples import (Rollouts, SampleSource, Trajectory, load_failed_late_frames, load_labelled,
-                                    load_rollouts, load_trajectories)
+                                    load_rollouts, load_trajectories, read_labels)
     from vlac.data.dataset import LeRobotDataset
     from vlac.model import model_path
     from vlac.model.tokenizer import train_tokenizer
@@ -94,7 +94,9 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.labelled:
         if acting:
             raise ValueError("--labelled trains the critic's done objective; the actor's action objective does not use it")
-        labelled = load_labelled([LeRobotDataset(p) for p in cfg.labelled], cfg.camera or None, cfg.labelled_first)
+        runs = [LeRobotDataset(p) for p in cfg.labelled]
+        given = [read_labels(f, ds.num_episodes) for f, ds in zip(cfg.labels, runs)] if cfg.labels else None
+        labelled = load_labelled(runs, cfg.camera or None, cfg.labelled_first, labels=given)
         print(f"labelled: {labelled.summary()}, {len(labelled.failed_late)} failed", flush=True)
     # Hold back whole episodes (every n-th) for validation.
     n_val = min(cfg.val_episodes, len(trajs) // 5)
@@ -159,7 +161,7 @@ def train(cfg: TrainConfig) -> dict:
                                "done_labels": cfg.done_labels, "done_failed": cfg.done_failed,
                                "done_near": cfg.done_near, "rollouts": cfg.rollouts,
                                "still_share": cfg.still_share, "labelled": cfg.labelled,
-                               "labelled_first": cfg.labelled_first, "done_labelled": cfg.done_labelled})
+                               "labelled_first": cfg.labelled_first, "labels": cfg.labels, "done_labelled": cfg.done_labelled})
     params = net.parameters() if acting else [p for p in vlm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = transformers.get_cosine_schedule_with_warmup(opt, cfg.warmup, cfg.steps)
