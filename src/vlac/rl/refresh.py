@@ -71,6 +71,8 @@ class CriticRefresh:
                     self.labels[int(row["index"])] = bool(row["success"])
         self.proc: subprocess.Popen | None = None
         self.started_at = 0
+        self.t_started = 0.0
+        self.trained_on = (0, 0)
         self.next_at = rules.every
         self.current = critic
         if self.log_path.is_file():  # a resumed run goes on with its newest critic
@@ -152,7 +154,7 @@ class CriticRefresh:
         why = self._ready()
         if why:
             print(f"critic refresh after {episodes} episodes skipped: {why}", flush=True)
-            self._record(episodes, model=None, note=why)
+            self._record(episodes, model=None, note=why, trained=False)
             return None
         folder = self.out / "critic-refresh" / f"r{episodes}"
         folder.parent.mkdir(exist_ok=True)
@@ -160,15 +162,19 @@ class CriticRefresh:
         log = open(f"{folder}.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
         log.close()
-        self.started_at = episodes
-        self._t0 = time.monotonic()
+        self.started_at, self.t_started = episodes, time.monotonic()
+        self.trained_on = (len(self.labels), sum(self.labels.values()))  # what the training reads
         print(f"critic refresh after {episodes} episodes: training on {len(self.labels)} labelled episodes "
               f"({sum(self.labels.values())} successful) in {folder}", flush=True)
         return None
 
-    def _record(self, episodes: int, model: str | None, note: str = "") -> None:
-        row = {"episodes": episodes, "labelled": len(self.labels), "successes": sum(self.labels.values()),
-               "model": model, "seconds": round(time.monotonic() - getattr(self, "_t0", time.monotonic()), 1)}
+    def _record(self, episodes: int, model: str | None, note: str = "", trained: bool = True) -> None:
+        """One line of critic_refresh.jsonl: a refresh that ran (its model, or None if it failed, and
+        its seconds) or one skipped (``trained`` off)."""
+        labelled, wins = self.trained_on if trained else (len(self.labels), sum(self.labels.values()))
+        row = {"episodes": episodes, "labelled": labelled, "successes": wins, "model": model}
+        if trained:
+            row["seconds"] = round(time.monotonic() - self.t_started, 1)
         if note:
             row["note"] = note
         with open(self.log_path, "a") as f:
