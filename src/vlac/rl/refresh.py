@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlac.train.samples import read_labels
+
 LABELLERS = ("operator", "simulated-operator")
 
 
@@ -63,12 +65,8 @@ class CriticRefresh:
         self.recipe = recipe_of(critic)
         self.labels_path = out / "labels.jsonl"
         self.log_path = out / "critic_refresh.jsonl"
-        self.labels: dict[int, bool] = {}
-        if self.labels_path.is_file():  # a resumed run keeps its labels
-            for line in self.labels_path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.labels[int(row["index"])] = bool(row["success"])
+        # a resumed run keeps its labels
+        self.labels: dict[int, bool] = read_labels(self.labels_path) if self.labels_path.is_file() else {}
         self.proc: subprocess.Popen | None = None
         self.started_at = 0
         self.t_started = 0.0

@@ -67,14 +67,6 @@ class CriticWorker:
         set_threads(threads)
         self.critic = Critic.load(checkpoint, symmetric=symmetric)
         self.decoding = decoding
-        self.symmetric = symmetric
-
-    def reload(self, checkpoint: str) -> str:
-        """Score with another critic from now on (a refreshed done probe); returns its path."""
-        from vlac.critic.critic import Critic
-
-        self.critic = Critic.load(checkpoint, symmetric=self.symmetric)
-        return checkpoint
 
     def score(self, items: list[ScoreRequest]) -> list[Score]:
         """One score per transition, in order; a transition the model rejects fails alone."""

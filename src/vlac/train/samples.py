@@ -201,9 +201,10 @@ def load_labelled(datasets: list[LeRobotDataset], camera: str | None = None, fir
     return out
 
 
-def read_labels(path: str | Path, num_episodes: int) -> dict[int, bool]:
+def read_labels(path: str | Path, num_episodes: int | None = None) -> dict[int, bool]:
     """{episode index: success} from a JSON-lines file of ``{"index": i, "success": true|false}`` (what
-    `vlac rl` writes to RUN/labels.jsonl); a later line for the same episode wins."""
+    `vlac rl` writes to RUN/labels.jsonl); a later line for the same episode wins. With
+    ``num_episodes``, an index outside the dataset is an error."""
     out: dict[int, bool] = {}
     try:
         lines = Path(path).read_text().splitlines()
@@ -219,9 +220,10 @@ def read_labels(path: str | Path, num_episodes: int) -> dict[int, bool]:
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"--labels {path}: line {k} is not {{\"index\": N, \"success\": true|false}}; "
                              "fix or delete that line") from None
-        if not isinstance(ok, bool) or not 0 <= i < num_episodes:
-            raise ValueError(f"--labels {path}: line {k} labels episode {i} with {ok!r}; episodes are 0.."
-                             f"{num_episodes - 1} of its dataset, labels true or false")
+        if not isinstance(ok, bool) or i < 0 or (num_episodes is not None and i >= num_episodes):
+            span = "numbered from 0" if num_episodes is None else f"0..{num_episodes - 1} of its dataset"
+            raise ValueError(f"--labels {path}: line {k} labels episode {i} with {ok!r}; episodes are {span}, "
+                             "labels true or false")
         out[i] = ok
     return out
 
