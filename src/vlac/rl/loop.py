@@ -635,6 +635,7 @@ class RLLoop:
             if index < 0:
                 continue
             self.done_episodes += 1  # episodes.jsonl keeps one line per stored episode, `n` its place in the dataset
+            # no label for the critic's refresh: an episode cut by the stop has no outcome, success or failure
             try:
                 self.log.episode(rec.summary(), self.done_episodes)
             except Exception as e:  # noqa: BLE001 - the episode is on disk; its summary line is secondary
