@@ -104,4 +104,26 @@ def test_critic_refresh_needs_a_recipe_and_an_operator(tmp_path):
         RLConfig(critic=str(tmp_path / "model"), critic_refresh_every=10)
     with pytest.raises(ValueError, match="must be one of operator, simulated-operator"):
         RLConfig(critic=str(tmp_path / "model"), critic_refresh_every=10, critic_labels="flag")
+    with pytest.raises(ValueError, match="--critic-refresh-from 'latest' must be one of recipe, current"):
+        RLConfig(critic=str(tmp_path / "model"), critic_refresh_every=10, critic_labels="simulated-operator",
+                 critic_refresh_from="latest")
     RLConfig(critic=str(tmp_path / "model"), critic_refresh_every=10, critic_labels="simulated-operator")
+
+
+@pytest.mark.parametrize("start", ["recipe", "current"])
+def test_a_refresh_retrains_from_the_recipe_or_fine_tunes_the_current_critic(tmp_path, start):
+    from vlac.rl.refresh import CriticRefresh, RefreshRules
+
+    (tmp_path / "probe" / "model").mkdir(parents=True)
+    recipe = {"data": ["demos"], "rollouts": ["rollouts"], "init": "critic", "steps": 300, "done_rollouts": 0.5,
+              "weights": ["done:1.0"], "seed": 3, "threads": 2}
+    (tmp_path / "probe" / "train_config.json").write_text(json.dumps(recipe))
+    run = tmp_path / "run"
+    (run / "critic-refresh").mkdir(parents=True)
+    # a resumed run: it scores with its newest refreshed critic, which a fine-tune starts from
+    (run / "critic_refresh.jsonl").write_text(json.dumps({"episodes": 10, "model": str(run / "critic-refresh/r10/model")}) + "\n")
+    refresh = CriticRefresh(run, str(tmp_path / "probe" / "model"), RefreshRules(10, "simulated-operator", 0.25, 40, start))
+    made = json.loads(refresh._config(20, run / "critic-refresh" / "r20").read_text())
+    assert made["init"] == ("critic" if start == "recipe" else str(run / "critic-refresh/r10/model"))
+    assert made["steps"] == 40 and made["seed"] == 23 and made["threads"] == 1 and made["data"] == ["demos"]
+    assert made["done_rollouts"] == 0.25 and made["done_labelled"] == 0.25 and made["out"] == str(run / "critic-refresh/r20")

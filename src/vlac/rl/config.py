@@ -59,6 +59,10 @@ class RLConfig:
     """Share of the refreshed critic's done pairs drawn from the labelled episodes."""
     critic_refresh_steps: int = 0
     """Training steps of each refresh (0: the critic's recipe's)."""
+    critic_refresh_from: str = "recipe"
+    """Where each refresh starts: recipe (the recipe's own start, its --init: a full retraining) or
+    current (fine-tune the critic the run scores with now; with fewer --critic-refresh-steps a
+    refresh lags the policy by fewer episodes)."""
     done_threshold: float = 0.9
     """The critic's done probability that counts as done (high: the built-in critic calls frames
     done early; see its episode-level done table in BENCHMARKS.md). Above 1 the critic's done is
@@ -199,12 +203,14 @@ class RLConfig:
             if self.console_step <= 0:
                 raise ValueError(f"--console-step {self.console_step} must be > 0 (millimetres a key press moves)")
         if self.critic_refresh_every:
-            from vlac.rl.refresh import LABELLERS, recipe_of
+            from vlac.rl.refresh import LABELLERS, STARTS, recipe_of
 
             if self.critic_refresh_every < 0 or self.critic_refresh_steps < 0:
                 raise ValueError("--critic-refresh-every and --critic-refresh-steps must be >= 0 (0: off / the recipe's)")
             if self.critic_labels not in LABELLERS:
                 raise ValueError(f"--critic-labels {self.critic_labels!r} must be one of {', '.join(LABELLERS)}")
+            if self.critic_refresh_from not in STARTS:
+                raise ValueError(f"--critic-refresh-from {self.critic_refresh_from!r} must be one of {', '.join(STARTS)}")
             if not 0.0 < self.critic_refresh_share <= 1.0:
                 raise ValueError(f"--critic-refresh-share {self.critic_refresh_share} must be in (0, 1]")
             if self.critic_labels == "operator" and not self.console:

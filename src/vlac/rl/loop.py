@@ -104,7 +104,8 @@ class RLLoop:
             from vlac.rl.refresh import CriticRefresh, RefreshRules
 
             self.refresh = CriticRefresh(self.out, cfg.critic, RefreshRules(
-                cfg.critic_refresh_every, cfg.critic_labels, cfg.critic_refresh_share, cfg.critic_refresh_steps))
+                cfg.critic_refresh_every, cfg.critic_labels, cfg.critic_refresh_share, cfg.critic_refresh_steps,
+                cfg.critic_refresh_from))
             self.counters["critic_refreshes"] = 0
         self.rng = np.random.default_rng(cfg.seed)
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None

@@ -15,7 +15,9 @@ watching every episode would.
 A refresh runs `vlac critic train` as its own process with the critic's recipe
 (``train_config.json`` beside its model folder), plus ``--labelled RUN/episodes --labels
 RUN/labels.jsonl --done-labelled SHARE`` (the share taken from ``--done-rollouts`` where the recipe
-has one), on one thread; the run goes on with the old critic until the new one is written.
+has one), on one thread; the run goes on with the old critic until the new one is written. With
+``--critic-refresh-from current`` it starts from the critic the run scores with instead of the
+recipe's start (a fine-tune; with fewer steps it lags the policy by fewer episodes).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from vlac.train.samples import read_labels
 
 LABELLERS = ("operator", "simulated-operator")
+STARTS = ("recipe", "current")  # a refresh retrains from the recipe's start, or fine-tunes the current critic
 
 
 @dataclass
@@ -44,6 +47,8 @@ class RefreshRules:
     """Share of the done pairs the labelled episodes get."""
     steps: int
     """Training steps of each refresh (0: the recipe's)."""
+    start: str = "recipe"
+    """recipe (the recipe's --init) or current (fine-tune the critic the run scores with)."""
 
 
 def recipe_of(critic: str) -> dict:
@@ -107,6 +112,8 @@ class CriticRefresh:
                  done_labelled=share)
         if self.rules.steps:
             r["steps"] = self.rules.steps
+        if self.rules.start == "current":
+            r["init"] = self.current
         from vlac.train.config import TrainConfig
 
         fields = {f.name for f in dataclasses.fields(TrainConfig)}  # an older recipe's retired keys go
