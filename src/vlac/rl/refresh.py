@@ -103,7 +103,8 @@ class CriticRefresh:
     # ------------------------------------------------------------------ retraining
     def _config(self, episodes: int, folder: Path) -> Path:
         """The refresh's `vlac critic train --config` file: the critic's recipe, the labelled episodes
-        added, one thread, a seed of its own."""
+        added, one thread, a seed of its own, started from the recipe's --init or (``start`` current)
+        from the critic the run scores with now."""
         r = dict(self.recipe)
         share = self.rules.share
         r["done_rollouts"] = max(0.0, float(r.get("done_rollouts", 0.0)) - share) if r.get("rollouts") else 0.0
