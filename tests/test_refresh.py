@@ -107,6 +107,9 @@ def test_critic_refresh_needs_a_recipe_and_an_operator(tmp_path):
     with pytest.raises(ValueError, match="--critic-refresh-from 'latest' must be one of recipe, current"):
         RLConfig(critic=str(tmp_path / "model"), critic_refresh_every=10, critic_labels="simulated-operator",
                  critic_refresh_from="latest")
+    with pytest.raises(ValueError, match="--critic-label-fraction 0.0 must be in"):
+        RLConfig(critic=str(tmp_path / "model"), critic_refresh_every=10, critic_labels="simulated-operator",
+                 critic_label_fraction=0.0)
     RLConfig(critic=str(tmp_path / "model"), critic_refresh_every=10, critic_labels="simulated-operator")
 
 
@@ -127,3 +130,26 @@ def test_a_refresh_retrains_from_the_recipe_or_fine_tunes_the_current_critic(tmp
     assert made["init"] == ("critic" if start == "recipe" else str(run / "critic-refresh/r10/model"))
     assert made["steps"] == 40 and made["seed"] == 23 and made["threads"] == 1 and made["data"] == ["demos"]
     assert made["done_rollouts"] == 0.25 and made["done_labelled"] == 0.25 and made["out"] == str(run / "critic-refresh/r20")
+
+
+@pytest.mark.parametrize("fraction, labelled", [(1.0, list(range(12))), (0.25, [3, 7, 11]), (0.1, [9]),
+                                                (0.5, [1, 3, 5, 7, 9, 11])])
+def test_the_simulated_operator_labels_its_share_of_the_episodes_and_the_operator_every_verdict(tmp_path, fraction, labelled):
+    from vlac.rl.refresh import CriticRefresh, RefreshRules
+
+    (tmp_path / "probe" / "model").mkdir(parents=True)
+    (tmp_path / "probe" / "train_config.json").write_text("{}")
+    run = tmp_path / "run"
+    run.mkdir()
+    rules = RefreshRules(10, "simulated-operator", 0.25, 0, fraction=fraction)
+    refresh = CriticRefresh(run, str(tmp_path / "probe" / "model"), rules)
+    for i in range(12):
+        refresh.label(i, None, i % 3 == 0)
+    assert sorted(refresh.labels) == labelled
+    assert all(refresh.labels[i] == (i % 3 == 0) for i in labelled)
+    refresh.label(12, False, True)  # an operator's verdict is kept whatever the share, and wins over the flag
+    assert refresh.labels[12] is False
+    # a resumed run reads the same labels back and labels the same share from there on
+    again = CriticRefresh(run, str(tmp_path / "probe" / "model"), rules)
+    assert again.labels == refresh.labels
+    assert sum(rules.simulated_labels(i) for i in range(1000)) == round(1000 * fraction)

@@ -63,6 +63,9 @@ class RLConfig:
     """Where each refresh starts: recipe (the recipe's own start, its --init: a full retraining) or
     current (fine-tune the critic the run scores with now; with fewer --critic-refresh-steps a
     refresh lags the policy by fewer episodes)."""
+    critic_label_fraction: float = 1.0
+    """Share of the episodes the simulated operator labels, evenly spread by the episode's index
+    (0.25: one episode in four): how few verdicts a refresh needs (1: every episode)."""
     done_threshold: float = 0.9
     """The critic's done probability that counts as done (high: the built-in critic calls frames
     done early; see its episode-level done table in BENCHMARKS.md). Above 1 the critic's done is
@@ -211,6 +214,9 @@ class RLConfig:
                 raise ValueError(f"--critic-labels {self.critic_labels!r} must be one of {', '.join(LABELLERS)}")
             if self.critic_refresh_from not in STARTS:
                 raise ValueError(f"--critic-refresh-from {self.critic_refresh_from!r} must be one of {', '.join(STARTS)}")
+            if not 0.0 < self.critic_label_fraction <= 1.0:
+                raise ValueError(f"--critic-label-fraction {self.critic_label_fraction} must be in (0, 1] "
+                                 "(0.25: the simulated operator labels one episode in four)")
             if not 0.0 < self.critic_refresh_share <= 1.0:
                 raise ValueError(f"--critic-refresh-share {self.critic_refresh_share} must be in (0, 1]")
             if self.critic_labels == "operator" and not self.console:

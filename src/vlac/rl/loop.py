@@ -105,7 +105,7 @@ class RLLoop:
 
             self.refresh = CriticRefresh(self.out, cfg.critic, RefreshRules(
                 cfg.critic_refresh_every, cfg.critic_labels, cfg.critic_refresh_share, cfg.critic_refresh_steps,
-                cfg.critic_refresh_from))
+                cfg.critic_refresh_from, cfg.critic_label_fraction))
             self.counters["critic_refreshes"] = 0
         self.rng = np.random.default_rng(cfg.seed)
         self.critic_inflight = self.update_inflight = self.eval_inflight = self.weights_inflight = None

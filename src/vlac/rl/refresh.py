@@ -6,7 +6,7 @@ states the policy later walks into (BENCHMARKS.md, "Why the button done probe wa
 run's own episodes, labelled success or failure, are the pairs it must tell apart. Labels come
 from an operator (an episode ended at the console with a verdict) or, as a clearly named reference
 arm, from a *simulated operator* that labels every episode by the simulator's flag, as a person
-watching every episode would.
+watching every episode would (or, with ``--critic-label-fraction``, an even share of them).
 
     RUN/labels.jsonl              {"index": dataset index, "success": bool, "by": who} per label
     RUN/critic-refresh/rN/        the critic trained after N episodes (rN.log: its output)
@@ -49,6 +49,15 @@ class RefreshRules:
     """Training steps of each refresh (0: the recipe's)."""
     start: str = "recipe"
     """recipe (the recipe's --init) or current (fine-tune the critic the run scores with)."""
+    fraction: float = 1.0
+    """Share of the episodes the simulated operator labels, evenly spread by index."""
+
+    def simulated_labels(self, index: int) -> bool:
+        """Whether the simulated operator labels episode ``index``: with ``fraction`` f it labels the
+        episodes where the count ``floor(i * f)`` steps up (f = 0.25: indices 3, 7, 11, ...), so a
+        resumed run labels the same ones (millionths, so no float rounding skips one)."""
+        f = round(self.fraction * 1_000_000)
+        return (index + 1) * f // 1_000_000 > index * f // 1_000_000
 
 
 def recipe_of(critic: str) -> dict:
@@ -89,10 +98,11 @@ class CriticRefresh:
     # ------------------------------------------------------------------ labels
     def label(self, index: int, operator: bool | None, simulator: bool | None) -> None:
         """Record episode ``index``'s label: the operator's verdict, or with the simulated operator
-        the simulator's flag (a reference arm); unlabelled episodes are not trained on."""
+        the simulator's flag on its share of the episodes (a reference arm); unlabelled episodes are not
+        trained on."""
         if operator is not None:
             ok, by = operator, "operator"
-        elif self.rules.labels == "simulated-operator" and simulator is not None:
+        elif self.rules.labels == "simulated-operator" and simulator is not None and self.rules.simulated_labels(index):
             ok, by = bool(simulator), "simulated-operator"
         else:
             return
