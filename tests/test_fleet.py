@@ -17,9 +17,11 @@ def _fleet(**rules):
     return fleet, resets
 
 
-def _obs(k, episode=0, side=96, executed=None, sim=None):
+def _obs(k, episode=0, side=96, executed=None, sim=None, step=None):
     msg = {"obs_id": k, "t": float(k), "images": {"main": np.full((side, side, 3), k % 255, np.uint8)},
            "state": [0.0, 600.0, 200.0, 1.0], "episode": episode}
+    if step is not None:
+        msg["step"] = step
     if executed is not None:
         msg["executed"] = executed
     if sim is not None:
@@ -61,6 +63,35 @@ def test_oracle_arms_never_use_the_critics_done_and_sparse_ends_at_the_flag():
     rec = fleet.robots["r0"].rec
     assert [s.oracle_reward for s in rec.steps[:2]] == [2.0, 3.0] and rec.done_step == 1
     assert np.isnan(rec.steps[0].reward)
+
+
+def test_a_resent_state_is_answered_once_by_the_answer_already_on_its_way():
+    """A lock-step robot sends its state again when no action came within its resend time (2 s):
+    on a busy machine an answer takes longer than that, and throwing it away as late for the resend's
+    new obs_id, then computing the resend's, then throwing that away too, starved the robot (187 late
+    answers in a 2-episode, 6-step run). The answer to the first send answers the newest resend."""
+    fleet, _ = _fleet()
+    fleet.episode_start("r0", TASK, 0)
+    fleet.observation("r0", _obs(0, step=0), now=0, task=TASK)
+    [w] = fleet.take(8, held=set())
+    assert fleet.request(w).obs_id == 0
+    fleet.observation("r0", _obs(1, step=0), now=2, task=TASK)  # no answer after 2 s: the same state again
+    fleet.observation("r0", _obs(2, step=0), now=4, task=TASK)
+    assert not fleet.take(8, held=set())  # nothing computed twice
+    step = fleet.answered("r0", 0, {"action": [1.0, 0.0, 0.0, 1.0]}, 0, 5.0, 0.0)
+    assert step is not None and step.obs_id == 2 and step.resent == (0, 1)  # sent to the robot's newest send
+    assert len(fleet.robots["r0"].rec.steps) == 1 and fleet.counters["late_answers"] == 0
+    assert fleet.answered("r0", 2, {"action": [0.0, 0.0, 0.0, 1.0]}, 0, 5.0, 0.0) is None  # answered already
+    assert fleet.counters["late_answers"] == 1 and step.sample["action"] == [1.0, 0.0, 0.0, 1.0]
+    # a replica that fails the request: the robot's next resend of that state is asked again
+    fleet.observation("r0", _obs(3, step=1, executed=2), now=6, task=TASK)
+    [w] = fleet.take(8, held=set())
+    fleet.request(w)
+    fleet.failed("r0", 3)
+    fleet.observation("r0", _obs(4, step=1, executed=2), now=8, task=TASK)
+    [w] = fleet.take(8, held=set())
+    assert w.step.obs_id == 4 and w.step.resent == (3,)
+    assert [it.key for it in fleet.to_score] == [("r0", 0, 0)]  # the answered transition, scored once
 
 
 def test_late_and_unexecuted_actions_and_a_restarted_robot():

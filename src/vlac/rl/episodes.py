@@ -55,6 +55,8 @@ class Step:
     operator_action: list | None = None  # an operator's action ran from this step instead of the policy's
     cameras: dict | None = None  # every camera's frame as kept (``image`` is one of them); the dataset stores all
     robot_step: int | None = None  # the robot's own step number (what a return point names)
+    resent: tuple = ()  # earlier obs_ids of this same state (a lock-step robot's resends): answers to them count
+    requested: bool = False  # handed to an inference replica (a resend of it waits for that answer)
 
     @property
     def action(self) -> list | None:

@@ -130,9 +130,12 @@ class Fleet:
                     robot_step=msg.get("step"))
         prev = rec.steps[-1] if rec.steps else None
         if prev is not None and prev.action is None and msg.get("step") is not None and msg["step"] == prev.robot_step:
-            gone = rec.steps.pop()  # the same state sent again (a lock-step robot waiting while paused): one step
+            # the same state sent again (a lock-step robot waiting while paused, or for an answer slower than
+            # its resend): one step, and an answer already on its way is the answer to it (not computed again)
+            gone = rec.steps.pop()
             rec.frame_bytes -= sum(f.nbytes for f in gone.views.values())
-            prev = rec.steps[-1] if rec.steps else None
+            step.resent, step.requested, step.history = gone.resent + (gone.obs_id,), gone.requested, gone.history
+            prev = None  # the transition into this state was handled (scored once) when it first came
         if prev is not None and prev.operator_action is not None and msg.get("operator_action") is None:
             if msg.get("executed", prev.obs_id) == prev.obs_id:  # the console operator's action ran
                 self.counters["operator_steps"] += 1
@@ -164,7 +167,8 @@ class Fleet:
             self.close(robot, "limit")
             return
         self._drop_waiting(robot)  # only the newest observation matters
-        if rec.done_step is None and msg.get("driving", "policy") == "policy" and self.policy_drives(robot):
+        if rec.done_step is None and msg.get("driving", "policy") == "policy" and self.policy_drives(robot) \
+                and not step.requested:
             self.waiting.append(Waiting(robot, step, now))  # not while an operator drives or it is paused
 
     def _oracle_step(self, robot: str, rec: EpisodeRecord, prev: Step, sim: dict | None) -> None:
@@ -254,17 +258,25 @@ class Fleet:
 
     def answered(self, robot: str, obs_id: int, sample: dict, version: int, now: float, t_recv: float) -> Step | None:
         """An inference replica's action for a robot's observation: kept on its step (returned, to
-        be sent), or None when the robot is gone or has sent a newer observation meanwhile."""
+        be sent to ``step.obs_id``: the same state's newest resend), or None when the robot is gone,
+        has moved on to a newer state meanwhile, or the step was answered already."""
         r = self.robots.get(robot)
         if r is None or r.rec is None or not self.policy_drives(robot):
             return None  # gone, or an operator paused it or drives it now
         step = r.rec.steps[-1] if r.rec.steps else None
-        if step is None or step.obs_id != obs_id:
+        if step is None or (step.obs_id != obs_id and obs_id not in step.resent) or step.sample is not None:
             self.counters["late_answers"] += 1
             return None
         step.sample, step.t_action, step.version = sample, time.time(), version
         r.wait_s += now - t_recv
         return step
+
+    def failed(self, robot: str, obs_id: int) -> None:
+        """A replica could not answer ``obs_id``: the robot's next resend of that state asks again."""
+        r = self.robots.get(robot)
+        step = r.rec.steps[-1] if r is not None and r.rec is not None and r.rec.steps else None
+        if step is not None and (step.obs_id == obs_id or obs_id in step.resent):
+            step.requested = False
 
     # ------------------------------------------------------------------ operators (the console)
     def policy_drives(self, robot: str) -> bool:
@@ -337,6 +349,7 @@ class Fleet:
         if r is None or r.rec is None:
             return None
         w.step.history = r.rec.executed_actions(self.rules.history_len)
+        w.step.requested = True
         return ActRequest(w.robot, w.step.obs_id, w.step.image, w.step.state, r.rec.task, w.step.history, w.t_recv)
 
     def at_episode_start(self, robot: str) -> bool:

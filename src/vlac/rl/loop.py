@@ -286,13 +286,14 @@ class RLLoop:
             for req, res in zip(reqs, results):
                 if res.error is not None:
                     self.counters["request_errors"] += 1
+                    self.fleet.failed(res.robot, res.obs_id)
                     self.gateway.send_error(res.robot, "model-error", f"observation {res.obs_id} could not be "
                                             f"served: {res.error}", "obs")
                     continue
                 step = self.fleet.answered(res.robot, res.obs_id, res.sample, res.version, now, req.t_recv)
                 if step is None:  # the robot is gone or sent a newer observation meanwhile
                     continue
-                self.gateway.send_action(res.robot, res.obs_id, res.sample["action"], t_obs=step.t_obs)
+                self.gateway.send_action(res.robot, step.obs_id, res.sample["action"], t_obs=step.t_obs)
                 self.stats["obs_to_action"].append(now - req.t_recv)
                 # from the robot's capture stamp (wall clock): includes the time the message sat in
                 # the socket; exact where robots share the gateway's clock (127.0.0.1)
