@@ -263,8 +263,8 @@ class Fleet:
         r = self.robots.get(robot)
         if r is None or r.rec is None or not self.policy_drives(robot):
             return None  # gone, or an operator paused it or drives it now
-        step = r.rec.steps[-1] if r.rec.steps else None
-        if step is None or (step.obs_id != obs_id and obs_id not in step.resent) or step.sample is not None:
+        step = self._newest(robot, obs_id)
+        if step is None or step.sample is not None:
             self.counters["late_answers"] += 1
             return None
         step.sample, step.t_action, step.version = sample, time.time(), version
@@ -273,10 +273,16 @@ class Fleet:
 
     def failed(self, robot: str, obs_id: int) -> None:
         """A replica could not answer ``obs_id``: the robot's next resend of that state asks again."""
+        step = self._newest(robot, obs_id)
+        if step is not None:
+            step.requested = False
+
+    def _newest(self, robot: str, obs_id: int) -> Step | None:
+        """``robot``'s newest step if ``obs_id`` is its observation or one of its resends (None if the
+        robot moved on, or has no open episode)."""
         r = self.robots.get(robot)
         step = r.rec.steps[-1] if r is not None and r.rec is not None and r.rec.steps else None
-        if step is not None and (step.obs_id == obs_id or obs_id in step.resent):
-            step.requested = False
+        return step if step is not None and (step.obs_id == obs_id or obs_id in step.resent) else None
 
     # ------------------------------------------------------------------ operators (the console)
     def policy_drives(self, robot: str) -> bool:
