@@ -72,7 +72,7 @@ test: setup
 	      echo "note: apt-get could not install chromium; the console's browser test is skipped"; \
 	  else echo "note: no /usr/bin/chromium and chromedriver (sudo apt-get install chromium chromium-driver):" \
 	    "the console's browser test is skipped"; fi; fi
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal --durations=8
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal --durations=25
 
 bench: setup
 	$(BIN)/python benchmarks/bench_data.py --out runs/bench_data
