@@ -62,6 +62,29 @@ def test_decoding_stays_in_template_and_ranges(word_actor, temperature, top_k):
         assert len(xs) > 4
 
 
+def test_mean_decoding_takes_the_number_nearest_the_expected_value(word_actor, digit_actor):
+    from vlac.actor.decoding import RowState
+
+    row = RowState(word_actor.plan)
+    row.pending = []  # at the first number (x, -10..10), its fixed text fed
+    allowed = row.allowed_now()
+    values = [word_actor.plan.tries[0].value[word_actor.plan.tries[0].children[0][t]] for t in allowed]
+    probs = np.zeros(len(allowed))
+    probs[values.index(0)] = 0.4  # the most likely value ...
+    for v in (5, 6, 7):
+        probs[values.index(v)] = 0.2  # ... against an expected value of 3.6
+    assert values[int(np.argmax(probs))] == 0 and values[row.nearest_to_mean(allowed, probs)] == 4
+    inputs = _inputs(6, seed=5)
+    means = word_actor.act(inputs, mean=True)
+    _check_samples(word_actor, means)
+    assert [s.text for s in means] == [s.text for s in word_actor.act(inputs, mean=True, temperature=1.0)]
+    # a hotter distribution spreads its mass: its expected value lies nearer the middle of the range
+    hot = word_actor.act(inputs, mean=True, temperature=50.0)
+    assert np.abs(np.array([s.action[:3] for s in hot])).max() <= 1
+    with pytest.raises(ValueError, match="one token"):
+        digit_actor.act(_inputs(1), mean=True)
+
+
 @pytest.mark.parametrize("temperature, top_k", [(0.5, 0), (1.0, 3), (3.0, 0)])
 def test_digit_tokenizer_decoding_in_ranges(digit_actor, temperature, top_k):
     assert not digit_actor.plan.tries[0].single_token  # -123 is several tokens here
@@ -190,8 +213,9 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     assert 0 < (a - b).abs().sum() < 0.1 * a.abs().sum()  # two small steps from the checkpoint, not a fresh start
     out = tmp_path / "eval"
     main(["actor", "eval", "--tasks", "reach-v3", "--episodes", "2", "--max-steps", "6", "--actor", str(model),
-          "--names", "bc", "--critic", "none", "--out", str(out), "--record", str(tmp_path / "rec")])
+          "--names", "bc", "--critic", "none", "--mean", "--out", str(out), "--record", str(tmp_path / "rec")])
     report = json.loads((out / "report.json").read_text())
+    assert report["config"]["mean"] is True  # the report says how the numbers were decoded
     assert report["overall"]["bc"]["episodes"] == 2
     steps = [json.loads(x)["steps"] for x in (out / "episodes.jsonl").read_text().splitlines()]
     assert steps == [6, 6]  # actions executed: --max-steps 6 is 6 (it read 7), the untrained actor never succeeds

@@ -126,6 +126,10 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     md = write_report(run).read_text()
     assert "evaluation success, last | 0.30" in md
+    assert "Greedy actions" in md
+    (run / "eval.jsonl").write_text("".join(json.dumps({**r, "temperature": 0.0, "mean": True}) + "\n" for r in evals))
+    assert "Each number nearest its expected value under the policy at temperature 1." in write_report(run).read_text()
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     assert "obs to action median (s) | 0.777" in md and "episodes per hour (episodes/h) | 67.2" in md
     assert "first 2 episodes" in md and "first 20" not in md  # a 4-episode run: its two halves
     assert "| t | 4 | 0 | 0 | n/a | n/a |" in md  # no done, no success: undefined, not NaN

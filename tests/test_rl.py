@@ -567,6 +567,20 @@ def test_rl_config_files_with_nested_learner_settings(capsys, tmp_path):
     assert "--critic none leaves learner.reward 'dense' without its source" in err
 
 
+def test_the_evaluator_decodes_by_the_expected_value_when_asked():
+    """`vlac rl --eval-mean`: the loop's evaluator takes each number nearest its expected value and
+    its record says so (the report's evaluation table is headed by it)."""
+    from vlac.rl.config import RLConfig
+    from vlac.rl.workers import Evaluator
+    from vlac.utils.cli import parse_config
+
+    assert parse_config(RLConfig, ["--eval-mean"], prog="vlac rl").eval_mean
+    ev = Evaluator("builtin", 1)
+    out = ev.evaluate(None, 3, ["reach-v3"], 2, 20000, 4, mean=True)
+    assert out["mean"] is True and out["version"] == 3 and out["reach-v3"] in (0.0, 0.5, 1.0)
+    assert "mean" not in ev.evaluate(None, 3, ["reach-v3"], 1, 20000, 2)  # greedy, as before
+
+
 def test_rl_config_demands_authentication_off_loopback(tmp_path):
     from vlac.rl.config import RLConfig
     from vlac.transport.link import CurveKeys

@@ -175,12 +175,17 @@ class Actor:
 
     @torch.no_grad()
     def act(self, inputs: list[ActorInput], temperature: float = 1.0, top_k: int = 0, greedy: bool = False,
-            generator: "torch.Generator | None" = None) -> list[ActionSample]:
-        """Decode one action per input (batched, KV-cached); only the numbers are chosen."""
+            generator: "torch.Generator | None" = None, mean: bool = False) -> list[ActionSample]:
+        """Decode one action per input (batched, KV-cached); only the numbers are chosen: sampled,
+        the most likely (``greedy``), or the integer nearest the distribution's expected value
+        (``mean``; each number then conditions the next as if it had been chosen)."""
         from transformers.cache_utils import DynamicCache
 
         if not inputs:
             return []
+        if mean and not all(t.single_token for t in self.plan.tries):
+            raise ValueError("mean decoding needs a tokenizer that writes every number of the action template as "
+                             "one token (the tiny preset does); decode greedy or sampled instead")
         model = self.vlm.model
         model.eval()
         batch = self.vlm.encode([self.prompt(x) for x in inputs])
@@ -202,7 +207,12 @@ class Actor:
                     continue
                 allowed = row.allowed_now()
                 lp = constrained_log_probs(logits[r], torch.tensor(allowed, device=dev), temperature, top_k)
-                k = int(lp.argmax()) if greedy else int(torch.multinomial(lp.exp().cpu(), 1, generator=generator))
+                if mean:
+                    k = row.nearest_to_mean(allowed, lp.exp().cpu().numpy())
+                elif greedy:
+                    k = int(lp.argmax())
+                else:
+                    k = int(torch.multinomial(lp.exp().cpu(), 1, generator=generator))
                 row.choose(allowed[k], allowed, float(lp[k]))
             active = [r for r, row in enumerate(rows) if row.pending]
             if not active:

@@ -123,6 +123,14 @@ class RowState:
             ids.append(self.plan.terminator(self.field_k))
         return ids
 
+    def nearest_to_mean(self, allowed: list[int], probs) -> int:
+        """Index into ``allowed`` (one token per number) of the number nearest the expected value
+        under ``probs``."""
+        trie = self.plan.tries[self.field_k]
+        values = [trie.value[trie.children[self.node][t]] for t in allowed]
+        expected = sum(p * v for p, v in zip(probs, values))
+        return min(range(len(values)), key=lambda i: abs(values[i] - expected))
+
     def choose(self, token: int, allowed: list[int], log_prob: float) -> None:
         self.choice_index.append(len(self.tokens) + len(self.pending))
         self.allowed.append(allowed)

@@ -138,6 +138,9 @@ class RLConfig:
     """Sampling temperature of the evaluation episodes: 0 (greedy) measures the policy one would
     deploy; the learner's temperature (1) measures the policy the robots run, the one PPO
     optimises."""
+    eval_mean: bool = False
+    """Evaluate with each number taken nearest its expected value under the policy (at
+    ``eval_temperature``, 1 when it is 0; `vlac actor eval --mean`) instead of greedy or sampled."""
     keep_evaluated: bool = True
     """Keep the actor of every evaluation (``OUT/evaluated/episodes-N/``, about 30 MB each): the
     policy to roll back to when a later one scores worse (the run itself keeps only its last)."""

@@ -503,7 +503,7 @@ class RLLoop:
             keep = str(self.out / "evaluated" / f"episodes-{self.done_episodes:04d}") if self.cfg.keep_evaluated else ""
             call = self.evaluator.evaluate.remote(state, version, self.cfg.task_list, self.cfg.eval_episodes,
                                                   self.cfg.eval_seed, self.cfg.max_steps, self.cfg.eval_temperature,
-                                                  keep)
+                                                  keep, self.cfg.eval_mean)
             self.eval_inflight = InFlight(call, self.done_episodes)
             self.next_eval = next_evaluation(self.done_episodes, self.cfg.eval_every)
             if final:

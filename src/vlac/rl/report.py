@@ -51,7 +51,7 @@ def _smooth(y: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def _eval_tasks(evals: list[dict]) -> list[str]:
-    return [t for t in evals[0] if t not in ("episodes", "version", "success", "seconds", "temperature") and isinstance(evals[0][t], float)]
+    return [t for t in evals[0] if t not in ("episodes", "version", "success", "seconds", "temperature", "mean") and isinstance(evals[0][t], float)]
 
 
 def _split_final(evals: list[dict]) -> tuple[list[dict], dict | None]:
@@ -221,9 +221,10 @@ def write_report(run: str | Path) -> Path:
     if evals:
         tasks = _eval_tasks(evals)
         temp = evals[0].get("temperature", 0.0)
-        md += ("\n## Evaluation success per task\n\n"
-               + (f"Actions sampled at temperature {temp:g} (the policy the robots run).\n\n" if temp > 0 else
-                  "Greedy actions (the most likely value of each number).\n\n")
+        how = (f"Each number nearest its expected value under the policy at temperature {temp or 1:g}." if evals[0].get("mean")
+               else f"Actions sampled at temperature {temp:g} (the policy the robots run)." if temp > 0 else
+               "Greedy actions (the most likely value of each number).")
+        md += ("\n## Evaluation success per task\n\n" + how + "\n\n"
                + markdown_table(["training episodes", "policy update", *tasks, "mean", "actor kept in"],
                                 [[e["episodes"], e.get("version", "-"), *[fmt(e.get(t, float("nan"))) for t in tasks],
                                   fmt(e["success"]), e.get("model", "-")] for e in evals]) + "\n")

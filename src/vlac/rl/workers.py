@@ -314,7 +314,7 @@ class Evaluator:
         self.actor = load_actor(checkpoint)
 
     def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
-                 max_steps: int, temperature: float = 0.0, keep: str = "") -> dict:
+                 max_steps: int, temperature: float = 0.0, keep: str = "", mean: bool = False) -> dict:
         """The success rate of each task; ``keep``: a folder to save the evaluated actor in."""
         from vlac.sim.actor_eval import ActorEvalConfig, run_batch
         from vlac.sim.rollout import episode_seed
@@ -326,8 +326,9 @@ class Evaluator:
             with atomic_dir(keep) as tmp:
                 self.actor.save(tmp)
         t0 = time.perf_counter()
-        cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none", temperature=temperature)
-        out = {"version": version, "temperature": temperature, **({"model": keep} if keep else {})}
+        cfg = ActorEvalConfig(out="", max_steps=max_steps, critic="none", temperature=temperature, mean=mean)
+        out = {"version": version, "temperature": temperature, **({"mean": True} if mean else {}),
+               **({"model": keep} if keep else {})}
         for task in tasks:
             rolls = run_batch(self.actor, task, "default", [episode_seed(seed, task, i) for i in range(episodes)], cfg)
             out[task] = float(np.mean([r.success for r in rolls]))

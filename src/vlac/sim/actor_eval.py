@@ -45,6 +45,10 @@ class ActorEvalConfig:
     """Sampling temperature of the numbers; 0 takes the most likely value (greedy)."""
     top_k: int = 0
     """Sample from the k most likely values only (0: all)."""
+    mean: bool = False
+    """Take each number nearest its expected value under the actor's distribution (at --temperature, 1
+    when it is 0) instead of the most likely value or a sample: the average of what the policy would do,
+    without the argmax's ties and stalls (actors whose tokenizer writes each number as one token)."""
     seed: int = 10_000
     """Base seed of the evaluation episodes (training data used 0-5000)."""
     critic: str = "builtin"
@@ -100,8 +104,8 @@ def run_batch(actor, task: str, variant: str, seeds: list[int], cfg: ActorEvalCo
             inputs = [ActorInput(actor.vlm.preprocess.view(obs[k]["images"]), obs[k]["state"], instruction,
                                  logs[k]["actions"][-actor.history:] if actor.history else []) for k in live]
             t0 = time.perf_counter()
-            samples = actor.act(inputs, temperature=max(cfg.temperature, 1e-6), top_k=cfg.top_k,
-                                greedy=cfg.temperature <= 0, generator=gen)
+            samples = actor.act(inputs, temperature=(cfg.temperature or 1.0) if cfg.mean else max(cfg.temperature, 1e-6),
+                                top_k=cfg.top_k, greedy=cfg.temperature <= 0, generator=gen, mean=cfg.mean)
             act_time += time.perf_counter() - t0
             n_actions += 1
             still = []
