@@ -216,6 +216,8 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
           "--names", "bc", "--critic", "none", "--mean", "--out", str(out), "--record", str(tmp_path / "rec")])
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["mean"] is True  # the report says how the numbers were decoded
+    assert "Each number nearest its expected value under the actor's distribution (temperature 1)" in (
+        out / "report.md").read_text()
     assert report["overall"]["bc"]["episodes"] == 2
     steps = [json.loads(x)["steps"] for x in (out / "episodes.jsonl").read_text().splitlines()]
     assert steps == [6, 6]  # actions executed: --max-steps 6 is 6 (it read 7), the untrained actor never succeeds

@@ -252,9 +252,19 @@ def _markdown(report: dict, names, tasks, variants) -> str:
              "episode got, not a success rate; a failed episode can read high)" if scored else "") +
             " per task and scene variant; the paper's Table 2 layout. " +
             ("Every camera frame went through the dataset's video codec before the actor read it. "
-             if report.get("config", {}).get("codec") else ""))
+             if report.get("config", {}).get("codec") else "") + _decoding(report.get("config", {})))
     return ("# Actor evaluation\n\n" + what + f"{n_ep} episodes per cell.\n\n" + markdown_table(header, rows) +
-            f"\n\nMean decoding time per batched action call (all live episodes of a task at once): {speed}.\n")
+            f"\n\nAverage time per batched action call (all live episodes of a task at once): {speed}.\n")
+
+
+def _decoding(cfg: dict) -> str:
+    """How the numbers were read, in words."""
+    temp = cfg.get("temperature", 0.0)
+    if cfg.get("mean"):
+        return f"Each number nearest its expected value under the actor's distribution (temperature {temp or 1:g}). "
+    if temp > 0:
+        return f"Numbers sampled at temperature {temp:g}. "
+    return "Greedy: the most likely value of each number. "
 
 
 def _plot(report: dict, names, tasks, variants, path: Path) -> None:
