@@ -26,7 +26,9 @@
 # button-press-topdown a mix like it (80 stop-short, 30 each of miss@1.5/2.5/4/6/8, the same 40 hot rollouts)
 # lifted the probe's AUC on a moved policy's episodes from 0.46 to 0.76 and the critic arm from 0.41 to 0.625,
 # which still fell from 0.95 at 150 episodes (BENCHMARKS.md, "Why the button done probe was exploited").
-# Give such a run a NAME of its own.
+# Give such a run a NAME of its own. DECODE (greedy, the default; mean; or sampled) is how the loop's evaluations
+# and step 4 read the actors' numbers (`vlac rl --eval-mean` / `--eval-temperature 1`, `vlac actor eval --mean` /
+# `--temperature 1`): which deploys best depends on the actor (README, "Three ways to read the numbers").
 # The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
 # episodes); it never reaches the loop's critic arm at run time.
 # About 90 min for 200 episodes on a 2-core machine (sweep-into-v3: rollouts 9 min, probe 4 min, arms 63 min, evaluation 10 min).
@@ -40,6 +42,12 @@ shift $(( $# < 5 ? $# : 5 ))
 ROLLOUTS=${ROLLOUTS:-120}
 EVAL_EVERY=${EVAL_EVERY:-50}
 MORE_SEEDS=${MORE_SEEDS-41000}
+case ${DECODE:=greedy} in
+  greedy) RL_DECODE=(); EVAL_DECODE=() ;;
+  mean) RL_DECODE=(--eval-mean); EVAL_DECODE=(--mean) ;;
+  sampled) RL_DECODE=(--eval-temperature 1); EVAL_DECODE=(--temperature 1) ;;
+  *) echo "DECODE=$DECODE: give greedy, mean or sampled" >&2; exit 2 ;;
+esac
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 [ -d "$DEMO_DATA/meta" ] || { echo "DEMO_DATA=$DEMO_DATA is not a dataset folder (no meta/ in it); give the folder \`vlac data collect --out\` wrote" >&2; exit 2; }
 mkdir -p runs
@@ -70,7 +78,7 @@ if [ ! -f runs/$NAME-critic-done/model/config.json ]; then
   python benchmarks/done_detector.py --critic runs/$NAME-critic-done/model --rollouts runs/$NAME-rollouts-val \
     --threads 2 --out runs/$NAME-done-probe.json
 fi
-COMMON="--config configs/rl/outcome.yaml --tasks $TASK --episodes $N --eval-every $EVAL_EVERY --actor $START"
+COMMON="--config configs/rl/outcome.yaml --tasks $TASK --episodes $N --eval-every $EVAL_EVERY --actor $START ${RL_DECODE[*]}"
 # shellcheck disable=SC2086
 vlac rl $COMMON --critic runs/$NAME-critic-done/model --out runs/$NAME-final "$@" > runs/$NAME-final.log 2>&1 &
 # shellcheck disable=SC2086
@@ -88,11 +96,11 @@ wait
 FINALS=("${ARMS[@]/%//learner/model}")
 if [ ! -f runs/$NAME-fresh/report.json ]; then
   vlac actor eval --actor $START "${FINALS[@]}" --names "start ($START)" "${NAMES[@]}" --tasks $TASK --episodes 40 \
-    --max-steps 100 --critic none --threads 2 --seed 30000 --out runs/$NAME-fresh
+    --max-steps 100 --critic none --threads 2 --seed 30000 "${EVAL_DECODE[@]}" --out runs/$NAME-fresh
 fi
 for seed in $MORE_SEEDS; do  # the final actors on 40 more fresh seeds each
   [ -f runs/$NAME-fresh$seed/report.json ] && continue
   vlac actor eval --actor "${FINALS[@]}" --names "${NAMES[@]}" --tasks $TASK --episodes 40 --max-steps 100 \
-    --critic none --threads 2 --seed $seed --out runs/$NAME-fresh$seed
+    --critic none --threads 2 --seed $seed "${EVAL_DECODE[@]}" --out runs/$NAME-fresh$seed
 done
 vlac rl compare --runs "${ARMS[@]}" --names "${NAMES[@]}" --out runs/$NAME-compare.png

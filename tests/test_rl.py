@@ -581,6 +581,18 @@ def test_the_evaluator_decodes_by_the_expected_value_when_asked():
     assert "mean" not in ev.evaluate(None, 3, ["reach-v3"], 1, 20000, 2)  # greedy, as before
 
 
+def test_recipes_parse_and_the_outcome_recipe_checks_its_decoding(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    for recipe in sorted((root / "recipes").glob("*.sh")):
+        subprocess.run(["bash", "-n", str(recipe)], check=True)
+    for decode, said in (("argmax", "DECODE=argmax: give greedy, mean or sampled"),
+                         ("mean", "is not a dataset folder")):  # a known one goes on to check its inputs
+        done = subprocess.run(["bash", str(root / "recipes" / "rl-outcome.sh"), "button-press-topdown-v3", "start",
+                               str(tmp_path / "nothing")], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "DECODE": decode})
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
 def test_rl_config_demands_authentication_off_loopback(tmp_path):
     from vlac.rl.config import RLConfig
     from vlac.transport.link import CurveKeys
