@@ -28,7 +28,9 @@
 # which still fell from 0.95 at 150 episodes (BENCHMARKS.md, "Why the button done probe was exploited").
 # Give such a run a NAME of its own. DECODE (greedy, the default; mean; or sampled) is how the loop's evaluations
 # and step 4 read the actors' numbers (`vlac rl --eval-mean` / `--eval-temperature 1`, `vlac actor eval --mean` /
-# `--temperature 1`): which deploys best depends on the actor (README, "Three ways to read the numbers").
+# `--temperature 1`): which deploys best depends on the actor (README, "Three ways to read the numbers"). The
+# fresh-seed folders are runs/NAME-fresh-mean* / -fresh-sampled* then, so a finished recipe run again with another
+# DECODE adds its actors' figures in that decoding (the arms' own evaluations stay as they were run).
 # The simulator's flag labels the probe's training rollouts offline (as an operator labels a real robot's
 # episodes); it never reaches the loop's critic arm at run time.
 # About 90 min for 200 episodes on a 2-core machine (sweep-into-v3: rollouts 9 min, probe 4 min, arms 63 min, evaluation 10 min).
@@ -43,9 +45,9 @@ ROLLOUTS=${ROLLOUTS:-120}
 EVAL_EVERY=${EVAL_EVERY:-50}
 MORE_SEEDS=${MORE_SEEDS-41000}
 case ${DECODE:=greedy} in
-  greedy) RL_DECODE=(); EVAL_DECODE=() ;;
-  mean) RL_DECODE=(--eval-mean); EVAL_DECODE=(--mean) ;;
-  sampled) RL_DECODE=(--eval-temperature 1); EVAL_DECODE=(--temperature 1) ;;
+  greedy) RL_DECODE=(); EVAL_DECODE=(); FRESH=fresh ;;
+  mean) RL_DECODE=(--eval-mean); EVAL_DECODE=(--mean); FRESH=fresh-mean ;;
+  sampled) RL_DECODE=(--eval-temperature 1); EVAL_DECODE=(--temperature 1); FRESH=fresh-sampled ;;
   *) echo "DECODE=$DECODE: give greedy, mean or sampled" >&2; exit 2 ;;
 esac
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -94,13 +96,13 @@ if [ -n "${ORACLE_DENSE:-}" ]; then  # the third reference arm: Meta-World's sha
 fi
 wait
 FINALS=("${ARMS[@]/%//learner/model}")
-if [ ! -f runs/$NAME-fresh/report.json ]; then
+if [ ! -f runs/$NAME-$FRESH/report.json ]; then
   vlac actor eval --actor $START "${FINALS[@]}" --names "start ($START)" "${NAMES[@]}" --tasks $TASK --episodes 40 \
-    --max-steps 100 --critic none --threads 2 --seed 30000 "${EVAL_DECODE[@]}" --out runs/$NAME-fresh
+    --max-steps 100 --critic none --threads 2 --seed 30000 "${EVAL_DECODE[@]}" --out runs/$NAME-$FRESH
 fi
 for seed in $MORE_SEEDS; do  # the final actors on 40 more fresh seeds each
-  [ -f runs/$NAME-fresh$seed/report.json ] && continue
+  [ -f runs/$NAME-$FRESH$seed/report.json ] && continue
   vlac actor eval --actor "${FINALS[@]}" --names "${NAMES[@]}" --tasks $TASK --episodes 40 --max-steps 100 \
-    --critic none --threads 2 --seed $seed "${EVAL_DECODE[@]}" --out runs/$NAME-fresh$seed
+    --critic none --threads 2 --seed $seed "${EVAL_DECODE[@]}" --out runs/$NAME-$FRESH$seed
 done
 vlac rl compare --runs "${ARMS[@]}" --names "${NAMES[@]}" --out runs/$NAME-compare.png

@@ -69,18 +69,28 @@ def test_mean_decoding_takes_the_number_nearest_the_expected_value(word_actor, d
     row.pending = []  # at the first number (x, -10..10), its fixed text fed
     allowed = row.allowed_now()
     values = [word_actor.plan.tries[0].value[word_actor.plan.tries[0].children[0][t]] for t in allowed]
-    probs = np.zeros(len(allowed))
+    probs = np.full(len(allowed), 1e-9)  # (a softmax leaves no number at 0)
     probs[values.index(0)] = 0.4  # the most likely value ...
     for v in (5, 6, 7):
         probs[values.index(v)] = 0.2  # ... against an expected value of 3.6
     assert values[int(np.argmax(probs))] == 0 and values[row.nearest_to_mean(allowed, probs)] == 4
+    probs[:] = 0
+    for v, p in ((0, 0.5), (-1, 0.5)):  # halfway: the tie goes to the number nearer 0, on either side
+        probs[values.index(v)] = p
+    assert values[row.nearest_to_mean(allowed, probs)] == 0
+    probs[values.index(-1)], probs[values.index(1)] = 0, 0.5
+    assert values[row.nearest_to_mean(allowed, probs)] == 0
+    probs[:] = 0
+    probs[values.index(-10)], probs[values.index(10)] = 0.5, 0.5  # one outside the top k (probability 0) never is
+    assert values[row.nearest_to_mean(allowed, probs)] in (-10, 10)
     inputs = _inputs(6, seed=5)
     means = word_actor.act(inputs, mean=True)
     _check_samples(word_actor, means)
-    assert [s.text for s in means] == [s.text for s in word_actor.act(inputs, mean=True, temperature=1.0)]
-    # a hotter distribution spreads its mass: its expected value lies nearer the middle of the range
-    hot = word_actor.act(inputs, mean=True, temperature=50.0)
-    assert np.abs(np.array([s.action[:3] for s in hot])).max() <= 1
+    assert [s.text for s in means] == [s.text for s in word_actor.act(inputs, mean=True)]  # nothing drawn
+    greedy = [s.text for s in word_actor.act(inputs, greedy=True)]
+    # a cold distribution's expected value is its most likely value; with the top 1 only, so is any
+    assert [s.text for s in word_actor.act(inputs, mean=True, temperature=1e-4)] == greedy
+    assert [s.text for s in word_actor.act(inputs, mean=True, top_k=1)] == greedy
     with pytest.raises(ValueError, match="one token"):
         digit_actor.act(_inputs(1), mean=True)
 

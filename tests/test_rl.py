@@ -567,18 +567,33 @@ def test_rl_config_files_with_nested_learner_settings(capsys, tmp_path):
     assert "--critic none leaves learner.reward 'dense' without its source" in err
 
 
-def test_the_evaluator_decodes_by_the_expected_value_when_asked():
+def test_the_evaluator_decodes_by_the_expected_value_when_asked(monkeypatch, tmp_path, digit_tokenizer):
     """`vlac rl --eval-mean`: the loop's evaluator takes each number nearest its expected value and
-    its record says so (the report's evaluation table is headed by it)."""
+    its record says so (the report's evaluation table is headed by it); an actor that cannot be read
+    that way is named before the run starts."""
+    import vlac.sim.actor_eval as actor_eval
+    from vlac.actor.actor import Actor
+    from vlac.model.vlm import VLM
     from vlac.rl.config import RLConfig
     from vlac.rl.workers import Evaluator
     from vlac.utils.cli import parse_config
 
     assert parse_config(RLConfig, ["--eval-mean"], prog="vlac rl").eval_mean
+    real, seen = actor_eval.run_batch, []
+
+    def watched(actor, task, variant, seeds, cfg):  # the real episodes, their decoding noted
+        seen.append(cfg.mean)
+        return real(actor, task, variant, seeds, cfg)
+
+    monkeypatch.setattr(actor_eval, "run_batch", watched)
     ev = Evaluator("builtin", 1)
+    assert ev.mean_problem() == ""
     out = ev.evaluate(None, 3, ["reach-v3"], 2, 20000, 4, mean=True)
     assert out["mean"] is True and out["version"] == 3 and out["reach-v3"] in (0.0, 0.5, 1.0)
     assert "mean" not in ev.evaluate(None, 3, ["reach-v3"], 1, 20000, 2)  # greedy, as before
+    assert seen == [True, False]
+    Actor(VLM.tiny(digit_tokenizer, seed=1), action_template="6dof").save(tmp_path / "digits")
+    assert "one token" in Evaluator(str(tmp_path / "digits"), 1).mean_problem()
 
 
 def test_recipes_parse_and_the_outcome_recipe_checks_its_decoding(tmp_path):
@@ -1115,3 +1130,7 @@ def test_an_evaluation_with_no_update_since_the_last_one_is_skipped(tmp_path):
     loop.done_episodes = 199
     loop._evaluate()  # not due yet
     assert loop.next_eval == 200
+    # the end of a run with no update since its last evaluation (or a finished run started again,
+    # perhaps with another decoding for its evaluations): no second record of the same weights
+    loop._evaluate(final=True)
+    assert loop.eval_inflight is None

@@ -173,6 +173,13 @@ class Actor:
         """The value head on the hidden state at an answer's end (B, hidden) -> (B,)."""
         return self.value_head(hidden.float()).squeeze(-1)
 
+    def check_mean(self) -> None:
+        """Mean decoding reads each number's distribution from one position: every number of the
+        action template must be one token of this actor's tokenizer."""
+        if not all(t.single_token for t in self.plan.tries):
+            raise ValueError("mean decoding needs a tokenizer that writes every number of the action template as "
+                             "one token (the tiny preset does); decode greedy or sampled instead")
+
     @torch.no_grad()
     def act(self, inputs: list[ActorInput], temperature: float = 1.0, top_k: int = 0, greedy: bool = False,
             generator: "torch.Generator | None" = None, mean: bool = False) -> list[ActionSample]:
@@ -183,9 +190,8 @@ class Actor:
 
         if not inputs:
             return []
-        if mean and not all(t.single_token for t in self.plan.tries):
-            raise ValueError("mean decoding needs a tokenizer that writes every number of the action template as "
-                             "one token (the tiny preset does); decode greedy or sampled instead")
+        if mean:
+            self.check_mean()
         model = self.vlm.model
         model.eval()
         batch = self.vlm.encode([self.prompt(x) for x in inputs])

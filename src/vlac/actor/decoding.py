@@ -125,11 +125,12 @@ class RowState:
 
     def nearest_to_mean(self, allowed: list[int], probs) -> int:
         """Index into ``allowed`` (one token per number) of the number nearest the expected value
-        under ``probs``."""
+        under ``probs``, among the numbers ``probs`` allows (top-k); a tie goes to the one nearer 0."""
         trie = self.plan.tries[self.field_k]
         values = [trie.value[trie.children[self.node][t]] for t in allowed]
         expected = sum(p * v for p, v in zip(probs, values))
-        return min(range(len(values)), key=lambda i: abs(values[i] - expected))
+        return min((i for i in range(len(values)) if probs[i] > 0),
+                   key=lambda i: (abs(values[i] - expected), abs(values[i])))
 
     def choose(self, token: int, allowed: list[int], log_prob: float) -> None:
         self.choice_index.append(len(self.tokens) + len(self.pending))

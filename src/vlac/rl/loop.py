@@ -150,6 +150,11 @@ class RLLoop:
         fps = 1.0 / self.cfg.period if self.cfg.period > 0 else LOCKSTEP_FPS  # the dataset's frame rate
         self.data = DataLink(ray, str(self.out), self.rules.preprocess.camera, fps, self.cfg.data_timeout)
         self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
+        if self.cfg.eval_mean and self.cfg.eval_episodes:
+            problem = ray.get(self.evaluator.mean_problem.remote())
+            if problem:
+                ray.shutdown()
+                raise SystemExit(f"error: --eval-mean with --actor {self.cfg.actor}: {problem}")
         status = ray.get(self.learner.status.remote())
         self.version = status["step"]
         self.done_episodes = self.data.call("count")
@@ -487,14 +492,17 @@ class RLLoop:
         """Success on fixed evaluation episodes at the start, every ``eval_every`` episodes and at
         the end (``final`` waits for it). A due evaluation of the policy the last one evaluated (no
         update finished since: a learner slower than ``eval_every`` episodes, or an evaluation that
-        ran into the next one's time) moves to the next multiple: it would draw the same point again."""
+        ran into the next one's time) moves to the next multiple: it would draw the same point again;
+        at the end it is left out."""
         if self.cfg.eval_episodes < 1:
             return
         if self.eval_inflight is not None and (final or self.eval_inflight.ref in self.ready):
             self._eval_done()
         if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):
             state, version = self.weights_ref if self.weights_ref else (None, self.version)
-            if not final and version == self._evaluated_version:
+            if final and version == self._evaluated_version:
+                return  # no update since the last evaluation (e.g. a finished run started again): its figure stands
+            if version == self._evaluated_version:
                 skipped, self.next_eval = self.next_eval, next_evaluation(self.done_episodes, self.cfg.eval_every)
                 self.bar.write(f"evaluation at {skipped} episodes skipped: policy update {version} was evaluated "
                                f"already (no update since); next at {self.next_eval}")

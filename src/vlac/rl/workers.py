@@ -313,6 +313,14 @@ class Evaluator:
         set_threads(threads)
         self.actor = load_actor(checkpoint)
 
+    def mean_problem(self) -> str:
+        """Why this actor cannot be evaluated by mean decoding ("" when it can)."""
+        try:
+            self.actor.check_mean()
+        except ValueError as e:
+            return str(e)
+        return ""
+
     def evaluate(self, state: dict | None, version: int, tasks: list[str], episodes: int, seed: int,
                  max_steps: int, temperature: float = 0.0, keep: str = "", mean: bool = False) -> dict:
         """The success rate of each task; ``keep``: a folder to save the evaluated actor in."""
