@@ -500,9 +500,9 @@ class RLLoop:
             self._eval_done()
         if self.eval_inflight is None and (final or self.done_episodes >= self.next_eval):
             state, version = self.weights_ref if self.weights_ref else (None, self.version)
-            if final and version == self._evaluated_version:
-                return  # no update since the last evaluation (e.g. a finished run started again): its figure stands
             if version == self._evaluated_version:
+                if final:  # no update since the last evaluation (e.g. a finished run started again): it stands
+                    return
                 skipped, self.next_eval = self.next_eval, next_evaluation(self.done_episodes, self.cfg.eval_every)
                 self.bar.write(f"evaluation at {skipped} episodes skipped: policy update {version} was evaluated "
                                f"already (no update since); next at {self.next_eval}")
