@@ -148,6 +148,12 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     md = write_report(run).read_text()
     assert "mean simulator success (return), last 2 episodes | 0.50" in md and "critic's done" not in md
     assert "episodes ended at the simulator's success flag | 2" in md
+    # an episode cut by a stop (SIGTERM, Ctrl-C) has no success flag: the report still draws, without it
+    rows.append({**rows[-1], "n": 5, "episode": 4, "steps": 1, "reason": "abort", "success": None})
+    (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report(run).read_text()
+    assert "mean simulator success (return), last 2 episodes | 1.00" in md and (run / "curves.png").is_file()
+    assert "simulator success among training episodes | 0.50" in md  # of the 4 with a flag, not 2 of 5
 
 
 def test_readme_flag_tables_match_the_cli():

@@ -43,6 +43,12 @@ def read_log(path: Path) -> list[dict]:
     return rows
 
 
+def _returns(episodes: list[dict], key: str) -> np.ndarray:
+    """Each episode's ``key`` as floats: NaN where it has none (an episode cut by a stop has no
+    success flag, ``None``; the oracle-sparse arm's return is that flag)."""
+    return np.array([np.nan if e.get(key) is None else float(e[key]) for e in episodes], dtype=float)
+
+
 def _smooth(y: np.ndarray, k: int = 10) -> np.ndarray:
     if len(y) < 2:
         return y
@@ -128,9 +134,15 @@ def _return_rows(episodes: list[dict], key: str = "return", name: str = "critic 
     n = min(20, len(episodes) // 2)
     if n < 1:
         return []
-    ret = [e.get(key, float("nan")) for e in episodes]
-    return [[f"mean {name}, first {n} episodes", fmt(np.mean(ret[:n]))],
-            [f"mean {name}, last {n} episodes", fmt(np.mean(ret[-n:]))]]
+    ret = _returns(episodes, key)
+    return [[f"mean {name}, first {n} episodes", fmt(_mean_of_known(ret[:n]))],
+            [f"mean {name}, last {n} episodes", fmt(_mean_of_known(ret[-n:]))]]
+
+
+def _mean_of_known(x: np.ndarray) -> float:
+    """The mean of the values an episode has (NaN where none has one)."""
+    known = x[np.isfinite(x)]
+    return float(known.mean()) if known.size else float("nan")
 
 
 def write_report(run: str | Path) -> Path:
@@ -163,7 +175,7 @@ def write_report(run: str | Path) -> Path:
                 title="success (simulator flag)")
     for robot in sorted({e["robot"] for e in episodes}):
         mine = [e for e in episodes if e["robot"] == robot]
-        x, raw = [e["n"] for e in mine], np.array([e.get(key, np.nan) for e in mine])
+        x, raw = [e["n"] for e in mine], _returns(mine, key)
         line = axes[1].plot(x, raw, ".", alpha=0.35)[0]
         y = _smooth(raw, max(1, len(raw) // 4))
         axes[1].plot(x[len(x) - len(y):], y, "-", color=line.get_color(), label=_robot_label(robot, mine))
@@ -190,7 +202,7 @@ def write_report(run: str | Path) -> Path:
             ["evaluation success, last", fmt(evals[-1]["success"]) if evals else "-"],
             *_return_rows(episodes, key, name),
             [ENDED_BY.get(reward, "episodes ended by the critic's done"), sum(e["reason"] == "done" for e in episodes)],
-            ["simulator success among training episodes", fmt(np.mean([bool(e["success"]) for e in episodes])) if episodes else "-"]]
+            ["simulator success among training episodes", fmt(_mean_of_known(_returns(episodes, "success"))) if episodes else "-"]]
     for k in SPEED_KEYS:
         if k in stats:
             unit = "episodes/h" if k == "episodes_per_hour" else "s"
