@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlac.utils.report import decoding_label
+
 TARGET = 0.8  # issue 19: the critic arm's mean success over the tasks at 200 episodes
 
 
@@ -32,19 +34,21 @@ class Seed:
     rl_episodes: int
     successes: int
     episodes: int
+    decoding: str = "greedy"  # how its evaluations read the actions (vlac.utils.report.decoding_label)
 
     @property
     def rate(self) -> float:
         return self.successes / self.episodes
 
 
-def read_eval(entry: str) -> tuple[int, int]:
-    """(successes, episodes) of one checkpoint in a `vlac actor eval` folder."""
+def read_eval(entry: str) -> tuple[int, int, str]:
+    """(successes, episodes, decoding) of one checkpoint in a `vlac actor eval` folder."""
     folder, _, name = entry.partition(":")
     report_path = Path(folder) / "report.json"
     if not report_path.is_file():
         raise SystemExit(f"{report_path} not found: give a folder written by `vlac actor eval --out`")
-    overall = json.loads(report_path.read_text())["overall"]
+    report = json.loads(report_path.read_text())
+    overall = report["overall"]
     if not name:
         if len(overall) != 1:
             raise SystemExit(f"{folder} holds {len(overall)} checkpoints ({', '.join(overall)}); "
@@ -53,7 +57,18 @@ def read_eval(entry: str) -> tuple[int, int]:
     if name not in overall:
         raise SystemExit(f"{folder} has no checkpoint named {name!r}; it has: {', '.join(overall)}")
     cell = overall[name]
-    return round(cell["success"] * cell["episodes"]), int(cell["episodes"])
+    return round(cell["success"] * cell["episodes"]), int(cell["episodes"]), decoding_label(report.get("config", {}))
+
+
+def one_decoding(what: str, decodings: dict[str, str]) -> str:
+    """The one decoding of evaluations pooled together; pooling greedy with sampled or mean episodes
+    would average two different measurements (one button clone: 0.71 greedy, 0.975 by its mean)."""
+    kinds = set(decodings.values())
+    if len(kinds) > 1:
+        raise SystemExit(f"{what} pools evaluations decoded in different ways ("
+                         + "; ".join(f"{k}: {v}" for k, v in decodings.items())
+                         + "): evaluate them alike (`vlac actor eval` with the same --mean / --temperature)")
+    return kinds.pop()
 
 
 def load(spec: dict) -> dict[str, dict[str, list[Seed]]]:
@@ -63,9 +78,12 @@ def load(spec: dict) -> dict[str, dict[str, list[Seed]]]:
         for arm, seeds in arms.items():
             rows = []
             for s in seeds:
-                counts = [read_eval(e) for e in s["evals"]]
+                counts = {e: read_eval(e) for e in s["evals"]}
                 rows.append(Seed(int(s.get("seed", 0)), int(s.get("rl_episodes", 0)),
-                                 sum(c[0] for c in counts), sum(c[1] for c in counts)))
+                                 sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()),
+                                 one_decoding(f"{task} / {arm} / seed {s.get('seed', 0)}",
+                                              {e: c[2] for e, c in counts.items()})))
+            one_decoding(f"{task} / {arm}", {f"seed {r.seed}": r.decoding for r in rows})
             out[task][arm] = rows
     return out
 
@@ -78,17 +96,18 @@ def pooled(seeds: list[Seed]) -> tuple[float, float, int]:
 
 
 def table(results: dict[str, dict[str, list[Seed]]]) -> str:
-    lines = ["| task | arm | RL episodes per seed | fresh success per seed | pooled (episodes) |",
-             "|---|---|---|---|---|"]
+    lines = ["| task | arm | RL episodes per seed | fresh success per seed | pooled (episodes) | decoding |",
+             "|---|---|---|---|---|---|"]
     for task, arms in results.items():
         for arm, seeds in arms.items():
             p, se, n = pooled(seeds)
             lines.append(f"| {task} | {arm} | {' / '.join(str(s.rl_episodes) for s in seeds)} | "
-                         f"{' / '.join(f'{s.rate:.3f}' for s in seeds)} | **{p:.3f}** ± {se:.3f} ({n}) |")
+                         f"{' / '.join(f'{s.rate:.3f}' for s in seeds)} | **{p:.3f}** ± {se:.3f} ({n}) | {seeds[0].decoding} |")
     common = [a for a in next(iter(results.values())) if all(a in arms for arms in results.values())]
     for arm in common:
         rates = [pooled(results[t][arm])[0] for t in results]
-        lines.append(f"| mean over {len(results)} tasks | {arm} | | | **{sum(rates) / len(rates):.3f}** |")
+        how = ", ".join(dict.fromkeys(results[t][arm][0].decoding for t in results))
+        lines.append(f"| mean over {len(results)} tasks | {arm} | | | **{sum(rates) / len(rates):.3f}** | {how} |")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@ teacher-forced pass, the value head, behaviour cloning, and `vlac actor train | 
 
 import json
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -238,7 +239,16 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     root = Path(__file__).parents[1]
     done = subprocess.run([sys.executable, "benchmarks/headline.py", "--spec", str(spec), "--out",
                            str(tmp_path / "h.png")], cwd=root, capture_output=True, text=True, check=True)
-    assert "| reach-v3 | bc | 8 | 0.000 | **0.000** ± 0.000 (4) |" in done.stdout and (tmp_path / "h.png").is_file()
+    assert "| reach-v3 | bc | 8 | 0.000 | **0.000** ± 0.000 (4) | mean at T=1 |" in done.stdout and (tmp_path / "h.png").is_file()
+    greedy = tmp_path / "greedy-eval"  # the same folder as if decoded greedily: not pooled with the mean's
+    shutil.copytree(out, greedy)
+    report["config"]["mean"] = False
+    (greedy / "report.json").write_text(json.dumps(report))
+    spec.write_text(json.dumps({"reach-v3": {"bc": [{"seed": 0, "evals": [str(out), str(greedy)]}]}}))
+    mixed = subprocess.run([sys.executable, "benchmarks/headline.py", "--spec", str(spec)], cwd=root,
+                           capture_output=True, text=True)
+    assert mixed.returncode != 0 and "pools evaluations decoded in different ways" in mixed.stderr
+    assert f"{greedy}: greedy" in mixed.stderr
     spec.write_text(json.dumps({"reach-v3": {"bc": [{"evals": [f"{out}:nobody"]}]}}))
     bad = subprocess.run([sys.executable, "benchmarks/headline.py", "--spec", str(spec)], cwd=root,
                          capture_output=True, text=True)

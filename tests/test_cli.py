@@ -129,6 +129,11 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     assert "Greedy actions" in md
     (run / "eval.jsonl").write_text("".join(json.dumps({**r, "temperature": 0.0, "mean": True}) + "\n" for r in evals))
     assert "Each number nearest its expected value under the policy at temperature 1." in write_report(run).read_text()
+    # a run whose evaluations read the actions in two ways says so, row by row
+    (run / "eval.jsonl").write_text("".join(json.dumps({**r, "temperature": 1.0 if r["version"] == 2 else 0.0}) + "\n"
+                                            for r in evals))
+    mixed = write_report(run).read_text()
+    assert "in different ways (column `decoding`)" in mixed and "| 0.30 | sampled at T=1 |" in mixed and "| greedy |" in mixed
     (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     assert "obs to action median (s) | 0.777" in md and "episodes per hour (episodes/h) | 67.2" in md
     assert "first 2 episodes" in md and "first 20" not in md  # a 4-episode run: its two halves
@@ -207,7 +212,12 @@ def test_rl_compare_and_report_are_vlac_commands(tmp_path, capsys):
                                                         "reason": "limit", "success": False, "return": 0.1}) + "\n")
         runs.append(str(run))
     main(["rl", "compare", "--runs", ",".join(runs), "--names", "critic,oracle", "--out", str(tmp_path / "cmp.png")])
-    assert (tmp_path / "cmp.png").stat().st_size > 0
+    assert (tmp_path / "cmp.png").stat().st_size > 0 and "different decodings" not in capsys.readouterr().out
+    # runs evaluated in different ways are not comparable: said, and each run's decoding is in the legend
+    mean_evals = [{**json.loads(x), "temperature": 0.0, "mean": True} for x in (tmp_path / "sparse" / "eval.jsonl").read_text().splitlines()]
+    (tmp_path / "sparse" / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in mean_evals))
+    main(["rl", "compare", "--runs", ",".join(runs), "--names", "critic,oracle", "--out", str(tmp_path / "cmp.png")])
+    assert "different decodings (critic: greedy; oracle: mean at T=1)" in capsys.readouterr().out
     # the noise band: binomial standard error over the evaluation episodes, which rl_config.json
     # gives per task (older runs) or eval.jsonl per evaluation (all tasks together)
     from vlac.rl.report import standard_errors

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlac.utils.report import pyplot, fmt, markdown_table
+from vlac.utils.report import decoding_label, fmt, markdown_table, pyplot
 
 
 # loop_stats.json figures shown in report.md (and collected by benchmarks/bench_rl.py)
@@ -233,13 +233,18 @@ def write_report(run: str | Path) -> Path:
     if evals:
         tasks = _eval_tasks(evals)
         temp = evals[0].get("temperature", 0.0)
-        how = (f"Each number nearest its expected value under the policy at temperature {temp or 1:g}." if evals[0].get("mean")
+        mixed = len({decoding_label(e) for e in evals}) > 1
+        how = ("The evaluations of this run read the actions in different ways (column `decoding`): success "
+               "figures of two decodings are not comparable." if mixed else
+               f"Each number nearest its expected value under the policy at temperature {temp or 1:g}." if evals[0].get("mean")
                else f"Actions sampled at temperature {temp:g} (the policy the robots run)." if temp > 0 else
                "Greedy actions (the most likely value of each number).")
         md += ("\n## Evaluation success per task\n\n" + how + "\n\n"
-               + markdown_table(["training episodes", "policy update", *tasks, "mean", "actor kept in"],
+               + markdown_table(["training episodes", "policy update", *tasks, "mean", *(["decoding"] if mixed else []),
+                                 "actor kept in"],
                                 [[e["episodes"], e.get("version", "-"), *[fmt(e.get(t, float("nan"))) for t in tasks],
-                                  fmt(e["success"]), e.get("model", "-")] for e in evals]) + "\n")
+                                  fmt(e["success"]), *([decoding_label(e)] if mixed else []), e.get("model", "-")]
+                                 for e in evals]) + "\n")
     fid = reward_fidelity([e for e in episodes if np.isfinite(e["return"])])  # none without a critic
     if fid:
         md += ("\n## The critic against the simulator's flag on training episodes\n\n"
@@ -261,11 +266,20 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.8))
     banded = starred = False
-    for run, name in zip(runs, names or [Path(r).name for r in runs]):
+    names = names or [Path(r).name for r in runs]
+    logs = [read_log(Path(run) / "eval.jsonl") for run in runs]
+    decodings = [", ".join(dict.fromkeys(decoding_label(e) for e in evals)) or "not evaluated" for evals in logs]
+    alike = len(set(decodings)) == 1
+    if not alike:  # one button actor: 0.275 greedy, 0.875 by the mean (BENCHMARKS.md)
+        print("warning: these runs were evaluated with different decodings ("
+              + "; ".join(f"{n}: {d}" for n, d in zip(names, decodings)) + "), so their success figures are not "
+              "comparable; evaluate them alike (`vlac rl ... --eval-mean` / `--eval-temperature`, the same for every run)")
+    for run, name, evals, how in zip(runs, names, logs, decodings):
         oracle = reward_label(run).startswith("ORACLE")
-        curve, final = _split_final(read_log(Path(run) / "eval.jsonl"))
+        curve, final = _split_final(evals)
         x, y = [e["episodes"] for e in curve], np.array([e["success"] for e in curve])
-        line = ax.plot(x, y, "s--" if oracle else "o-", label=f"{name} ({reward_label(run)})")[0]
+        label = f"{name} ({reward_label(run)}" + ("" if alike else f"; {how}") + ")"
+        line = ax.plot(x, y, "s--" if oracle else "o-", label=label)[0]
         se = standard_errors(run, curve)
         if se is not None:
             ax.fill_between(x, y - se, y + se, color=line.get_color(), alpha=0.12, lw=0)
@@ -277,7 +291,8 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
         ax.plot([], [], "*", color="gray", label="after the last updates (same episodes, more training)")
     if banded:
         ax.fill_between([], [], [], color="gray", alpha=0.2, label="+- 1 standard error (evaluation episodes)")
-    ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.02, 1.02))
+    ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.02, 1.02),
+           title=f"evaluation actions: {decodings[0]}" if alike else "evaluation actions: DIFFERENT decodings (see legend)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, never over them
     fig.tight_layout()
     fig.savefig(out, dpi=120)

@@ -83,3 +83,15 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(fmt(v) if isinstance(v, float) else str(v) for v in r) + " |")
     return "\n".join(lines)
+
+
+def decoding_label(cfg: dict) -> str:
+    """How an evaluation read the actor's numbers, in a few words, from an eval.jsonl record of the
+    loop or the config of ``vlac actor eval``: ``greedy``, ``sampled at T=...`` or ``mean at T=...``.
+    Success under two decodings is two different measurements of one actor (BENCHMARKS.md, "Mean
+    decoding": one clone, 0.71 greedy, 0.975 by its mean), so plots and tables that set runs side
+    by side name it."""
+    temp = float(cfg.get("temperature") or 0.0)
+    if cfg.get("mean"):
+        return f"mean at T={temp or 1:g}"
+    return f"sampled at T={temp:g}" if temp > 0 else "greedy"
