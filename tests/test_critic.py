@@ -289,3 +289,25 @@ def test_eval_skips_an_unreadable_episode_and_keeps_the_rest(small_dataset, tmp_
     assert len(report["config"]["skipped"]) == 1 and "episode 1" in report["config"]["skipped"][0]
     assert len((tmp_path / "e" / "episodes.jsonl").read_text().splitlines()) == 1
     assert "Skipped 1 unreadable episode(s)" in (tmp_path / "e" / "report.md").read_text()
+
+
+def test_eval_keeps_episodes_without_a_success_flag_apart_from_failures(small_dataset, tmp_path):
+    """A real robot's episodes carry no success flag; `vlac critic eval` counted them as failures
+    (its success-against-failure rows then compared successes with unknowns)."""
+    from dataclasses import replace
+
+    from vlac.data.lerobot_format import SUCCESS_KEY
+    from vlac.data.writer import DatasetWriter
+    from vlac.eval.critic_eval import EvalConfig, evaluate
+
+    ds = LeRobotDataset(small_dataset)
+    features = {k: v for k, v in ds.features.items() if k != SUCCESS_KEY}
+    with DatasetWriter(tmp_path / "robot", features, fps=ds.fps) as w:
+        for i in (0, 1):
+            ep = ds.episode(i)
+            w.add_episode(replace(ep, success=None, timestamp=None, meta={**ep.meta, "success": None}))
+    evaluate(EvalConfig(dataset=[str(tmp_path / "robot")], out=str(tmp_path / "e"), one_shot=False, threads=1))
+    rows = [json.loads(x) for x in (tmp_path / "e" / "episodes.jsonl").read_text().splitlines()]
+    assert [r["success"] for r in rows] == [None, None] and "done" not in rows[0]
+    md = (tmp_path / "e" / "report.md").read_text()
+    assert "no success flag" in md and "/ failed" not in md and "/ successful" not in md

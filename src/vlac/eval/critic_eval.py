@@ -138,7 +138,10 @@ def evaluate(cfg: EvalConfig) -> dict:
             frames, task = ep.images[key], ep.task
             rec = {"dataset": str(ds.root), "episode": i, "task": task, "env_task": m.get("env_task", ""),
                    "split": _split_of(m), "variant": m.get("scene_variant", "default"),
-                   "behaviour": m.get("behaviour", ""), "success": bool(m.get("success", False)),
+                   "behaviour": m.get("behaviour", ""),
+                   # None where the episode carries no flag (a real robot's, an episode cut by a stop):
+                   # neither a success nor a failure in the tables below
+                   "success": ep.is_success,
                    "length": int(len(frames))}
             rec["zero_shot"] = _critic_metrics(critic, frames, task, cfg.skip, None, cfg.decoding)
             ref = next((fr for src, fr in refs.get(task, []) if src != f"{ds.root}#{i}"), None)
@@ -221,7 +224,7 @@ def _group_key(r: dict) -> str:
     """Table row of an episode. Successful episodes of a non-expert behaviour (a regression
     episode that reaches the goal and then undoes it) get a row of their own: their true progress
     is not monotone in time, so they would blur the expert-episode row the paper's VOC targets."""
-    outcome = "successful" if r["success"] else "failed"
+    outcome = {True: "successful", False: "failed"}.get(r["success"], "no success flag")
     behaviour = r.get("behaviour", "")
     if r["success"] and behaviour not in ("", "expert"):
         outcome += f" ({behaviour})"
@@ -292,12 +295,12 @@ def summarise(records: list[dict], threshold: float = 0.5, min_value: float = 0.
     separation = {}
     for split in sorted({r["split"] for r in records}):
         rs = [r for r in records if r["split"] == split]
-        tasks = {r["task"] for r in rs if not r["success"]} & {r["task"] for r in rs if r["success"]}
+        tasks = {r["task"] for r in rs if r["success"] is False} & {r["task"] for r in rs if r["success"]}
         for mode in ("zero_shot", "one_shot"):
             ok = [r[mode]["voc"] for r in rs if r["task"] in tasks and r["success"] and mode in r]
-            bad = [r[mode]["voc"] for r in rs if r["task"] in tasks and not r["success"] and mode in r]
+            bad = [r[mode]["voc"] for r in rs if r["task"] in tasks and r["success"] is False and mode in r]
             okv = [r[mode]["final_value"] for r in rs if r["task"] in tasks and r["success"] and mode in r]
-            badv = [r[mode]["final_value"] for r in rs if r["task"] in tasks and not r["success"] and mode in r]
+            badv = [r[mode]["final_value"] for r in rs if r["task"] in tasks and r["success"] is False and mode in r]
             separation[f"{split} / {mode}"] = {"voc_successful": _mean(ok), "voc_failed": _mean(bad),
                                                "voc_gap": _mean(ok) - _mean(bad), "final_value_successful": _mean(okv),
                                                "final_value_failed": _mean(badv), "tasks": len(tasks)}

@@ -48,7 +48,7 @@ def plot_scores(score, title: str, path: str | Path) -> None:
 def plot_value_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray, bool]]], path: str | Path,
                       title: str = "") -> None:
     """One panel per task; each curve (frame indices, values, success) drawn green if the
-    episode succeeded and red if it failed, so failures stand out against successes."""
+    episode succeeded, red if it failed (grey if it has no flag), so failures stand out against successes."""
     plt = pyplot()
     tasks = sorted(curves)
     if not tasks:
@@ -58,14 +58,14 @@ def plot_value_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray, bool]
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
         for idx, values, ok in curves[task]:
-            ax.plot(np.asarray(idx) / max(idx[-1], 1), values, color="tab:green" if ok else "tab:red",
+            ax.plot(np.asarray(idx) / max(idx[-1], 1), values, color={True: "tab:green", False: "tab:red"}.get(ok, "tab:gray"),
                     alpha=0.8, lw=1.2)
         ax.set_title(task, fontsize=8)
         ax.set_ylim(-0.05, 1.05)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    fig.suptitle(f"{title}  (green: successful, red: failed; x: fraction of episode)", fontsize=9)
+    fig.suptitle(f"{title}  (green: successful, red: failed, grey: no flag; x: fraction of episode)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
