@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vlac.critic import metrics as M
-from vlac.utils.report import fmt, markdown_table, plot_value_curves
+from vlac.utils.report import fmt, markdown_table, mean_of_known, plot_value_curves
 from vlac.data.lerobot_format import DatasetError
 from vlac.data.tasks import TASKS
 from vlac.utils.imports import set_threads
@@ -231,17 +231,12 @@ def _group_key(r: dict) -> str:
     return f"{r['split']} / {r['variant']} / {outcome}"
 
 
-def _mean(xs) -> float:
-    xs = [x for x in xs if x is not None and np.isfinite(x)]
-    return float(np.mean(xs)) if xs else float("nan")
-
-
 def _row(rs: list[dict], getter) -> dict:
     got = [getter(r) for r in rs]
     got = [g for g in got if g is not None]
-    voc, vroc = _mean(g["voc"] for g in got), _mean(g["vroc"] for g in got)
-    return {"voc": voc, "vroc": vroc, "voc_f1": M.voc_f1(voc, vroc), "nr": _mean(g["nr"] for g in got),
-            "final_value": _mean(g.get("final_value") for g in got), "n": len(got)}
+    voc, vroc = mean_of_known(g["voc"] for g in got), mean_of_known(g["vroc"] for g in got)
+    return {"voc": voc, "vroc": vroc, "voc_f1": M.voc_f1(voc, vroc), "nr": mean_of_known(g["nr"] for g in got),
+            "final_value": mean_of_known(g.get("final_value") for g in got), "n": len(got)}
 
 
 def _gated_p(r: dict, min_value: float, key: str = "done") -> np.ndarray:
@@ -301,13 +296,13 @@ def summarise(records: list[dict], threshold: float = 0.5, min_value: float = 0.
             bad = [r[mode]["voc"] for r in rs if r["task"] in tasks and r["success"] is False and mode in r]
             okv = [r[mode]["final_value"] for r in rs if r["task"] in tasks and r["success"] and mode in r]
             badv = [r[mode]["final_value"] for r in rs if r["task"] in tasks and r["success"] is False and mode in r]
-            separation[f"{split} / {mode}"] = {"voc_successful": _mean(ok), "voc_failed": _mean(bad),
-                                               "voc_gap": _mean(ok) - _mean(bad), "final_value_successful": _mean(okv),
-                                               "final_value_failed": _mean(badv), "tasks": len(tasks)}
+            separation[f"{split} / {mode}"] = {"voc_successful": mean_of_known(ok), "voc_failed": mean_of_known(bad),
+                                               "voc_gap": mean_of_known(ok) - mean_of_known(bad), "final_value_successful": mean_of_known(okv),
+                                               "final_value_failed": mean_of_known(badv), "tasks": len(tasks)}
     describe = {}
     for split in sorted({r["split"] for r in records}):
         hits = [r["describe"]["exact"] for r in records if r["split"] == split and "describe" in r]
-        describe[split] = {"exact_match": _mean(hits), "n": len(hits)}
+        describe[split] = {"exact_match": mean_of_known(hits), "n": len(hits)}
     return {"table": table, "done": done, "done_goal": done_goal, "separation": separation, "describe": describe,
             "baselines": BASELINES, "episodes": len(records)}
 

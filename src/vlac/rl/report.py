@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlac.utils.report import decoding_label, fmt, markdown_table, pyplot
+from vlac.utils.report import decoding_label, fmt, markdown_table, mean_of_known, pyplot
 
 
 # loop_stats.json figures shown in report.md (and collected by benchmarks/bench_rl.py)
@@ -135,14 +135,9 @@ def _return_rows(episodes: list[dict], key: str = "return", name: str = "critic 
     if n < 1:
         return []
     ret = _returns(episodes, key)
-    return [[f"mean {name}, first {n} episodes", fmt(_mean_of_known(ret[:n]))],
-            [f"mean {name}, last {n} episodes", fmt(_mean_of_known(ret[-n:]))]]
+    return [[f"mean {name}, first {n} episodes", fmt(mean_of_known(ret[:n]))],
+            [f"mean {name}, last {n} episodes", fmt(mean_of_known(ret[-n:]))]]
 
-
-def _mean_of_known(x: np.ndarray) -> float:
-    """The mean of the values an episode has (NaN where none has one)."""
-    known = x[np.isfinite(x)]
-    return float(known.mean()) if known.size else float("nan")
 
 
 def write_report(run: str | Path) -> Path:
@@ -202,7 +197,7 @@ def write_report(run: str | Path) -> Path:
             ["evaluation success, last", fmt(evals[-1]["success"]) if evals else "-"],
             *_return_rows(episodes, key, name),
             [ENDED_BY.get(reward, "episodes ended by the critic's done"), sum(e["reason"] == "done" for e in episodes)],
-            ["simulator success among training episodes", fmt(_mean_of_known(_returns(episodes, "success"))) if episodes else "-"]]
+            ["simulator success among training episodes", fmt(mean_of_known(_returns(episodes, "success"))) if episodes else "-"]]
     for k in SPEED_KEYS:
         if k in stats:
             unit = "episodes/h" if k == "episodes_per_hour" else "s"

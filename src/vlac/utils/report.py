@@ -85,6 +85,12 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def mean_of_known(xs) -> float:
+    """The mean of the values that exist (None and NaN left out); NaN when none does."""
+    xs = [x for x in xs if x is not None and np.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
 def decoding_label(cfg: dict) -> str:
     """How an evaluation read the actor's numbers, in a few words, from an eval.jsonl record of the
     loop or the config of ``vlac actor eval``: ``greedy``, ``sampled at T=...`` or ``mean at T=...``.
