@@ -111,7 +111,7 @@ def test_a_restarted_data_service_does_not_store_the_killed_ones_last_episode_tw
     the episode again to a new service): the new service recognises it by its rl_steps record and
     returns its index; the same robot and episode number observed at other times (a robot started
     again counts its episodes anew) is a new episode."""
-    from vlac.rl.workers import DataService
+    from vlac.rl.storage import DataService
 
     first = _record(3, 0)
     assert DataService(str(tmp_path)).add(first) == 0
@@ -125,7 +125,7 @@ def test_a_restarted_data_service_does_not_store_the_killed_ones_last_episode_tw
 
 
 def test_resumed_rl_run_quarantines_a_damaged_episode_and_repair_renumbers_its_records(tmp_path, capsys):
-    from vlac.rl.workers import DataService
+    from vlac.rl.storage import DataService
 
     data = DataService(str(tmp_path))
     recs = [_record(n, seed) for seed, n in enumerate((3, 4, 5))]

@@ -169,6 +169,9 @@ def test_every_readme_command_runs(group, tmp_path, monkeypatch, capsys):
     if group in NEEDS_DATA and not commands[0].startswith("vlac data collect"):
         commands.insert(0, next(c for c in every if c.startswith("vlac data collect")))
     ran, seen, joined = [], set(), {}
+    # the runs a later `vlac rl compare` sets side by side keep their (budget) evaluations
+    compared = {run for c in commands if c.startswith("vlac rl compare")
+                for run in _flag_values(shlex.split(c), "--runs")}
     ray_head = None
     try:
         for k, line in enumerate(commands):
@@ -199,6 +202,8 @@ def test_every_readme_command_runs(group, tmp_path, monkeypatch, capsys):
             seen.add(key)
             cmd = _command(words)
             words += shlex.split(BUDGET.get(cmd, ""))
+            if cmd == "rl" and words[words.index("--out") + 1] not in compared:
+                words += ["--eval-episodes", "0"]  # no `rl compare` reads its evaluations: no evaluator process
             if cmd == "rl":
                 nxt = commands[k + 1] if k + 1 < len(commands) else ""
                 if nxt.startswith("vlac robot sim"):  # that robot joins this loop: the loop starts none itself
@@ -239,6 +244,16 @@ def test_every_readme_command_runs(group, tmp_path, monkeypatch, capsys):
             os.killpg(ray_head.pid, signal.SIGTERM)
             ray_head.wait(timeout=60)
     assert set(ran) == set(commands), set(commands) - set(ran)  # every one of them ran
+
+
+def _flag_values(words: list[str], flag: str) -> list[str]:
+    """The values after ``flag`` up to the next flag (space- or comma-separated)."""
+    k = words.index(flag) + 1
+    values = []
+    while k < len(words) and not words[k].startswith("--"):
+        values += words[k].split(",")
+        k += 1
+    return values
 
 
 def _wait_for_ray(port: int, head: subprocess.Popen) -> None:

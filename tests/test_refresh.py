@@ -71,7 +71,13 @@ def test_operator_labels_at_the_console_retrain_the_done_probe_and_the_run_score
                 _post(f"{console}api/robots/{robot}/end", {"label": label})
 
         end_each([("sim-0", "success"), ("sim-1", "failure")])
+        # the operator holds both robots while the probe retrains (their observations wait unanswered, so
+        # the training has the CPU), then lets them go on under the refreshed critic
+        for robot in ("sim-0", "sim-1"):
+            _post(f"{console}api/robots/{robot}/pause", {})
         refreshes = _until(lambda: _lines(out / "critic_refresh.jsonl"), 240, "the refreshed critic")
+        for robot in ("sim-0", "sim-1"):
+            _post(f"{console}api/robots/{robot}/resume", {})
         time.sleep(3.0)  # the loop swaps it in between two scoring calls
         end_each([("sim-0", "none"), ("sim-1", "none")])
         text, _ = loop.communicate(timeout=240)

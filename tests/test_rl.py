@@ -60,7 +60,7 @@ def test_data_service_stores_every_camera_under_the_robots_names(tmp_path):
     resumed run rebuilds the camera the models read."""
     from vlac.data.dataset import LeRobotDataset
     from vlac.model.preprocess import Preprocess
-    from vlac.rl.workers import DataService
+    from vlac.rl.storage import DataService
 
     pre = Preprocess(image_size=96, camera="front")
     rec = EpisodeRecord("arm-1", "Scoop the rice into the rice cooker.", 0, reason="limit")
@@ -160,7 +160,7 @@ def test_operator_steps_are_stored_flagged_replayed_and_never_ppo_samples(tmp_pa
     the operator's action in the dataset), join the learner's replay with an NLL loss, and are not
     PPO samples; a resumed run gets them back as operator steps."""
     from vlac.data.dataset import LeRobotDataset
-    from vlac.rl.workers import DataService
+    from vlac.rl.storage import DataService
 
     worker = InferenceWorker(str(ACTOR), seed=0)
     rec = _episode(worker, 6, "limit", seed=5)
@@ -351,7 +351,7 @@ def test_a_stalled_data_service_is_restarted_and_the_episode_stored(ray_local, t
     timeout the service is killed and started again on the same folder, the half-written episode's
     leftovers are dropped, and the episode is stored with the number it was given."""
     from vlac.data.dataset import LeRobotDataset
-    from vlac.rl.workers import DataLink
+    from vlac.rl.storage import DataLink
 
     worker = InferenceWorker(str(ACTOR), seed=0)
     link = DataLink(ray_local, str(tmp_path), timeout_s=15)  # a restart must fit too, on a slow busy machine
@@ -761,7 +761,7 @@ def test_loop_survives_failed_calls_caps_episodes_and_saves_open_ones(ray_local,
     from vlac.data.dataset import LeRobotDataset
     from vlac.rl.config import RLConfig
     from vlac.rl.loop import InFlight, RLLoop
-    from vlac.rl.workers import DataLink
+    from vlac.rl.storage import DataLink
     from vlac.transport.client import RobotClient
     from vlac.transport.gateway import Gateway
 
@@ -1046,7 +1046,8 @@ def test_a_real_robot_runs_the_loop_without_a_simulator(tmp_path):
     """A robot with its own task text (not a suite task), two cameras (neither called main) and its
     own state and action names runs `vlac rl` on a machine where Meta-World, MuJoCo and gymnasium
     cannot be imported (in this process and in every Ray worker): episodes are served, scored,
-    stored under the robot's names with both cameras, and trained on."""
+    stored under the robot's names with both cameras, and trained on. With evaluations off no
+    evaluator process starts, and the data service's process loads no torch."""
     from vlac.data.dataset import LeRobotDataset
     from vlac.transport.client import RobotClient
 
@@ -1077,6 +1078,13 @@ def test_a_real_robot_runs_the_loop_without_a_simulator(tmp_path):
                 assert action is not None and action.shape == (4,)
                 state = state + np.r_[action[:3], 0.0].astype(np.float32)
             robot.end_episode(episode, "limit")
+            if episode == 0:  # the run's processes: what each one needs, no more
+                workers = {name: _descendants(loop.pid, f"ray::{name}")
+                           for name in ("Learner", "InferenceWorker", "DataService", "Evaluator")}
+                assert workers["Learner"] and workers["InferenceWorker"] and workers["DataService"], workers
+                assert not workers["Evaluator"], workers  # evaluations are off: no evaluator process
+                [data] = workers["DataService"]
+                assert "libtorch" not in Path(f"/proc/{data}/maps").read_text()  # it stores episodes, runs no model
         text, _ = loop.communicate(timeout=300)
         robot.close()
     finally:

@@ -17,7 +17,8 @@ import numpy as np
 
 from vlac.utils.imports import require
 
-torch = require("torch", extra="model")
+# torch is imported where frames are resized, not here: the RL loop's data service reads `view`
+# and the config alone, and its process stays free of torch (a smaller, faster-starting worker)
 
 VLAC_CONFIG = "vlac_config.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,10 +60,12 @@ class Preprocess:
         if min(a.shape[:2]) <= self.image_size:
             return a
         t = _square(a, self.image_size)
+        torch = require("torch", extra="model")
         return t.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
     def pixels(self, images: list) -> "torch.Tensor":
         """Images (any size) -> ``(N, 3, S, S)`` float32, normalised, centre-cropped and resized."""
+        torch = require("torch", extra="model")
         s = self.image_size
         out = [_square(to_rgb_uint8(im, name=f"image {k}"), s) for k, im in enumerate(images)]
         x = torch.stack(out) if out else torch.zeros(0, 3, s, s)
@@ -136,6 +139,7 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
 
 def _square(a: np.ndarray, s: int) -> "torch.Tensor":
     """HxWx3 uint8 -> (3, s, s) float in [0, 1]: centre-cropped square, resized (antialiased)."""
+    torch = require("torch", extra="model")
     h, w = a.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vlac.rl.ppo import gae
-
 
 REWARDS = ("dense", "sparse", "final", "oracle-dense", "oracle-sparse")
 """Reward sources of the learner. ``dense``/``sparse``/``final``: the critic's (the product). ``oracle-*``:
@@ -162,6 +160,8 @@ class EpisodeRecord:
     def advantages(self, values: np.ndarray, last_value: float, mode: str, gamma: float, lam: float,
                    done_bonus: float = 0.0, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """GAE advantages and value targets of the acted steps, rewards divided by ``scale``."""
+        from vlac.rl.ppo import gae  # here, not at the top: the data service's process holds episodes, not torch
+
         r = self.rewards(mode, done_bonus) / scale
         return gae(r, values, self.terminals(), last_value=0.0 if self.terminal else last_value, gamma=gamma, lam=lam)
 

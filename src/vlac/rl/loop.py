@@ -28,10 +28,11 @@ from vlac.rl.config import RLConfig
 from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord, trained_return
 from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.learner import Learner
-from vlac.rl.returns import ReturnBank
 from vlac.rl.messages import ActReply, Score
+from vlac.rl.returns import ReturnBank
+from vlac.rl.storage import LOCKSTEP_FPS, DataLink
+from vlac.rl.workers import CriticWorker, Evaluator, InferenceWorker, LogService
 from vlac.sim.robot import robot_command
-from vlac.rl.workers import LOCKSTEP_FPS, CriticWorker, DataLink, Evaluator, InferenceWorker, LogService
 from vlac.utils.imports import require
 
 
@@ -149,8 +150,10 @@ class RLLoop:
         self.learner = remote(Learner).remote(lc)
         fps = 1.0 / self.cfg.period if self.cfg.period > 0 else LOCKSTEP_FPS  # the dataset's frame rate
         self.data = DataLink(ray, str(self.out), self.rules.preprocess.camera, fps, self.cfg.data_timeout)
-        self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1)
-        if self.cfg.eval_mean and self.cfg.eval_episodes:
+        # the evaluator runs the simulator (measurement only): no process for it when evaluations are off
+        # (`--eval-episodes 0`, e.g. a real robot's run with no simulator on the machine)
+        self.evaluator = remote(Evaluator).remote(self.cfg.actor, 1) if self.cfg.eval_episodes >= 1 else None
+        if self.cfg.eval_mean and self.evaluator is not None:
             problem = ray.get(self.evaluator.mean_problem.remote())
             if problem:
                 ray.shutdown()
