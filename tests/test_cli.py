@@ -159,6 +159,16 @@ def test_rl_report_gives_units_and_fits_a_short_run(tmp_path):
     md = write_report(run).read_text()
     assert "mean simulator success (return), last 2 episodes | 1.00" in md and (run / "curves.png").is_file()
     assert "simulator success among training episodes | 0.50" in md  # of the 4 with a flag, not 2 of 5
+    # robots with a control period that often held still for want of an action in time: said, with what to do
+    assert "did not keep up" not in md
+    stats = {"obs_to_action_p99": 0.219, "held_still": 45, "transitions": 83}
+    (run / "loop_stats.json").write_text(json.dumps(stats))
+    md = write_report(run).read_text()
+    assert "held still (no action within their control period) | 45 of 83" in md
+    assert "**The loop did not keep up with the robots.** In 45 of 83 steps (54%)" in md and "p99 0.219 s" in md
+    (run / "loop_stats.json").write_text(json.dumps({**stats, "held_still": 5}))
+    md = write_report(run).read_text()
+    assert "| 5 of 83 |" in md and "did not keep up" not in md  # 6%: under the warning's 10%
 
 
 def test_readme_flag_tables_match_the_cli():

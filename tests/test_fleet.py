@@ -112,6 +112,25 @@ def test_late_and_unexecuted_actions_and_a_restarted_robot():
     assert fleet.finishing[1].reason == "lost" and "r0" not in fleet.robots
 
 
+def test_steps_a_robot_held_still_for_want_of_an_action_are_counted():
+    """A robot with a control period holds still when no action came in time (`executed` = -1): the
+    run counts those steps against all its transitions, but not the steps an operator drove or the
+    steps of a robot an operator paused (held still on purpose)."""
+    fleet, _ = _fleet()
+    fleet.episode_start("r0", TASK, 0)
+    fleet.observation("r0", _obs(0), now=0, task=TASK)
+    _act(fleet)
+    fleet.observation("r0", _obs(1, executed=0), now=1, task=TASK)  # its action ran
+    fleet.observation("r0", _obs(2, executed=-1), now=2, task=TASK)  # nothing came within the period
+    fleet.observation("r0", _obs(3, executed=-1), now=3, task=TASK)
+    msg = _obs(4, executed=-1)
+    msg["operator_action"] = [1.0, 0.0, 0.0, 1.0]  # an operator drove this step
+    fleet.observation("r0", msg, now=4, task=TASK)
+    fleet.pause("r0")
+    fleet.observation("r0", _obs(5, executed=-1), now=5, task=TASK)  # paused: held still on purpose
+    assert fleet.counters["transitions"] == 5 and fleet.counters["held_still"] == 2
+
+
 def test_caps_end_and_keep_an_episode_and_frames_are_kept_at_the_model_size():
     fleet, resets = _fleet(max_steps=3, preprocess=Preprocess(image_size=64))
     fleet.episode_start("r0", TASK, 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,8 @@ from vlac.utils.imports import require
 
 # torch is imported where frames are resized, not here: the RL loop's data service reads `view`
 # and the config alone, and its process stays free of torch (a smaller, faster-starting worker)
+if TYPE_CHECKING:
+    import torch
 
 VLAC_CONFIG = "vlac_config.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

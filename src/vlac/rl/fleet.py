@@ -93,7 +93,7 @@ class Fleet:
         self.finishing: list[EpisodeRecord] = []  # closed, waiting for their last scores and the data service
         self.counters = counters if counters is not None else {}
         for k in ("unexecuted_actions", "episodes_capped", "late_answers", "takeovers", "operator_steps",
-                  "after_end"):
+                  "after_end", "held_still", "transitions"):
             self.counters.setdefault(k, 0)
         self.hold_since: float | None = None
         self.holds: list[float] = []  # seconds robots were held for the learner, per hold
@@ -136,6 +136,10 @@ class Fleet:
             rec.frame_bytes -= sum(f.nbytes for f in gone.views.values())
             step.resent, step.requested, step.history = gone.resent + (gone.obs_id,), gone.requested, gone.history
             prev = None  # the transition into this state was handled (scored once) when it first came
+        if prev is not None:
+            self.counters["transitions"] += 1
+            if msg.get("executed") == -1 and msg.get("operator_action") is None and robot not in self.paused:
+                self.counters["held_still"] += 1  # no action came within its control period: it held still
         if prev is not None and prev.operator_action is not None and msg.get("operator_action") is None:
             if msg.get("executed", prev.obs_id) == prev.obs_id:  # the console operator's action ran
                 self.counters["operator_steps"] += 1

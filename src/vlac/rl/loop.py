@@ -29,6 +29,7 @@ from vlac.rl.episodes import ORACLE_REWARDS, EpisodeRecord, trained_return
 from vlac.rl.fleet import Fleet, FleetRules
 from vlac.rl.learner import Learner
 from vlac.rl.messages import ActReply, Score
+from vlac.rl.report import held_still_warning
 from vlac.rl.returns import ReturnBank
 from vlac.rl.storage import LOCKSTEP_FPS, DataLink
 from vlac.rl.workers import CriticWorker, Evaluator, InferenceWorker, LogService
@@ -627,6 +628,9 @@ class RLLoop:
             (self.out / "loop_stats.json").write_text(json.dumps(summary, indent=1))
             self.log.close()
             self._write_report(failed)
+            behind = held_still_warning(summary)
+            if behind:
+                print(f"warning: the loop did not keep up with the robots. {behind}", flush=True)
             # Ray is shut down here, on every path: left to its exit hook after a stop by SIGTERM,
             # its shutdown could end the process with code 1 instead of the stop's own code.
             self.ray.shutdown()

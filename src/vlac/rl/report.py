@@ -122,6 +122,21 @@ ENDED_BY = {"oracle-sparse": "episodes ended at the simulator's success flag"}
 """What ends an episode early (its reason "done") in an arm, where it is not the critic's done."""
 
 
+HELD_STILL_WARN = 0.1
+"""The share of robot steps held still (their action came after the control period) above which a run says so."""
+
+
+def held_still_warning(stats: dict) -> str:
+    """A sentence for a run whose robots often held still for want of an action in time ("" otherwise)."""
+    held, steps = stats.get("held_still", 0), stats.get("transitions", 0)
+    if not steps or held / steps < HELD_STILL_WARN:
+        return ""
+    p99 = stats.get("obs_to_action_p99", float("nan"))
+    return (f"In {held} of {steps} steps ({held / steps:.0%}) no action reached the robot within its control "
+            f"period, so it held still and the step was not trained on (observation to action: p99 {p99:.3f} s). "
+            "Give the loop more compute (a GPU, `--inference-workers N`), fewer robots, or a longer `--period`.")
+
+
 def _reward(run: Path) -> str:
     """The run's learner.reward (dense for a run folder without its config)."""
     path = run / "rl_config.json"
@@ -208,6 +223,9 @@ def write_report(run: str | Path) -> Path:
     for k in COUNTER_KEYS:
         if k in stats:
             rows.append([k.replace("_", " "), stats[k]])
+    if stats.get("transitions"):
+        rows.append(["steps the robots held still (no action within their control period)",
+                     f"{stats.get('held_still', 0)} of {stats['transitions']}"])
     if stats.get("gateway_errors"):
         rows.append(["gateway errors", ", ".join(f"{c}: {n}" for c, n in sorted(stats["gateway_errors"].items()))])
     if learner:
@@ -225,6 +243,9 @@ def write_report(run: str | Path) -> Path:
              "**A reference arm:** the learner was rewarded by the simulator itself (" + label + "), which no "
              "real robot has; it measures what the learner can do with a perfect reward, the ceiling and baseline "
              "for the critic's arms. Success is measured on separate evaluation episodes.\n"))
+    behind = held_still_warning(stats)
+    if behind:
+        md += "\n**The loop did not keep up with the robots.** " + behind + "\n"
     if evals:
         tasks = _eval_tasks(evals)
         temp = evals[0].get("temperature", 0.0)
