@@ -192,13 +192,14 @@ def test_readme_flag_tables_match_the_cli():
         return f.default
 
     def defaults(command: str) -> dict:
-        if command == "vlac rl --learner.*":  # the nested learner settings: --learner.NAME
+        if command == "vlac rl learner":  # the nested learner settings: --learner.NAME
             return {f"learner.{f.name}": default_of(f) for f in dataclasses.fields(LearnerConfig)}
         return {f.name: default_of(f) for f in dataclasses.fields(configs[command])}
 
-    tables = r"`(vlac [a-z]+ (?:[a-z-]+|--learner\.\*))` flags \(defaults in brackets\):\n\n((?:\|.*\n)+)"
-    found = re.findall(tables, readme)
-    assert {command for command, _ in found} == {*configs, "vlac rl --learner.*"}, [c for c, _ in found]
+    # "`vlac data collect` flags ...", and "`vlac rl` learner flags ..." for the nested learner settings
+    tables = r"`(vlac [a-z]+(?: [a-z-]+)?)`( learner)? flags \(defaults in brackets\):\n\n((?:\|.*\n)+)"
+    found = [(command + learner, body) for command, learner, body in re.findall(tables, readme)]
+    assert {command for command, _ in found} == {*configs, "vlac rl learner"}, [c for c, _ in found]
     for command, body in found:
         fields = defaults(command)
         for flag, default in re.findall(r"`--([a-z.-]+)`(?: / `--(?:learner\.)?no-[a-z.-]+`)? \[`?([^`\]]*)`?\]", body):
