@@ -188,6 +188,29 @@ def test_scripted_rollouts_alone_and_a_done_detector_on_an_rl_runs_own_episodes(
     assert beyond.returncode != 0 and "names episodes beyond the 3 of" in beyond.stderr
 
 
+def test_what_the_learner_got_from_a_runs_final_verdicts(tmp_path):
+    """`benchmarks/episode_reward_auc.py --group`: the outcome advantages the `final` verdicts gave each
+    update, correlated with those the simulator's flag would have given (here two updates of four)."""
+    flags = [True, False, True, False, True, False, False, False]
+    finals = [0.9, 0.1, 0.8, 0.2, 0.1, 0.9, 0.2, 0.3]  # the first update ranked right, the second wrong
+    run = tmp_path / "run"
+    (run / "rl_steps").mkdir(parents=True)
+    for i, (ok, f) in enumerate(zip(flags, finals)):
+        steps = [{"reward": 0.01, "p_done": f} for _ in range(12)]
+        (run / "rl_steps" / f"episode_{i:06d}.json").write_text(json.dumps({"success": ok, "steps_detail": steps}))
+    repo = Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "benchmarks/episode_reward_auc.py", str(run), "--group", "4",
+                          "--thresholds", "0.5"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    y, r = np.array(flags, float), np.array(finals)
+    want = np.mean([np.corrcoef(r[i:i + 4], y[i:i + 4])[0, 1] for i in (0, 4)])
+    binary = np.mean([np.corrcoef(r[i:i + 4] >= 0.5, y[i:i + 4])[0, 1] for i in (0, 4)])  # 1 and -1/3
+    assert f"`final` {want:.3f}" in out and f"`final` >= 0.5 {binary:.3f}" in out, out
+    assert binary == pytest.approx(1 / 3)
+    bad = subprocess.run([sys.executable, "benchmarks/episode_reward_auc.py", str(run), "--thresholds", "0.5"],
+                         cwd=repo, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--thresholds needs it" in bad.stderr
+
+
 @pytest.mark.slow(80)
 def test_rollouts_only_then_the_critic_trains_on_them(expert_dataset, small_dataset, tmp_path, capsys):
     out = tmp_path / "roll"
