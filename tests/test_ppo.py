@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vlac.rl.ppo import (RunningMoments, discounted_returns, explained_variance, fit_linear, gae, normalise,
-                         outcome_advantages, ppo_loss)
+                         outcome_advantages, ppo_loss, steps_of_episodes)
 
 
 def _naive_gae(r, v, d, last, gamma, lam):
@@ -129,3 +129,19 @@ def test_outcome_advantages_compare_each_episode_with_its_own_task():
     assert not outcome_advantages([1.0, 1.0, 1.0], ["a"] * 3).any()  # all succeeded: no signal
     with pytest.raises(ValueError, match="equal 1-d shapes"):
         outcome_advantages([1.0, 0.0], ["a"])
+
+
+def test_every_episode_weighs_the_same_whatever_its_length():
+    """An early success (2 steps) against a failure that ran to the limit (6 steps): per step, the
+    failure's advantage would outweigh the success's 3 to 1 in a step-averaged loss; scaled, the two
+    episodes weigh the same and the advantages sum to zero over the steps."""
+    adv = outcome_advantages([1.0, 0.0], ["a", "a"])
+    owner = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+    plain = steps_of_episodes(adv, owner, equal_episodes=False)
+    assert plain.tolist() == [1.0, 1.0] + [-1.0] * 6 and plain.sum() == -4.0
+    equal = steps_of_episodes(adv, owner)
+    assert equal == pytest.approx([2.0, 2.0] + [-2.0 / 3] * 6) and equal.sum() == pytest.approx(0.0)
+    same = np.array([0, 0, 0, 1, 1, 1])  # one length (a fixed horizon): nothing changes
+    assert steps_of_episodes(adv, same).tolist() == steps_of_episodes(adv, same, equal_episodes=False).tolist()
+    # an episode with no steps of its own (operator steps only) takes no part in the mean length
+    assert steps_of_episodes([1.0, 0.0, -1.0], np.array([0, 2, 2, 2])) == pytest.approx([2.0] + [-2.0 / 3] * 3)

@@ -274,6 +274,25 @@ def test_outcome_advantages_raise_the_successful_episode_and_lower_the_failed_on
         LearnerConfig(advantage="td")
 
 
+def test_an_early_success_weighs_as_much_as_a_failure_that_ran_to_the_limit(tmp_path):
+    """Outcome advantages with episodes of different lengths (a success ended at step 3 by its done,
+    a failure that ran 9): at the first gradient step (ratio 1) the policy loss is minus the mean
+    step advantage, 0 when each episode weighs the same, positive (a push down on every sampled
+    action) when each step does (`--learner.no-outcome-equal-episodes`)."""
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    episodes = [_episode(worker, 3, "done", seed=1), _episode(worker, 9, "limit", seed=2)]
+    losses = {}
+    for equal in (True, False):
+        learner = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path / str(equal)), advantage="outcome",
+                                        reward="sparse", lr=1e-5, minibatch=12, epochs=1, target_kl=0.0,
+                                        outcome_equal_episodes=equal))
+        stats = learner.update(episodes)
+        assert stats["gradient_steps"] == 1 and stats["episodes_with_signal"] == 2
+        losses[equal] = stats["policy_loss"]
+    assert losses[True] == pytest.approx(0.0, abs=1e-6)
+    assert losses[False] == pytest.approx(-(3 * 1.0 + 9 * -1.0) / 12, abs=1e-5)  # 0.5
+
+
 def test_reference_kl_holds_the_policy_near_the_actor_it_started_from(tmp_path):
     """--learner.ref-kl: the same update with the penalty moves the policy less far from the start
     actor (KL measured with an independent reload of it) than without, and reports the figure;

@@ -76,6 +76,12 @@ class LearnerConfig:
     steps; no value estimate enters it, so the value loss then trains the head alone (as
     ``--learner.no-value-trunk``). Wants several episodes per task per update
     (``--episodes-per-update``)."""
+    outcome_equal_episodes: bool = True
+    """With ``advantage: outcome``, every episode weighs the same in the step-averaged loss whatever its
+    length (its steps' advantages scaled by the mean length over its own; GRPO's per-sequence mean).
+    Off: every step weighs the same, so where the simulator's flag or the critic's done ends successes
+    early the longer failures outweigh them (the runs before session 47). A fixed horizon (``final``,
+    the critic's done off) gives episodes of one length, where the two agree."""
     reward: str = "dense"
     """dense (critic progress delta per step), sparse (1 at the critic's done) or final (the
     critic's mean done probability over the episode's last 10 transitions, at its last step: a
@@ -229,7 +235,8 @@ class Learner:
 
     def update(self, episodes: list[EpisodeRecord]) -> dict:
         from vlac.actor.actor import ActionSample
-        from vlac.rl.ppo import discounted_returns, explained_variance, normalise, outcome_advantages, ppo_loss
+        from vlac.rl.ppo import (discounted_returns, explained_variance, normalise, outcome_advantages, ppo_loss,
+                                  steps_of_episodes)
 
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -298,7 +305,7 @@ class Learner:
         if cfg.advantage == "outcome":
             per_episode = outcome_advantages(returns, [rec.task for rec in episodes])
             extra["episodes_with_signal"] = int(np.count_nonzero(per_episode))
-            adv_t = torch.tensor(per_episode[owner], dtype=torch.float32)  # each step gets its episode's
+            adv_t = torch.tensor(steps_of_episodes(per_episode, owner, cfg.outcome_equal_episodes), dtype=torch.float32)
         else:
             adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
         self.actor.train(True)

@@ -97,6 +97,23 @@ def outcome_advantages(returns, groups, eps: float = 1e-6) -> np.ndarray:
     return adv
 
 
+def steps_of_episodes(per_episode, owner, equal_episodes: bool = True) -> np.ndarray:
+    """Each step's advantage from its episode's (``owner[i]``: the episode of step ``i``). A loss
+    averaged over steps weighs an episode by its length, so where episodes end at different steps
+    (the simulator's flag or the critic's done ending successes early) the longer failures would
+    outweigh the successes and their advantages would no longer sum to zero over the steps: a push
+    down on every sampled action. ``equal_episodes`` scales each step by the mean length over its
+    episode's length, so every episode weighs the same (GRPO's per-sequence mean); with episodes of
+    one length (a fixed horizon) it changes nothing."""
+    adv = np.asarray(per_episode, dtype=np.float64)
+    owner = np.asarray(owner)
+    steps = adv[owner]
+    if equal_episodes and len(owner):
+        lengths = np.bincount(owner, minlength=len(adv)).astype(np.float64)
+        steps = steps * lengths[lengths > 0].mean() / lengths[owner]
+    return steps
+
+
 def discounted_returns(rewards, dones, gamma: float = 0.99) -> np.ndarray:
     """Reward-to-go ``sum_k gamma^k r[t+k]`` up to the next terminal (no bootstrap): the
     Monte-Carlo returns whose spread sets the reward scale."""
