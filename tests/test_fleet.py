@@ -372,6 +372,53 @@ def test_a_simulated_robot_returns_to_an_earlier_state_over_zeromq():
     assert "'returns': 1" in out
 
 
+def test_simulated_robots_of_a_task_share_their_starts_with_start_repeats():
+    """Two real `vlac robot sim` processes given one --seed and --start-repeats 2 over ZeroMQ: each
+    runs episodes 0 and 1 from one start and 2 from the next, both robots the same starts (the same
+    first frame), and every episode_start names it (``scene``); without the flag every episode of
+    every robot has a start of its own."""
+    import subprocess
+    import sys
+    import time
+
+    from vlac.transport.gateway import Gateway
+
+    def run(extra: list) -> tuple[dict, dict]:
+        gw = Gateway("tcp://127.0.0.1:0", expect_dims=(4, 4))
+        robots = [subprocess.Popen([sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", gw.address,
+                                    "--task", "reach-v3", "--robot-id", rid, "--max-steps", "2", "--episodes", "3",
+                                    "--seed", "7", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                  for rid in ("a", "b")]
+        scenes, first = {}, {}
+        try:
+            end = time.monotonic() + 120
+            while any(r.poll() is None for r in robots) and time.monotonic() < end:
+                for ev in gw.poll(timeout_ms=50):
+                    if ev.kind == "episode_start":
+                        scenes[(ev.robot, ev.msg["episode"])] = ev.msg.get("scene")
+                    elif ev.kind == "obs":
+                        m = ev.msg
+                        if m["step"] == 0:
+                            first[(ev.robot, m["episode"])] = m["images"]["main"]
+                        gw.send_action(ev.robot, m["obs_id"], np.array([1.0, 0.0, 0.0, 1.0], np.float32))
+            outs = [r.communicate(timeout=30)[0] for r in robots]
+        finally:
+            for r in robots:
+                r.kill()
+            gw.close()
+        assert len(scenes) == 6 and len(first) == 6, (scenes, [o[-1500:] for o in outs])
+        return scenes, first
+
+    scenes, first = run(["--start-repeats", "2"])
+    assert all(isinstance(v, str) and v for v in scenes.values())
+    assert len({scenes[(r, e)] for r in "ab" for e in (0, 1)}) == 1
+    assert scenes[("a", 2)] == scenes[("b", 2)] != scenes[("a", 0)]
+    assert all(np.array_equal(first[("a", 0)], first[k]) for k in [("a", 1), ("b", 0), ("b", 1)])
+    assert not np.array_equal(first[("a", 0)], first[("a", 2)])
+    scenes, first = run([])
+    assert len(set(scenes.values())) == 6
+
+
 def test_a_paused_robot_waits_and_a_driven_robot_gets_its_operators_actions():
     """Pause: no observation is queued for the policy, a lock-step robot's resends of the same state
     are one step; resume queues the newest. Driven from the console: the policy's answer on its way

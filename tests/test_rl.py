@@ -293,6 +293,45 @@ def test_an_early_success_weighs_as_much_as_a_failure_that_ran_to_the_limit(tmp_
     assert losses[False] == pytest.approx(-(3 * 1.0 + 9 * -1.0) / 12, abs=1e-5)  # 0.5
 
 
+def test_outcome_groups_by_scene_compare_only_episodes_that_began_alike(tmp_path):
+    """--learner.outcome-groups scene: an episode's return is compared with those of its task that
+    began from the same start (the robot's ``scene``), not with every episode of the task. Two starts:
+    on one a done episode and a failure (signal for both), on the other two failures (nothing to
+    tell apart: 0); grouped by task the one success lifts all four. An episode without a scene, or
+    begun at a return point, is a group of its own."""
+    from vlac.rl.config import RLConfig
+    from vlac.rl.learner import outcome_group
+
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    episodes = [_episode(worker, 3, "done", seed=1), _episode(worker, 3, "limit", seed=2),
+                _episode(worker, 3, "limit", seed=3), _episode(worker, 3, "limit", seed=4)]
+    for rec, scene in zip(episodes, ["11", "11", "12", "12"]):
+        rec.scene = scene
+    got = {}
+    for by in ("task", "scene"):
+        learner = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path / by), advantage="outcome",
+                                        reward="sparse", lr=1e-5, minibatch=12, epochs=1, target_kl=0.0,
+                                        outcome_groups=by))
+        stats = learner.update(episodes)
+        got[by] = (stats["episodes_with_signal"], stats["outcome_groups"])
+    assert got == {"task": (4, 1), "scene": (2, 2)}
+    task = episodes[0].task
+    assert outcome_group(episodes[0], 0, "scene") == outcome_group(episodes[1], 1, "scene") == (task, "scene", "11")
+    assert outcome_group(episodes[2], 2, "task") == (task,)
+    episodes[3].start = (2, 5)  # began at a return point: another episode's state, not the scene's start
+    episodes[2].scene = None
+    assert outcome_group(episodes[3], 3, "scene") == (task, "own", 3)
+    assert outcome_group(episodes[2], 2, "scene") == (task, "own", 2)
+    with pytest.raises(ValueError, match="learner.outcome_groups 'robot' must be task or scene"):
+        LearnerConfig(advantage="outcome", outcome_groups="robot")
+    with pytest.raises(ValueError, match="give --learner.advantage outcome too"):
+        LearnerConfig(outcome_groups="scene")
+    with pytest.raises(ValueError, match="give --start-repeats 2 or more"):
+        RLConfig(learner=LearnerConfig(advantage="outcome", outcome_groups="scene"))
+    grouped = LearnerConfig(advantage="outcome", outcome_groups="scene")
+    assert RLConfig(start_repeats=2, learner=grouped).start_repeats == 2
+
+
 def test_reference_kl_holds_the_policy_near_the_actor_it_started_from(tmp_path):
     """--learner.ref-kl: the same update with the penalty moves the policy less far from the start
     actor (KL measured with an independent reload of it) than without, and reports the figure;

@@ -62,6 +62,8 @@ def test_round_trip_keeps_arrays_exact():
     (proto.encode(_hello(task="   ")), "bad-text"),
     (proto.encode(_hello(task="pick " * 4500)), "bad-text"),  # 22.5 KB: seconds per action, every robot stalled
     (proto.encode({"type": "episode_start", "robot": "r1", "episode": 0, "task": ""}), "bad-text"),
+    (proto.encode({"type": "episode_start", "robot": "r1", "episode": 0, "task": "t", "scene": 7}), "bad-text"),
+    (proto.encode({"type": "episode_start", "robot": "r1", "episode": 0, "task": "t", "scene": "s" * 100}), "bad-text"),
     (proto.encode(_hello(embodiment="x" * 1000)), "bad-text"),
     (proto.encode(_hello(state_dim=0)), "bad-field"),
     (proto.encode(_hello(action_dim=10**9)), "bad-field"),

@@ -127,6 +127,11 @@ class RLConfig:
     its weights are on their way, so every episode is collected by the newest policy (on-policy,
     at the cost of robot time; for a learner slower than the robots, as on CPU). Off by default:
     robots never wait for the learner (paper 3.2.1). Time held is reported as learner_hold_s."""
+    start_repeats: int = 1
+    """Episodes each simulated robot runs from one start (object and goal positions) before drawing the
+    next; above 1 the robots of a task share their starts (with 2 robots and 2: four episodes from each
+    start), so ``--learner.outcome-groups scene`` can compare episodes that began alike. A real robot's
+    driver names its starts itself (the ``scene`` of episode_start)."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval_every: int = 40
     """Evaluate the current policy every this many finished episodes (and at the start and end)."""
@@ -155,6 +160,12 @@ class RLConfig:
             resolve_tasks(self.tasks)
         if self.episodes < 1 or self.episodes_per_update < 1 or self.inference_workers < 1:
             raise ValueError("episodes, episodes_per_update and inference_workers must be >= 1")
+        if self.start_repeats < 1:
+            raise ValueError(f"start_repeats {self.start_repeats} must be >= 1 (episodes from one start)")
+        if self.learner.outcome_groups == "scene" and self.simulated and self.start_repeats < 2:
+            raise ValueError("--learner.outcome-groups scene compares episodes that began from one start, and with "
+                             "--start-repeats 1 every simulated episode has a start of its own (no advantages at "
+                             "all): give --start-repeats 2 or more")
         if not 0.0 <= self.done_min_value <= 1.0:
             raise ValueError(f"done_min_value {self.done_min_value} must be in [0, 1] (a progress value; 0 turns "
                              "the gate off)")

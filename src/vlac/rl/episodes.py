@@ -80,6 +80,7 @@ class EpisodeRecord:
     frame_bytes: int = 0  # memory its frames hold while open (the loop caps it)
     start: tuple | None = None  # (episode, step) of the return point it started from; None: a fresh start
     label: bool | None = None  # an operator's verdict when ending it at the console (success / failure)
+    scene: str | None = None  # the robot's id of the start it was set up in (one task, one id: alike starts)
 
     def executed_actions(self, n: int) -> list:
         """The last ``n`` actions the robot executed before the newest observation (the actor's
@@ -175,7 +176,8 @@ class EpisodeRecord:
         out = {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(acted),
                "reason": self.reason, "success": self.success, "return": float(np.sum(r)) if r else 0.0,
                "final_p_done": acted[-1].p_done if acted else None, "operator_steps": len(self.operated),
-               "start": list(self.start) if self.start is not None else None, "label": self.label}
+               "start": list(self.start) if self.start is not None else None, "label": self.label,
+               "scene": self.scene}
         if acted and all(s.p_done is not None for s in acted):
             out["final_return"] = float(self.rewards("final").sum())
         if acted and all(s.oracle_reward is not None for s in acted):

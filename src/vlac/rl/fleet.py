@@ -109,10 +109,13 @@ class Fleet:
         r.done = DoneRule(self.rules.done_threshold, self.rules.done_patience, self.rules.done_min_value)
         return r
 
-    def episode_start(self, robot: str, task: str, episode: int, start: tuple | None = None) -> None:
-        """``start``: the (episode, step) return point the robot says it started from."""
+    def episode_start(self, robot: str, task: str, episode: int, start: tuple | None = None,
+                      scene: str | None = None) -> None:
+        """``start``: the (episode, step) return point the robot says it started from; ``scene``: the
+        id it gives the start it was set up in."""
         self.ended.pop(robot, None)
-        self._open(robot, task, episode).rec.start = tuple(start) if start is not None else None
+        rec = self._open(robot, task, episode).rec
+        rec.start, rec.scene = (tuple(start) if start is not None else None), scene
 
     def observation(self, robot: str, msg: dict, now: float, task: str) -> None:
         """A robot's observation ``msg`` (gateway format: obs_id, t, images, state, episode, and

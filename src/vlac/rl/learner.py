@@ -39,6 +39,17 @@ def reference_kl(log_probs: list, ref_log_probs: list) -> "torch.Tensor":
     return (d.exp() - d - 1.0).sum() / max(len(log_probs), 1)
 
 
+def outcome_group(rec: EpisodeRecord, index: int, by: str) -> tuple:
+    """The group an episode's outcome advantage is taken in: its task (``by="task"``), or its task and
+    the start its robot named (``by="scene"``); an episode without a named start, or one that began
+    at a return point (another episode's state), is a group of its own."""
+    if by == "task":
+        return (rec.task,)
+    if rec.scene is None or rec.start is not None:
+        return (rec.task, "own", index)
+    return (rec.task, "scene", rec.scene)
+
+
 def apply_weights(actor, state: dict) -> None:
     model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     head_state = {k[len("value_head."):]: v for k, v in state.items() if k.startswith("value_head.")}
@@ -82,6 +93,12 @@ class LearnerConfig:
     Off: every step weighs the same, so where the simulator's flag or the critic's done ends successes
     early the longer failures outweigh them (the runs before session 47). A fixed horizon (``final``,
     the critic's done off) gives episodes of one length, where the two agree."""
+    outcome_groups: str = "task"
+    """With ``advantage: outcome``, which episodes an episode's return is compared with: task (those of
+    its task in the update; most of the spread then comes from how hard each start was) or scene
+    (those of its task that began from the same start, as the robot names it in episode_start: GRPO's
+    groups of answers to one prompt; simulated robots give them with ``--start-repeats``). An episode
+    with no other from its start in the update, or one started from a return point, gets 0."""
     reward: str = "dense"
     """dense (critic progress delta per step), sparse (1 at the critic's done) or final (the
     critic's mean done probability over the episode's last 10 transitions, at its last step: a
@@ -146,6 +163,11 @@ class LearnerConfig:
     def __post_init__(self):
         if self.advantage not in ADVANTAGES:
             raise ValueError(f"learner.advantage {self.advantage!r} must be one of {', '.join(ADVANTAGES)}")
+        if self.outcome_groups not in ("task", "scene"):
+            raise ValueError(f"learner.outcome_groups {self.outcome_groups!r} must be task or scene")
+        if self.outcome_groups == "scene" and self.advantage != "outcome":
+            raise ValueError("learner.outcome_groups scene groups outcome advantages: give --learner.advantage "
+                             "outcome too")
 
 
 ADVANTAGES = ("gae", "outcome")
@@ -303,8 +325,11 @@ class Learner:
         adv, ret = targets(values)
         returns = [float(rec.rewards(cfg.reward, cfg.done_bonus).sum()) for rec in episodes]
         if cfg.advantage == "outcome":
-            per_episode = outcome_advantages(returns, [rec.task for rec in episodes])
+            groups = [outcome_group(rec, e, cfg.outcome_groups) for e, rec in enumerate(episodes)]
+            ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+            per_episode = outcome_advantages(returns, [ids[g] for g in groups])
             extra["episodes_with_signal"] = int(np.count_nonzero(per_episode))
+            extra["outcome_groups"] = len(ids)
             adv_t = torch.tensor(steps_of_episodes(per_episode, owner, cfg.outcome_equal_episodes), dtype=torch.float32)
         else:
             adv_t = normalise(torch.tensor(adv, dtype=torch.float32))

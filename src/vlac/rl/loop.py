@@ -176,9 +176,10 @@ class RLLoop:
 
     def _start_robot(self, k: int) -> subprocess.Popen:
         tasks = self.cfg.task_list
-        seed = self.cfg.seed * 1000 + self.done_episodes + k + 100 * self.counters["robot_restarts"]
+        shared = self.cfg.start_repeats > 1  # the robots of a task share their starts (one base seed)
+        seed = self.cfg.seed * 1000 + self.done_episodes + (0 if shared else k) + 100 * self.counters["robot_restarts"]
         cmd = robot_command(self.gateway.address, tasks[k % len(tasks)], f"sim-{k}", self.cfg.max_steps,
-                                self.cfg.period, seed)
+                            self.cfg.period, seed, self.cfg.start_repeats)
         log = open(self.out / f"robot-sim-{k}.log", "a")
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -214,7 +215,7 @@ class RLLoop:
         if ev.kind == "hello":  # how the dataset names its state and action columns
             self.names[ev.robot] = (msg.get("state_names"), msg.get("action_names"))
         elif ev.kind == "episode_start":
-            fleet.episode_start(ev.robot, msg["task"], msg["episode"], msg.get("returned_to"))
+            fleet.episode_start(ev.robot, msg["task"], msg["episode"], msg.get("returned_to"), msg.get("scene"))
         elif ev.kind == "obs":
             fleet.observation(ev.robot, msg, now, self.gateway.robots[ev.robot].task)
         elif ev.kind == "episode_end":

@@ -88,7 +88,8 @@ class DataService:
             raise DatasetError(f"{path} records {len(side['steps_detail'])} steps, the dataset episode has "
                                f"{ep.length} frames")
         rec = EpisodeRecord(side["robot"], side["task"], side["episode"], reason=side["reason"],
-                            success=side["success"], done_step=side["done_step"])
+                            success=side["success"], done_step=side["done_step"], scene=side.get("scene"),
+                            start=tuple(side["start"]) if side.get("start") else None)
         view = Preprocess(camera=self.camera).view(ep.images)  # the camera the run's models read
         rec.steps = [Step(d["obs_id"], d["t_obs"], view[k], ep.state[k], d["sample"], d["t_action"],
                           d["reward"], d["p_done"], d.get("version"), d.get("history"), d.get("oracle_reward"),

@@ -58,6 +58,12 @@ class SimRobotConfig:
     """Lock-step mode: send the observation again if no action came within this many seconds."""
     welcome_timeout: float = 60.0
     """Give up if no gateway answers within this many seconds."""
+    start_repeats: int = 1
+    """Episodes run from one start (object and goal positions) before the next is drawn. Above 1 the
+    starts come from the seed, the task and the episode's index alone, so robots of one task given the
+    same --seed share them (robot A's and B's episodes 0 and 1 begin alike with 2): groups of episodes
+    from one start, which ``--learner.outcome-groups scene`` compares with each other. Every
+    episode_start names its start (``scene``)."""
     keep_snapshots: int = 20
     """Return-and-explore: episodes whose every step's exact simulator state is kept, so the gateway
     can send the robot back to any of them (``return_to``)."""
@@ -74,6 +80,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     from vlac.data.tasks import TASKS
     from vlac.transport.link import CurveKeys
 
+    if cfg.start_repeats < 1:
+        raise SystemExit(f"error: --start-repeats {cfg.start_repeats} must be >= 1 (episodes from one start)")
     stop = _Stop(cfg.parent_pid)
     env = SimRobotEnv(SimEnvConfig(task=cfg.task, image_size=cfg.image_size, variant=cfg.variant,
                                    max_steps=cfg.max_steps))
@@ -81,6 +89,13 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     server_key = CurveKeys.load(cfg.server_key).public if cfg.server_key else None
     keys = CurveKeys.load(cfg.keys) if cfg.keys else None
     task = TASKS[cfg.task].instruction
+
+    def start_seed(episode: int) -> int:
+        """The seed of an episode's start (object and goal positions)."""
+        if cfg.start_repeats > 1:  # shared by the robots of this task given the same --seed
+            return episode_seed(cfg.seed, cfg.task, episode // cfg.start_repeats)
+        return episode_seed(cfg.seed, robot_id, episode)
+
     client = RobotClient(cfg.connect, robot_id, embodiment="sim-arm", cameras=env.camera_keys, task=task,
                          state_dim=4, action_dim=4, server_key=server_key, keys=keys,
                          state_names=SIM_STATE_NAMES, action_names=SIM_ACTION_NAMES)
@@ -103,18 +118,18 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
         hold = np.array([0, 0, 0, 1], dtype=np.float32)
         operator = make_behaviour("expert")  # the simulated operator: the task's scripted expert
         while not stop.now and (cfg.episodes == 0 or episode < cfg.episodes):
-            seed = episode_seed(cfg.seed, robot_id, episode)
+            seed = start_seed(episode)
             client.poll(0)
             back = _return_point(client, snapshots)
             if back is None:
                 obs = env.reset(seed)
             else:  # return-and-explore: that episode's scene (goal, objects), in the state it reached
-                env.reset(episode_seed(cfg.seed, robot_id, back[0]))
+                env.reset(start_seed(back[0]))
                 obs = env.start_from(snapshots[back[0]][back[1]])
                 stats["returns"] += 1
             client.resets.clear()
             client.takeovers.clear()
-            client.start_episode(episode, task, returned_to=back)
+            client.start_episode(episode, task, returned_to=back, scene=str(seed))
             snapshots[episode] = []
             for old in sorted(snapshots)[:-cfg.keep_snapshots]:
                 del snapshots[old]
@@ -181,12 +196,13 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     return stats
 
 
-def robot_command(address: str, task: str, robot_id: str, max_steps: int, period: float, seed: int) -> list[str]:
+def robot_command(address: str, task: str, robot_id: str, max_steps: int, period: float, seed: int,
+                  start_repeats: int = 1) -> list[str]:
     """The command line of a simulated robot that `vlac rl` starts; it stops when the starting
     process ends, even by SIGKILL (``--parent-pid``), so no robot outlives its run."""
     return [sys.executable, "-m", "vlac.scripts.cli", "robot", "sim", "--connect", address, "--task", task,
             "--robot-id", robot_id, "--max-steps", str(max_steps), "--period", str(period), "--seed", str(seed),
-            "--parent-pid", str(os.getpid())]
+            "--start-repeats", str(start_repeats), "--parent-pid", str(os.getpid())]
 
 
 def _return_point(client: RobotClient, snapshots: dict) -> tuple | None:

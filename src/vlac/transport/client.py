@@ -110,12 +110,16 @@ class RobotClient:
         self.poll()
         return oid
 
-    def start_episode(self, episode: int, task: str | None = None, returned_to: tuple | None = None) -> None:
+    def start_episode(self, episode: int, task: str | None = None, returned_to: tuple | None = None,
+                      scene: str | None = None) -> None:
         """``returned_to``: the (episode, step) whose state this episode starts from, when the
-        robot honoured the gateway's ``return_to``."""
+        robot honoured the gateway's ``return_to``; ``scene``: an id of the start it was set up in
+        (episodes of one task with one id began alike)."""
         msg = {"type": "episode_start", "robot": self.robot_id, "episode": int(episode), "task": task or self.task}
         if returned_to is not None:
             msg["returned_to"] = [int(x) for x in returned_to]
+        if scene is not None:
+            msg["scene"] = str(scene)
         self._send(msg)
 
     def end_episode(self, episode: int, reason: str, success: bool | None = None) -> None:

@@ -23,7 +23,9 @@ Robot -> gateway
                    driving (optional "policy" | "operator": who chooses the action for this
                    observation; "operator": the robot wants no policy action for it)
     episode_start  episode, task, returned_to (optional [episode, step]: the return point this episode
-                   starts from, when the robot honoured a ``return_to``)
+                   starts from, when the robot honoured a ``return_to``), scene (optional str: an id of the
+                   start the episode was set up in, its objects' and goal's placement; episodes of one task
+                   with one id began alike, as a simulator's seed or an operator's fixed layout makes them)
     episode_end    episode, reason ("done" | "limit" | "reset" | "abort"), success (optional; simulators
                    only, for measurement, never used for learning; the simulator robot reports
                    whether its flag was on at any step of the episode)
@@ -158,9 +160,10 @@ def _is_finite(value) -> bool:
 
 
 def _check_text(kind: str, name: str, value: str, limit: int) -> None:
-    if not value.strip() or len(value) > limit:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        got = f"{len(value)} characters" if isinstance(value, str) else f"{value!r:.80}"
         raise ProtocolError("bad-text", f"{kind} field {name!r} must be non-empty text of at most {limit} "
-                                        f"characters, got {len(value)} characters", kind)
+                                        f"characters, got {got}", kind)
 
 
 def validate(msg: dict, sender: str = "robot") -> dict:
@@ -200,6 +203,8 @@ def validate(msg: dict, sender: str = "robot") -> dict:
                                                                                    for x in back)):
         raise ProtocolError("bad-field", f"episode_start field 'returned_to' must be [episode, step], got {back!r:.80}",
                             kind)
+    if kind == "episode_start" and "scene" in msg:
+        _check_text(kind, "scene", msg["scene"], MAX_NAME_CHARS)
     if kind == "episode_end" and msg["reason"] not in END_REASONS:
         raise ProtocolError("bad-field", f"episode_end reason {msg['reason']!r} is not one of {END_REASONS}", kind)
     return msg
