@@ -406,17 +406,21 @@ def test_simulated_robots_of_a_task_share_their_starts_with_start_repeats():
             for r in robots:
                 r.kill()
             gw.close()
-        assert len(scenes) == 6 and len(first) == 6, (scenes, [o[-1500:] for o in outs])
+        # observations are sent again until answered; an episode_start is sent once and, on a loaded
+        # machine, may be lost like any message a robot sends without waiting
+        assert len(first) == 6 and len(scenes) >= 4, (scenes, [o[-1500:] for o in outs])
         return scenes, first
 
     scenes, first = run(["--start-repeats", "2"])
     assert all(isinstance(v, str) and v for v in scenes.values())
-    assert len({scenes[(r, e)] for r in "ab" for e in (0, 1)}) == 1
-    assert scenes[("a", 2)] == scenes[("b", 2)] != scenes[("a", 0)]
+    early = {v for (_, e), v in scenes.items() if e < 2}  # episodes 0 and 1 of both robots: one start
+    late = {v for (_, e), v in scenes.items() if e == 2}
+    assert len(early) == 1 and len(late) <= 1 and not early & late, scenes
     assert all(np.array_equal(first[("a", 0)], first[k]) for k in [("a", 1), ("b", 0), ("b", 1)])
-    assert not np.array_equal(first[("a", 0)], first[("a", 2)])
+    assert np.array_equal(first[("a", 2)], first[("b", 2)]) and not np.array_equal(first[("a", 0)], first[("a", 2)])
     scenes, first = run([])
-    assert len(set(scenes.values())) == 6
+    assert len(set(scenes.values())) == len(scenes)
+    assert all(not np.array_equal(first[j], first[k]) for j in first for k in first if j < k)
 
 
 def test_a_paused_robot_waits_and_a_driven_robot_gets_its_operators_actions():
