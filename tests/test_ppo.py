@@ -131,6 +131,16 @@ def test_outcome_advantages_compare_each_episode_with_its_own_task():
         outcome_advantages([1.0, 0.0], ["a"])
 
 
+def test_outcome_advantages_undivided_keep_a_near_tie_small():
+    """Without the division by the group's spread (Dr. GRPO), a group whose returns barely differ (a
+    verdict of 0.02 against 0.06 on two failures) moves the policy by 0.02, not by a full unit as a
+    success against a failure does; with it the two groups weigh the same."""
+    returns, groups = [0.02, 0.06, 0.9, 0.1], ["a", "a", "b", "b"]
+    assert outcome_advantages(returns, groups) == pytest.approx([-1.0, 1.0, 1.0, -1.0])
+    assert outcome_advantages(returns, groups, by_std=False) == pytest.approx([-0.02, 0.02, 0.4, -0.4])
+    assert not outcome_advantages([0.3, 0.3], ["a", "a"], by_std=False).any()
+
+
 def test_every_episode_weighs_the_same_whatever_its_length():
     """An early success (2 steps) against a failure that ran to the limit (6 steps): per step, the
     failure's advantage would outweigh the success's 3 to 1 in a step-averaged loss; scaled, the two

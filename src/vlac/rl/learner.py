@@ -99,6 +99,11 @@ class LearnerConfig:
     (those of its task that began from the same start, as the robot names it in episode_start: GRPO's
     groups of answers to one prompt; simulated robots give them with ``--start-repeats``). An episode
     with no other from its start in the update, or one started from a return point, gets 0."""
+    outcome_by_std: bool = True
+    """With ``advantage: outcome``, divide each group's ``R - mean`` by the group's standard deviation
+    (GRPO). ``--learner.no-outcome-by-std`` leaves it undivided (Dr. GRPO), so episodes whose returns
+    barely differ (a continuous verdict on episodes that all failed) weigh little instead of a full
+    unit; returns in [0, 1] (``final``, ``oracle-sparse``) keep advantages of order 0.5."""
     reward: str = "dense"
     """dense (critic progress delta per step), sparse (1 at the critic's done) or final (the
     critic's mean done probability over the episode's last 10 transitions, at its last step: a
@@ -327,7 +332,7 @@ class Learner:
         if cfg.advantage == "outcome":
             groups = [outcome_group(rec, e, cfg.outcome_groups) for e, rec in enumerate(episodes)]
             ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}
-            per_episode = outcome_advantages(returns, [ids[g] for g in groups])
+            per_episode = outcome_advantages(returns, [ids[g] for g in groups], by_std=cfg.outcome_by_std)
             extra["episodes_with_signal"] = int(np.count_nonzero(per_episode))
             extra["outcome_groups"] = len(ids)
             adv_t = torch.tensor(steps_of_episodes(per_episode, owner, cfg.outcome_equal_episodes), dtype=torch.float32)

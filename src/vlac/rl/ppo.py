@@ -79,11 +79,13 @@ def normalise(x: "torch.Tensor", eps: float = 1e-8) -> "torch.Tensor":
     return (x - x.mean()) / (x.std(unbiased=False) + eps) if x.numel() > 1 else x - x.mean()
 
 
-def outcome_advantages(returns, groups, eps: float = 1e-6) -> np.ndarray:
+def outcome_advantages(returns, groups, eps: float = 1e-6, by_std: bool = True) -> np.ndarray:
     """Episode-level advantages relative to the episode's group (GRPO-style; one number per episode,
     given to every step of it): ``(R - mean) / std`` over the episodes of the same group (the same
-    task within one update). A group whose episodes all earned the same return, or that holds one
-    episode, gives 0: it says nothing about which actions did better."""
+    task within one update), or ``R - mean`` without ``by_std`` (Dr. GRPO: a group whose returns
+    barely differ then moves the policy barely, instead of by a full unit). A group whose episodes
+    all earned the same return, or that holds one episode, gives 0: it says nothing about which
+    actions did better."""
     r = np.asarray(returns, dtype=np.float64)
     g = np.asarray(groups)
     if r.shape != g.shape or r.ndim != 1:
@@ -93,7 +95,7 @@ def outcome_advantages(returns, groups, eps: float = 1e-6) -> np.ndarray:
         m = g == key
         std = r[m].std()
         if m.sum() > 1 and std > eps:
-            adv[m] = (r[m] - r[m].mean()) / std
+            adv[m] = (r[m] - r[m].mean()) / (std if by_std else 1.0)
     return adv
 
 
