@@ -192,6 +192,69 @@ def test_robot_registers_again_after_gateway_restart():
         gw.close()
 
 
+def test_episode_starts_and_ends_wait_for_the_gateway_and_go_before_later_observations():
+    """With the gateway down, observations are dropped but an episode's start and end wait; once a
+    gateway welcomes the robot they arrive in order, before any later observation, and an end sent
+    just before the robot closes still arrives."""
+    gw = Gateway("tcp://127.0.0.1:0")
+    addr = gw.address
+    client = RobotClient(addr, "r3", "sim-arm", ["main"], "reach the goal", 4, 4, reconnect_max_ms=200)
+    frame = {"main": np.zeros((96, 96, 3), np.uint8)}
+    try:
+        _pump(gw, client, until=lambda e: client.session is not None)
+        gw.close()
+        end = time.monotonic() + 5
+        while time.monotonic() < end and client.session is not None:  # the robot notices the link dropped
+            client.poll(50)
+        assert client.session is None
+        client.start_episode(1, scene="s7")
+        for k in range(5):
+            client.send_obs(frame, np.zeros(4), episode=1, step=k)
+        client.end_episode(1, "limit", success=False)
+        client.start_episode(2, scene="s8")
+        assert [m["type"] for m in client.pending] == ["episode_start", "episode_end", "episode_start"]
+        assert client.dropped >= 5
+        gw = Gateway(addr)
+        ev = _pump(gw, client, seconds=10.0, until=lambda e: any(x.kind == "episode_start" and
+                                                                  x.msg["episode"] == 2 for x in e))
+        kinds = [(e.kind, e.msg.get("episode"), e.msg.get("scene")) for e in ev]
+        assert kinds == [("hello", None, None), ("episode_start", 1, "s7"), ("episode_end", 1, None),
+                         ("episode_start", 2, "s8")]
+        assert not client.pending and gw.errors["unregistered"] == 0
+        oid = client.send_obs(frame, np.zeros(4), episode=2, step=0)
+        ev = _pump(gw, client, until=lambda e: any(x.kind == "obs" for x in e))
+        assert [(e.kind, e.msg["obs_id"]) for e in ev if e.kind == "obs"] == [("obs", oid)]
+        client.end_episode(2, "done", success=True)
+        client.close()
+        ev, end = [], time.monotonic() + 5
+        while time.monotonic() < end and not any(e.kind == "episode_end" for e in ev):
+            ev += gw.poll(20)
+        assert [(e.kind, e.msg["episode"], e.msg["success"]) for e in ev] == [("episode_end", 2, True)]
+    finally:
+        client.close()
+        gw.close()
+
+
+def test_a_robot_reported_lost_that_speaks_again_is_taken_back():
+    """A robot silent past ``lost_after_s`` (a slow reset on a busy machine) is reported lost; its next
+    message, here an episode's start, is accepted on the registration it gave, not refused."""
+    gw = Gateway("tcp://127.0.0.1:0", lost_after_s=0.3)
+    client = RobotClient(gw.address, "r4", "sim-arm", ["main"], "reach the goal", 4, 4)
+    try:
+        _pump(gw, client, until=lambda e: client.session is not None)
+        ev, end = [], time.monotonic() + 5
+        while time.monotonic() < end and not any(e.kind == "lost" for e in ev):
+            ev += gw.poll(50)  # the robot says nothing meanwhile
+        assert any(e.kind == "lost" for e in ev) and "r4" not in gw.robots
+        client.start_episode(3, scene="s1")
+        ev = _pump(gw, client, until=lambda e: any(x.kind == "episode_start" for x in e))
+        assert [(e.kind, e.msg["episode"], e.msg["scene"]) for e in ev] == [("episode_start", 3, "s1")]
+        assert gw.errors["unregistered"] == 0 and gw.returned == 1 and gw.robots["r4"].task == "reach the goal"
+    finally:
+        client.close()
+        gw.close()
+
+
 @pytest.mark.parametrize("address, local", [
     ("tcp://127.0.0.1:5555", True), ("tcp://localhost:5555", True), ("tcp://[::1]:5555", True),
     ("tcp://127.5.6.7:0", True), ("ipc:///tmp/vlac.sock", True),

@@ -8,10 +8,13 @@ transformers or Ray).
     >>> action = client.wait_action(oid, timeout=0.1)                     # None: keep the last one / hold
 
 The socket reconnects by itself with exponential back-off (ZeroMQ's reconnect interval doubling
-up to ``reconnect_max_ms``); the client re-registers (``hello``) whenever the gateway does not
-know it, e.g. after the gateway restarted. Sends never block: with nobody connected, or the
-send queue full, an observation is dropped and counted (``dropped``), because a stale one is
-worth nothing to a moving robot.
+up to ``reconnect_max_ms``); the client re-registers (``hello``) whenever the connection drops
+or the gateway does not know it, e.g. after the gateway restarted. Sends never block: with
+nobody connected, or the send queue full, an observation is dropped and counted (``dropped``),
+because a stale one is worth nothing to a moving robot. Episode starts and ends are not: they
+wait in order (``pending``) and go out as soon as the gateway has welcomed the robot and the
+socket takes them, before any later observation (one that cannot go after them is dropped), so
+the gateway never sees an episode's observations without its start or misses its end.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections import deque
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from vlac.transport import protocol as proto
 from vlac.transport.link import CurveKeys, is_loopback
@@ -53,12 +57,17 @@ class RobotClient:
         if server_key is not None:
             keys = keys or CurveKeys.generate()
             s.curve_serverkey, s.curve_publickey, s.curve_secretkey = server_key, keys.public, keys.secret
+        # told when the connection drops, so the robot registers again before anything else goes out
+        self._monitor = s.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         s.connect(address)
         self._sock = s
         self.heartbeat_s, self.hello_every_s = heartbeat_s, hello_every_s
         self.session: str | None = None
         self.next_obs_id = 0
         self.sent = self.dropped = 0
+        self.pending: deque = deque()  # episode starts / ends not yet taken by the socket, in order
+        self.max_pending = 256
+        self.lost_control = 0  # starts / ends dropped because ``max_pending`` were already waiting
         self.errors: deque = deque(maxlen=32)
         self.refused: str | None = None  # the gateway's reason when it turned this robot away at hello
         self.resets: deque = deque()
@@ -74,7 +83,7 @@ class RobotClient:
         try:
             self._sock.send(proto.encode(msg), zmq.NOBLOCK)
         except zmq.Again:
-            self.dropped += 1
+            self.dropped += msg["type"] == "obs"
             return False
         now = time.monotonic()
         if msg["type"] == "hello":
@@ -106,7 +115,10 @@ class RobotClient:
             msg["operator_action"] = np.asarray(operator_action, dtype=np.float32)
         if driving != "policy":
             msg["driving"] = driving
-        self._send(msg)
+        if self._flush():
+            self._send(msg)
+        else:
+            self.dropped += 1  # an episode start or end must reach the gateway first
         self.poll()
         return oid
 
@@ -120,17 +132,40 @@ class RobotClient:
             msg["returned_to"] = [int(x) for x in returned_to]
         if scene is not None:
             msg["scene"] = str(scene)
-        self._send(msg)
+        self._send_in_order(msg)
 
     def end_episode(self, episode: int, reason: str, success: bool | None = None) -> None:
         msg = {"type": "episode_end", "robot": self.robot_id, "episode": int(episode), "reason": reason}
         if success is not None:
             msg["success"] = bool(success)  # simulators only: measurement, never a learning signal
-        self._send(msg)
+        self._send_in_order(msg)
+
+    def _send_in_order(self, msg: dict) -> None:
+        if len(self.pending) >= self.max_pending:
+            self.pending.popleft()
+            self.lost_control += 1
+        self.pending.append(msg)
+        self._flush()
+
+    def _flush(self) -> bool:
+        """Send the waiting episode starts / ends the socket takes; True when none is left. Only
+        to a gateway that has welcomed this robot: one sent before would be refused unregistered."""
+        while self.pending and self.session is not None:
+            if not self._send(self.pending[0]):
+                return False
+            self.pending.popleft()
+        return not self.pending
 
     # ------------------------------------------------------------------ receiving
     def poll(self, timeout_ms: int = 0) -> None:
-        """Read everything the gateway sent; send a heartbeat or a hello when due."""
+        """Read everything the gateway sent; send a heartbeat or a hello when due, and the waiting
+        episode starts / ends."""
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                self.session = None  # whoever answers next may not know this robot: register first
+            elif event == zmq.EVENT_CONNECTED and self.session is None:
+                self._last_hello = 0.0  # say hello now, not at the next interval
         now = time.monotonic()
         if self.session is None and now - self._last_hello >= self.hello_every_s:
             self._send(self.hello)
@@ -161,6 +196,7 @@ class RobotClient:
                 elif msg["code"] == "unregistered" and self.refused is None:
                     self.session = None  # the gateway restarted or forgot us: register again
                     self._send(self.hello)
+        self._flush()
 
     def wait_welcome(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -185,7 +221,13 @@ class RobotClient:
                 return None
             self.poll(max(1, int(min(left, 0.05) * 1000)))
 
-    def close(self) -> None:
+    def close(self, flush_s: float = 1.0) -> None:
+        """Close the link, first giving waiting episode starts / ends up to ``flush_s`` seconds to
+        go out (an episode's end sent just before closing would otherwise be lost)."""
+        end = time.monotonic() + flush_s
+        while self.pending and time.monotonic() < end:
+            self.poll(20)
+        self._sock.close(linger=int(max(0.0, end - time.monotonic()) * 1000))  # what the socket holds may go out
         # destroy, not term: term waits for ever on any socket of the context left open
         self._ctx.destroy(linger=0)
 

@@ -2,7 +2,10 @@
 
 It registers robots, validates every message (a malformed, oversized or out-of-protocol message
 gets an ``error`` reply and is counted, never raised), tracks liveness by heartbeats, and hands
-the RL loop a stream of events; it sends actions and reset requests back.
+the RL loop a stream of events; it sends actions and reset requests back. A robot silent for
+``lost_after_s`` is reported lost (its open episode ends there); if it speaks again it is taken
+back on the registration it gave (``returned``), so a robot stalled for a few seconds (a slow
+reset on a busy machine) does not have its next message, often an episode's start, refused.
 
     >>> gw = Gateway("tcp://127.0.0.1:0")              # port 0: pick a free one (gw.address)
     >>> for ev in gw.poll(timeout_ms=10): ...           # Event("obs", robot, msg), ...
@@ -83,6 +86,8 @@ class Gateway:
         self.expect_dims = expect_dims
         self.expect_camera = expect_camera  # the camera the served models read, if they name one
         self.robots: dict[str, RobotInfo] = {}
+        self.departed: dict[str, RobotInfo] = {}  # robots reported lost, by the registration they gave
+        self.returned = 0  # times a lost robot spoke again and was taken back
         self.received = 0
         self.errors: Counter = Counter()
         self.unreachable = 0
@@ -127,12 +132,16 @@ class Gateway:
                         f"here read camera {self.expect_camera!r}; send that camera or use models trained on yours",
                         kind))
                     continue
+                self.departed.pop(robot, None)
                 self.robots[robot] = RobotInfo(robot, msg["embodiment"], msg["cameras"], msg["task"],
                                                msg["state_dim"], msg["action_dim"], msg.get("state_names"),
                                                msg.get("action_names"))
                 self._send(ident, {"type": "welcome", "robot": robot, "session": self.session})
                 events.append(Event("hello", robot, msg))
                 continue
+            if robot not in self.robots and robot in self.departed:
+                self.robots[robot] = self.departed.pop(robot)
+                self.returned += 1
             info = self.robots.get(robot)
             if info is None:
                 self._reject(ident, proto.ProtocolError("unregistered", f"robot {robot!r} sent {kind} before hello "
@@ -151,7 +160,7 @@ class Gateway:
         now = time.monotonic()
         for robot, info in list(self.robots.items()):
             if now - info.last_seen > self.lost_after_s:
-                del self.robots[robot]
+                self.departed[robot] = self.robots.pop(robot)
                 events.append(Event("lost", robot, {"episode": info.episode}))
         return events
 
