@@ -17,8 +17,15 @@ the outcome advantages of each G consecutive episodes (one on-policy update of c
 8 episodes of one task) against those the simulator's flag would have given the same episodes (the
 oracle-sparse arm's signal), as their mean correlation over the updates (1: the reference arm's
 signal; 0: none of it). ``--thresholds`` adds the same for the verdict made binary at each threshold
-(1 where the `final` reward reaches it, else 0). Per window of episodes as the policy moves:
-`benchmarks/done_detector.py --run RUN --window N`.
+(1 where the `final` reward reaches it, else 0). ``--by-scene`` takes the advantages within the
+episodes of each update that began from one start, as `--learner.outcome-groups scene` does (an
+episode without a start id, or begun at a return point, is a group of its own, with no signal);
+``--undivided`` leaves them undivided by the group's spread, as `--learner.no-outcome-by-std`.
+The agreement is then the cosine of the two advantage vectors over each update (with one group
+and standardised advantages that is their correlation). Per window of episodes as the policy
+moves: `benchmarks/done_detector.py --run RUN --window N`.
+
+    python benchmarks/episode_reward_auc.py runs/lever100-scene --group 8 --by-scene
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 
-def readings(run: Path) -> list[tuple[bool, float, float, float]]:
-    """(success, dense return, last p(done), final reward) of each training episode with a flag."""
+def readings(run: Path) -> list[tuple[bool, float, float, float, str | None]]:
+    """(success, dense return, last p(done), final reward, start id) of each training episode with a
+    flag; the start id is None for an episode without one or begun at a return point."""
     from vlac.rl.episodes import FINAL_FRAMES
 
     rows = []
@@ -41,23 +49,34 @@ def readings(run: Path) -> list[tuple[bool, float, float, float]]:
         if ep.get("success") is None or not scored:
             continue  # a real robot (no flag) or an arm run without a critic
         p_done = [s["p_done"] for s in scored]
+        scene = ep.get("scene") if ep.get("start") is None else None
         rows.append((bool(ep["success"]), float(sum(s["reward"] for s in scored)), p_done[-1],
-                     float(np.mean(p_done[-FINAL_FRAMES:]))))
+                     float(np.mean(p_done[-FINAL_FRAMES:])), scene))
     return rows
 
 
-def advantage_agreement(success: np.ndarray, reward: np.ndarray, group: int) -> float:
-    """Mean over consecutive groups of ``group`` episodes of the correlation between the outcome
-    advantages ``reward`` gives them and those the success flag gives them (groups where either is
-    constant, so one of the two says nothing, are left out); NaN when no group has both."""
+def start_groups(scenes: list) -> np.ndarray:
+    """Group ids of one update's episodes by start id; an episode without one is alone."""
+    ids: dict = {}
+    return np.array([ids.setdefault(("scene", s) if s is not None else ("own", i), len(ids))
+                     for i, s in enumerate(scenes)])
+
+
+def advantage_agreement(success: np.ndarray, reward: np.ndarray, group: int, scenes: list | None = None,
+                        by_std: bool = True) -> float:
+    """Mean over consecutive updates of ``group`` episodes of the cosine between the outcome
+    advantages ``reward`` gives them and those the success flag gives them, taken within the update
+    (``scenes`` None) or within its episodes of one start (updates where either is all 0, so one of
+    the two says nothing, are left out); NaN when no update has both."""
     from vlac.rl.ppo import outcome_advantages
 
     corr = []
     for i in range(0, len(success) - group + 1, group):
-        a = outcome_advantages(reward[i:i + group], np.zeros(group))
-        b = outcome_advantages(success[i:i + group].astype(float), np.zeros(group))
+        ids = np.zeros(group, int) if scenes is None else start_groups(scenes[i:i + group])
+        a = outcome_advantages(reward[i:i + group], ids, by_std=by_std)
+        b = outcome_advantages(success[i:i + group].astype(float), ids, by_std=by_std)
         if a.any() and b.any():
-            corr.append(float(a @ b) / group)  # both are standardised: their mean product is the correlation
+            corr.append(float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b)))
     return float(np.mean(corr)) if corr else float("nan")
 
 
@@ -70,9 +89,14 @@ def main() -> None:
                     help="also the outcome advantages' agreement with the flag's, updates of GROUP episodes (0: off)")
     ap.add_argument("--thresholds", type=float, nargs="*", default=[],
                     help="with --group: the agreement of the `final` verdict made binary at each of these")
+    ap.add_argument("--by-scene", action="store_true",
+                    help="with --group: advantages within each update's episodes of one start (outcome-groups scene)")
+    ap.add_argument("--undivided", action="store_true",
+                    help="with --group: advantages not divided by their group's spread (--learner.no-outcome-by-std)")
     args = ap.parse_args()
-    if args.group < 0 or (args.thresholds and not args.group):
-        ap.error(f"--group {args.group}: give a number of episodes per update >= 1 (0: off; --thresholds needs it)")
+    if args.group < 0 or ((args.thresholds or args.by_scene or args.undivided) and not args.group):
+        ap.error(f"--group {args.group}: give a number of episodes per update >= 1 (0: off; --thresholds needs it, "
+                 "as do --by-scene and --undivided)")
     print(f"{'run':40s} {'eps':>4s} {'succ':>4s} {'dense':>6s} {'last':>6s} {'final':>6s}   (AUC, success vs failure)")
     for run in args.runs:
         rows = readings(Path(run))
@@ -86,12 +110,16 @@ def main() -> None:
         if args.group:
             flag = np.array([r[0] for r in rows])
             final = np.array([r[3] for r in rows])
-            print(f"  outcome advantages against the flag's, mean correlation over updates of {args.group}: "
-                  f"`final` {advantage_agreement(flag, final, args.group):.3f}, dense return "
-                  f"{advantage_agreement(flag, np.array([r[1] for r in rows]), args.group):.3f}"
-                  + "".join(f", `final` >= {t:g} "
-                            f"{advantage_agreement(flag, (final >= t).astype(float), args.group):.3f}"
-                            for t in args.thresholds))
+            scenes = [r[4] for r in rows] if args.by_scene else None
+
+            def agree(reward: np.ndarray) -> str:
+                return f"{advantage_agreement(flag, reward, args.group, scenes, not args.undivided):.3f}"
+
+            within = "episodes of one start" if args.by_scene else "the update"
+            print(f"  outcome advantages (within {within}{', undivided' if args.undivided else ''}) against the "
+                  f"flag's, mean cosine over updates of {args.group}: `final` {agree(final)}, dense return "
+                  f"{agree(np.array([r[1] for r in rows]))}"
+                  + "".join(f", `final` >= {t:g} {agree((final >= t).astype(float))}" for t in args.thresholds))
 
 
 if __name__ == "__main__":

@@ -209,6 +209,20 @@ def test_what_the_learner_got_from_a_runs_final_verdicts(tmp_path):
     bad = subprocess.run([sys.executable, "benchmarks/episode_reward_auc.py", str(run), "--thresholds", "0.5"],
                          cwd=repo, capture_output=True, text=True)
     assert bad.returncode == 2 and "--thresholds needs it" in bad.stderr
+    # --by-scene: within the episodes of one start (an episode begun at a return point is alone)
+    scenes = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    for i, (ok, f, sc) in enumerate(zip(flags, finals, scenes)):
+        steps = [{"reward": 0.01, "p_done": f} for _ in range(12)]
+        (run / "rl_steps" / f"episode_{i:06d}.json").write_text(json.dumps(
+            {"success": ok, "steps_detail": steps, "scene": sc, "start": [5, 3] if i == 7 else None}))
+    # update 1: both starts ranked right (cosine 1); update 2: start c ranked wrong (-1), d's two apart
+    out = subprocess.run([sys.executable, "benchmarks/episode_reward_auc.py", str(run), "--group", "4", "--by-scene"],
+                         cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert "within episodes of one start" in out and "`final` 0.000" in out, out
+    # undivided: start a's verdicts differ by 0.8, b's by 0.6: (0.4, -0.4, 0.3, -0.3) against (0.5, -0.5, ...)
+    out = subprocess.run([sys.executable, "benchmarks/episode_reward_auc.py", str(run), "--group", "4", "--by-scene",
+                          "--undivided"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert f"`final` {(0.7 / np.sqrt(0.5) - 1) / 2:.3f}" in out, out
 
 
 @pytest.mark.slow(80)
