@@ -423,6 +423,20 @@ def test_simulated_robots_of_a_task_share_their_starts_with_start_repeats():
     assert all(not np.array_equal(first[j], first[k]) for j in first for k in first if j < k)
 
 
+def test_an_episode_start_after_its_first_observations_names_that_episode():
+    """A driver that announces an episode after its first observations: the start id goes to the open
+    episode (no split); announcing an episode again (a robot restarted mid-episode) opens a new one."""
+    fleet, _ = _fleet()
+    fleet.observation("r0", {**_obs(0), "step": 0}, 0.0, TASK)
+    fleet.observation("r0", {**_obs(1), "step": 1}, 0.1, TASK)
+    fleet.episode_start("r0", TASK, 0, scene="s1")
+    rec = fleet.robots["r0"].rec
+    assert (len(rec.steps), rec.scene, list(fleet.finishing)) == (2, "s1", [])
+    fleet.episode_start("r0", TASK, 0, scene="s2")
+    assert [(e.episode, e.reason, e.scene) for e in fleet.finishing] == [(0, "abort", "s1")]
+    assert fleet.robots["r0"].rec.scene == "s2" and not fleet.robots["r0"].rec.steps
+
+
 def test_a_paused_robot_waits_and_a_driven_robot_gets_its_operators_actions():
     """Pause: no observation is queued for the policy, a lock-step robot's resends of the same state
     are one step; resume queues the newest. Driven from the console: the policy's answer on its way

@@ -71,6 +71,7 @@ class RobotState:
     wait_s: float = 0.0  # time its observations waited for an action
     values: list = field(default_factory=list)  # the open episode's value after each scored policy transition
     takeovers: int = 0  # operator takeovers asked for in the open episode
+    announced: bool = False  # the open episode was opened by the robot's episode_start
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Fleet:
     def _open(self, robot: str, task: str, episode: int) -> RobotState:
         r = self.robots.setdefault(robot, RobotState())
         self.close(robot, "abort")  # a robot that restarted without ending its episode: kept as aborted
-        r.rec, r.values, r.takeovers = EpisodeRecord(robot, task, episode), [], 0
+        r.rec, r.values, r.takeovers, r.announced = EpisodeRecord(robot, task, episode), [], 0, False
         r.done = DoneRule(self.rules.done_threshold, self.rules.done_patience, self.rules.done_min_value)
         return r
 
@@ -114,8 +115,12 @@ class Fleet:
         """``start``: the (episode, step) return point the robot says it started from; ``scene``: the
         id it gives the start it was set up in."""
         self.ended.pop(robot, None)
-        rec = self._open(robot, task, episode).rec
-        rec.start, rec.scene = (tuple(start) if start is not None else None), scene
+        r = self.robots.get(robot)
+        if r is None or r.rec is None or r.rec.episode != episode or r.rec.task != task or r.announced:
+            r = self._open(robot, task, episode)  # (a restarted robot announcing its episode again: a new one)
+        # else its first observations came before its start (a driver that announces late): the same episode
+        r.announced = True
+        r.rec.start, r.rec.scene = (tuple(start) if start is not None else None), scene
 
     def observation(self, robot: str, msg: dict, now: float, task: str) -> None:
         """A robot's observation ``msg`` (gateway format: obs_id, t, images, state, episode, and
