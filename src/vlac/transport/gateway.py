@@ -161,6 +161,8 @@ class Gateway:
         for robot, info in list(self.robots.items()):
             if now - info.last_seen > self.lost_after_s:
                 self.departed[robot] = self.robots.pop(robot)
+                if len(self.departed) > 1024:  # remember the newest only
+                    del self.departed[next(iter(self.departed))]
                 events.append(Event("lost", robot, {"episode": info.episode}))
         return events
 
