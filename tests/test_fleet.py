@@ -409,6 +409,7 @@ def test_simulated_robots_of_a_task_share_their_starts_with_start_repeats():
         # every episode's start arrives, also on a loaded machine (it waits in the robot until the
         # gateway takes it, and a robot reported lost while it reset is taken back)
         assert len(first) == 6 and len(scenes) == 6, (scenes, [o[-1500:] for o in outs])
+        assert all("'unsent_starts_ends': 0" in o for o in outs), [o[-1500:] for o in outs]
         return scenes, first
 
     scenes, first = run(["--start-repeats", "2"])

@@ -192,6 +192,8 @@ def run_sim_robot(cfg: SimRobotConfig) -> dict:
     finally:
         client.close()
         env.close()
+    # observations the link dropped (gateway away or behind), and episode starts / ends it never got out
+    stats.update(dropped_obs=client.dropped, unsent_starts_ends=len(client.pending) + client.lost_control)
     print(f"robot {robot_id}: {stats}", flush=True)
     return stats
 
