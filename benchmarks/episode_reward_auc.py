@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 
-def readings(run: Path) -> list[tuple[bool, float, float, float, str | None]]:
-    """(success, dense return, last p(done), final reward, start id) of each training episode with a
-    flag; the start id is None for an episode without one or begun at a return point."""
+def readings(run: Path) -> list[tuple]:
+    """(success, dense return, last p(done), final reward, (task, start id, return point)) of each
+    training episode with a flag."""
     from vlac.rl.episodes import FINAL_FRAMES
 
     rows = []
@@ -49,17 +49,21 @@ def readings(run: Path) -> list[tuple[bool, float, float, float, str | None]]:
         if ep.get("success") is None or not scored:
             continue  # a real robot (no flag) or an arm run without a critic
         p_done = [s["p_done"] for s in scored]
-        scene = ep.get("scene") if ep.get("start") is None else None
         rows.append((bool(ep["success"]), float(sum(s["reward"] for s in scored)), p_done[-1],
-                     float(np.mean(p_done[-FINAL_FRAMES:])), scene))
+                     float(np.mean(p_done[-FINAL_FRAMES:])), (ep.get("task", ""), ep.get("scene"), ep.get("start"))))
     return rows
 
 
-def start_groups(scenes: list) -> np.ndarray:
-    """Group ids of one update's episodes by start id; an episode without one is alone."""
-    ids: dict = {}
-    return np.array([ids.setdefault(("scene", s) if s is not None else ("own", i), len(ids))
-                     for i, s in enumerate(scenes)])
+def start_groups(starts: list) -> np.ndarray:
+    """Group ids of one update's episodes, each given as (task, start id, return point), by the
+    learner's own rule (`outcome_group` with ``by="scene"``)."""
+    from vlac.rl.episodes import EpisodeRecord
+    from vlac.rl.learner import outcome_group
+
+    keys = [outcome_group(EpisodeRecord("", task, i, start=start, scene=scene), i, "scene")
+            for i, (task, scene, start) in enumerate(starts)]
+    ids = {k: n for n, k in enumerate(dict.fromkeys(keys))}
+    return np.array([ids[k] for k in keys])
 
 
 def advantage_agreement(success: np.ndarray, reward: np.ndarray, group: int, scenes: list | None = None,
