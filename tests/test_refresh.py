@@ -51,9 +51,13 @@ def test_operator_labels_at_the_console_retrain_the_done_probe_and_the_run_score
     cmd = [sys.executable, "-m", "vlac.scripts.cli", "rl", "--out", str(out), "--tasks", "reach-v3", "--robots", "2",
            "--episodes", "4", "--max-steps", "2000", "--eval-episodes", "0", "--episodes-per-update", "2",
            "--done-threshold", "1.5", "--critic", str(probe / "model"), "--console", "127.0.0.1:0",
-           "--critic-refresh-every", "2", "--critic-refresh-steps", "2"]
+           "--critic-refresh-every", "2", "--critic-refresh-steps", "2",
+           # a robot starved for 10 s on a busy 2-core machine would be reported lost and its episode stored
+           # as a fifth (the run would end before the operator's last): losing robots is not this test's subject
+           "--lost-after", "120"]
     loop = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TQDM_DISABLE": "1", "MUJOCO_GL": "egl"})
+    console = None
     try:
         console = _until(lambda: (out / "console.txt").is_file() and (out / "console.txt").read_text().strip(),
                          180, "the console")
@@ -81,6 +85,10 @@ def test_operator_labels_at_the_console_retrain_the_done_probe_and_the_run_score
         time.sleep(3.0)  # the loop swaps it in between two scoring calls
         end_each([("sim-0", "none"), ("sim-1", "none")])
         text, _ = loop.communicate(timeout=240)
+    except AssertionError as e:  # say what the loop and the console saw, not only what was awaited
+        state = _state(console) if console else None
+        loop.kill()
+        raise AssertionError(f"{e}\nconsole state: {state}\nloop output (tail):\n{loop.communicate()[0][-4000:]}") from None
     finally:
         loop.kill()
     assert loop.returncode == 0, text[-3000:]

@@ -81,12 +81,16 @@ def test_data_service_stores_every_camera_under_the_robots_names(tmp_path):
     assert ep.task == rec.task and "sim.success" not in ds.info["features"]  # a real robot has no flag
     # a resumed run gets back what was persisted but not trained on, ready for the learner
     rec.reason = "done"
+    for k, step in enumerate(rec.acted):  # as a reference arm records them: the simulator's reward and flag
+        step.oracle_reward, step.oracle_success = float(k), k == 1
     assert data.add(rec) == 1  # the dataset's own names, whatever this call says
     assert data.untrained(2) == []
     [back] = DataService(str(tmp_path), camera="front").untrained(1)
     assert (back.robot, back.task, back.reason, back.success, len(back.acted)) == ("arm-1", rec.task, "done", None, 3)
     assert back.rewards("dense").tolist() == pytest.approx(rec.rewards("dense").tolist())
     assert [s.sample for s in back.acted] == [s.sample for s in rec.acted]
+    assert back.rewards("oracle-dense").tolist() == pytest.approx([0.0, 0.1, 0.2])
+    assert back.rewards("oracle-final").tolist() == [0, 0, 1]  # the flag was on after the second transition
     assert np.abs(back.acted[0].image.astype(int) - rec.steps[0].cameras["front"].astype(int)).mean() < 8  # video
 
 
@@ -940,16 +944,28 @@ def test_reward_sources_by_hand():
     rec.steps[1].oracle_reward = None
     with pytest.raises(ValueError, match="oracle-dense needs robots that report it"):
         rec.rewards("oracle-dense")
+    # oracle-final: the flag read at the end of a fixed-horizon episode, whether or not it is still on there
+    rec.reason = "limit"
+    for step, flag in zip(rec.steps, [False, True, False, None]):
+        step.oracle_success = flag
+    assert rec.rewards("oracle-final").tolist() == [0, 0, 1] and rec.summary()["oracle_final"] == 1.0
+    rec.steps[1].oracle_success = False
+    assert rec.rewards("oracle-final").tolist() == [0, 0, 0] and rec.rewards("oracle-sparse").tolist() == [0, 0, 0]
+    rec.steps[2].oracle_success = None
+    with pytest.raises(ValueError, match="oracle-final needs robots that report it"):
+        rec.rewards("oracle-final")
+    assert "oracle_final" not in rec.summary()
     with pytest.raises(ValueError, match="oracle-dense, oracle-sparse"):
         rec.rewards("shaped")
 
 
-@pytest.mark.parametrize("reward", ["dense", "final", "oracle-dense", "oracle-sparse"])
+@pytest.mark.parametrize("reward", ["dense", "final", "oracle-dense", "oracle-sparse", "oracle-final"])
 def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward):
     """A simulated robot reports Meta-World's reward and success flag with every observation (real
     rollout, real gateway and client on 127.0.0.1, the loop's own event handling). The critic arm
     drops them; oracle-dense keeps the simulator's own rewards; oracle-sparse ends the episode at
-    the flag. The learner never gets the episode's success flag."""
+    the flag; oracle-final keeps the flag of every transition and runs on. The learner never gets the
+    episode's success flag."""
     from vlac.sim.env import SimEnvConfig, SimRobotEnv
     from vlac.sim.behaviours import make_behaviour
     from vlac.rl.config import RLConfig
@@ -989,8 +1005,12 @@ def test_simulator_fields_reach_the_learner_only_in_oracle_arms(tmp_path, reward
         seen = loop._for_learner(rec)
         assert rec.success is not None and seen.success is None  # the flag is measurement only
         oracle = [s.oracle_reward for s in seen.steps[:-1]]
+        flags = [s.oracle_success for s in seen.steps[:-1]]
         if reward in ("dense", "final"):  # the critic's arms
-            assert all(r is None for r in oracle) and rec.reason == "limit"
+            assert all(r is None for r in oracle + flags) and rec.reason == "limit"
+        elif reward == "oracle-final":  # every transition's flag kept, no reset at the flag
+            assert flags == [s["success"] for s in sims[1:]] and flags[-1] and not any(flags[:-1])
+            assert rec.reason == "limit" and len(seen.steps) == len(frames) and not robot.resets
         elif reward == "oracle-dense":  # the simulator's own figure of each transition
             assert oracle == pytest.approx([s["reward"] for s in sims[1:len(seen.steps)]])
             assert rec.reason == "limit" and len(seen.steps) == len(frames)

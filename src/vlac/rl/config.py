@@ -172,7 +172,7 @@ class RLConfig:
         if self.critic == "none" and self.learner.reward not in ORACLE_REWARDS:
             raise ValueError(f"--critic none leaves learner.reward {self.learner.reward!r} without its source: the "
                              "critic gives the dense, sparse and final rewards; only the reference arms (--learner.reward "
-                             "oracle-dense | oracle-sparse) run without one")
+                             "oracle-dense | oracle-sparse | oracle-final) run without one")
         if self.learner.reward not in REWARDS:
             raise ValueError(f"learner.reward {self.learner.reward!r} must be one of {', '.join(REWARDS)} "
                              "(oracle-*: the simulator's reward, reference arms for simulated robots only)")

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-REWARDS = ("dense", "sparse", "final", "oracle-dense", "oracle-sparse")
+REWARDS = ("dense", "sparse", "final", "oracle-dense", "oracle-sparse", "oracle-final")
 """Reward sources of the learner. ``dense``/``sparse``/``final``: the critic's (the product). ``oracle-*``:
 the simulator's shaped reward / success flag, reference arms that measure the learner's ceiling
 and the baseline to beat; never a default, and only they let simulator fields reach the learner."""
-ORACLE_REWARDS = ("oracle-dense", "oracle-sparse")
+ORACLE_REWARDS = ("oracle-dense", "oracle-sparse", "oracle-final")
 FINAL_FRAMES = 10
 """Transitions at the end of an episode whose done probabilities make the ``final`` reward."""
 ORACLE_DENSE_MAX = 10.0  # Meta-World v3's largest shaped reward of one step
@@ -31,9 +31,11 @@ def trained_return(reward: str) -> tuple[str, str]:
     """The episodes.jsonl field holding the return a learner with this reward mode trains on, and
     its name: the simulator's (scaled) in the oracle-dense arm, its success flag in the oracle-sparse
     arm (1 at the flag, else 0), the critic's end-of-episode verdict in the final arm, else the
-    critic's dense sum (what the critic arms' reports show)."""
+    critic's dense sum (what the critic arms' reports show); the oracle-final arm's is the flag read at
+    the episode's end (1 if it was on at any step)."""
     return {"oracle-dense": ("oracle_return", "simulator's return"),
             "oracle-sparse": ("success", "simulator success (return)"),
+            "oracle-final": ("oracle_final", "simulator's flag at the end (return)"),
             "final": ("final_return", "critic's final verdict")}.get(reward, ("return", "critic return"))
 
 
@@ -50,6 +52,7 @@ class Step:
     version: int | None = None  # the policy update whose weights chose the action
     history: list | None = None  # executed actions the actor's prompt showed (serving and PPO alike)
     oracle_reward: float | None = None  # the simulator's shaped reward of this transition: oracle arms only
+    oracle_success: bool | None = None  # the simulator's success flag after this transition: oracle arms only
     operator_action: list | None = None  # an operator's action ran from this step instead of the policy's
     cameras: dict | None = None  # every camera's frame as kept (``image`` is one of them); the dataset stores all
     robot_step: int | None = None  # the robot's own step number (what a return point names)
@@ -126,7 +129,10 @@ class EpisodeRecord:
         ``sparse``: 1 at the transition the critic declared done, else 0 (the baseline); ``final``:
         the critic's verdict on how the episode ended, the mean done probability of its last
         ``FINAL_FRAMES`` transitions, at the last step (0 elsewhere; a success detector that judges
-        the end of a fixed-horizon episode and need not fire on time)."""
+        the end of a fixed-horizon episode and need not fire on time). Reference arms: ``oracle-dense``
+        (the simulator's shaped reward, scaled), ``oracle-sparse`` (1 at the simulator's flag, which
+        ended the episode) and ``oracle-final`` (1 at the last step if the flag was on at any step:
+        ``final``'s fixed-horizon verdict made perfect, the episode running on after the flag)."""
         steps = self.acted
         if mode == "dense":
             r = np.array([s.reward for s in steps], dtype=np.float64)
@@ -140,6 +146,10 @@ class EpisodeRecord:
             r = np.zeros(len(steps))
             if len(r):
                 r[-1] = float(np.mean([s.p_done for s in steps[-FINAL_FRAMES:]]))
+        elif mode == "oracle-final":
+            r = np.zeros(len(steps))
+            if len(r):
+                r[-1] = float(self.oracle_flag())
         elif mode == "oracle-dense":  # Meta-World's shaped reward is 0..10 a step: scaled to the critic's 0..1
             r = np.array([np.nan if s.oracle_reward is None else s.oracle_reward for s in steps], dtype=np.float64)
             r /= ORACLE_DENSE_MAX
@@ -149,6 +159,15 @@ class EpisodeRecord:
         else:
             raise ValueError(f"reward mode {mode!r} is not one of {', '.join(REWARDS)}")
         return r
+
+    def oracle_flag(self) -> bool:
+        """Whether the simulator's success flag was on after any transition of this episode (the
+        oracle-final verdict; raises where a robot reported no flag)."""
+        flags = [s.oracle_success for s in self.acted]
+        if any(f is None for f in flags):
+            raise ValueError(f"episode {self.episode} of robot {self.robot} has steps without the simulator's "
+                             "success flag: oracle-final needs robots that report it (`vlac robot sim`)")
+        return any(s.oracle_success for s in self.steps if s.oracle_success is not None)
 
     def terminals(self) -> np.ndarray:
         """Per acted step: whether the episode ended there for the learner (only the last, and
@@ -170,7 +189,7 @@ class EpisodeRecord:
         """One line of episodes.jsonl: ``return`` is the critic's dense sum (NaN in an oracle arm run
         without a critic), ``final_return`` the critic's verdict on the episode's end (the ``final``
         reward; where the critic scored every step), ``oracle_return`` the simulator's scaled reward
-        sum (oracle arms only)."""
+        sum and ``oracle_final`` the flag at the episode's end (oracle arms only)."""
         acted = self.acted
         r = [s.reward for s in acted]
         out = {"robot": self.robot, "task": self.task, "episode": self.episode, "steps": len(acted),
@@ -182,4 +201,6 @@ class EpisodeRecord:
             out["final_return"] = float(self.rewards("final").sum())
         if acted and all(s.oracle_reward is not None for s in acted):
             out["oracle_return"] = float(self.rewards("oracle-dense").sum())
+        if acted and all(s.oracle_success is not None for s in acted):
+            out["oracle_final"] = float(self.oracle_flag())
         return out

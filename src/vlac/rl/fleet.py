@@ -42,8 +42,8 @@ class FleetRules:
     done_patience: int = 4
     done_min_value: float = 0.0
     oracle: str = ""
-    """"oracle-dense" / "oracle-sparse" in a reference arm (the simulator's reward is kept; with
-    oracle-sparse its success flag ends the episode), "" in the critic's arms."""
+    """"oracle-dense" / "oracle-sparse" / "oracle-final" in a reference arm (the simulator's reward and
+    flag are kept; with oracle-sparse its flag ends the episode), "" in the critic's arms."""
     scored: bool = True
     """False: an oracle arm without a critic (no transition is queued for scoring)."""
     max_steps: int = 1000
@@ -186,11 +186,11 @@ class Fleet:
     def _oracle_step(self, robot: str, rec: EpisodeRecord, prev: Step, sim: dict | None) -> None:
         """Oracle arms: the simulator's shaped reward of the transition into this observation;
         with oracle-sparse, its success flag ends the episode there (the sparse baseline with a
-        perfect success detector). A robot that reports no simulator leaves it unset (its episodes
-        are not trained on, and counted by the loop)."""
+        perfect success detector; oracle-final reads the flag at the episode's end instead). A robot that
+        reports no simulator leaves them unset (its episodes are not trained on, and counted by the loop)."""
         if sim is None:
             return
-        prev.oracle_reward = float(sim["reward"])
+        prev.oracle_reward, prev.oracle_success = float(sim["reward"]), bool(sim["success"])
         if self.rules.oracle == "oracle-sparse" and sim["success"] and rec.done_step is None:
             rec.done_step = len(rec.steps) - 1
             self.send_reset(robot, rec.episode, "done")

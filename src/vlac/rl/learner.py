@@ -109,8 +109,9 @@ class LearnerConfig:
     critic's mean done probability over the episode's last 10 transitions, at its last step: a
     verdict on how a fixed-horizon episode ended, for ``--learner.advantage outcome``): the critic's
     rewards. Reference arms, never a default: oracle-dense (Meta-World's own shaped reward per step)
-    and oracle-sparse (1 at the simulator's success flag, which ends the episode): they measure the
-    learner's ceiling and the baseline the critic must beat."""
+    and oracle-sparse (1 at the simulator's success flag, which ends the episode), and oracle-final (1 at
+    the last step if the flag was on at any step, the episode running to its end: ``final`` with a perfect
+    verdict): they measure the learner's ceiling and the baseline the critic must beat."""
     done_bonus: float = 0.0
     """Added to the last dense reward of an episode the critic declared done."""
     demo_data: list[str] = field(default_factory=list)

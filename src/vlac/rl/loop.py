@@ -382,7 +382,7 @@ class RLLoop:
             self.bar.update(1)
             self._show(ret=f"{summary.get(trained_return(self.cfg.learner.reward)[0], float('nan')):.2f}",
                        reason=rec.reason, updates=self.version)
-            if self.oracle and any(s.oracle_reward is None for s in rec.acted):
+            if self.oracle and any(s.oracle_reward is None or s.oracle_success is None for s in rec.acted):
                 self.counters["no_oracle_episodes"] += 1
                 print(f"episode {rec.episode} of robot {rec.robot}: no simulator reward reported, so the "
                       f"{self.oracle} arm cannot train on it (kept on disk)", flush=True)

@@ -21,7 +21,8 @@ COUNTER_KEYS = ("robot_restarts", "worker_restarts", "learner_restarts", "data_s
 REWARD_LABELS = {"dense": "critic, dense", "sparse": "critic, sparse (critic's done)",
                  "final": "critic, final (done of the last frames)",
                  "oracle-dense": "ORACLE dense: simulator's shaped reward (reference arm)",
-                 "oracle-sparse": "ORACLE sparse: simulator's success flag (reference arm)"}
+                 "oracle-sparse": "ORACLE sparse: simulator's success flag (reference arm)",
+                 "oracle-final": "ORACLE final: simulator's flag at the episode's end (reference arm)"}
 
 
 def reward_label(run: str | Path) -> str:

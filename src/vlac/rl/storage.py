@@ -93,7 +93,7 @@ class DataService:
         view = Preprocess(camera=self.camera).view(ep.images)  # the camera the run's models read
         rec.steps = [Step(d["obs_id"], d["t_obs"], view[k], ep.state[k], d["sample"], d["t_action"],
                           d["reward"], d["p_done"], d.get("version"), d.get("history"), d.get("oracle_reward"),
-                          d.get("operator_action"))
+                          d.get("oracle_success"), d.get("operator_action"))
                      for k, d in enumerate(side["steps_detail"])]
         return rec
 
@@ -132,7 +132,8 @@ class DataService:
         side = {**rec.summary(), "dataset_index": index, "done_step": rec.done_step,
                 "steps_detail": [{"obs_id": s.obs_id, "t_obs": s.t_obs, "t_action": s.t_action, "reward": s.reward,
                                   "p_done": s.p_done, "sample": s.sample, "version": s.version, "history": s.history,
-                                  "oracle_reward": s.oracle_reward, "operator_action": s.operator_action}
+                                  "oracle_reward": s.oracle_reward, "oracle_success": s.oracle_success,
+                                  "operator_action": s.operator_action}
                                  for s in steps]}
         path = self.root / "rl_steps" / f"episode_{index:06d}.json"
         tmp = path.with_suffix(".tmp")
