@@ -136,8 +136,16 @@ class RLLoop:
             import logging
 
             logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            ray.init(address="local", num_cpus=self.cfg.num_cpus, include_dashboard=False,
-                     _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address="local", num_cpus=self.cfg.num_cpus, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+            except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node does not come up
+                if "timed out during startup" not in str(e):
+                    raise
+                ray.shutdown()
+                raise SystemExit("error: Ray's local cluster did not come up within its 30 s (the machine is too busy "
+                                 "to start it; nothing was collected yet): run again when the CPUs are freer, or "
+                                 "start one with `ray start --head` and pass --ray-address HOST:PORT") from None
         remote = lambda cls, **kw: ray.remote(num_cpus=0.1, max_restarts=-1, **kw)(cls)  # noqa: E731
         lc = self.cfg.learner
         self.workers = [remote(InferenceWorker).remote(self.cfg.actor, lc.temperature, 0, 1, self.cfg.seed + k)
