@@ -246,6 +246,12 @@ def test_rl_compare_and_report_are_vlac_commands(tmp_path, capsys):
         main(["rl", "compare", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match="--names has 1 labels for 2 runs"):
         main(["rl", "compare", "--runs", ",".join(runs), "--names", "one", "--out", str(tmp_path / "x.png")])
+    # a label with spaces left unquoted in a script: one line naming the labels, before any actor loads
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["actor", "eval", "--actor", str(tmp_path / "none"), "--names", "oracle", "final", "arm",
+              "--out", str(tmp_path / "ev")])
+    assert "--names gives 3 labels (oracle, final, arm)" in capsys.readouterr().err and not (tmp_path / "ev").exists()
 
 
 def test_every_readme_command_names_a_real_command_and_real_flags(capsys):

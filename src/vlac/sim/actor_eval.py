@@ -64,6 +64,12 @@ class ActorEvalConfig:
     threads: int = 0
     """torch threads (0: torch's default)."""
 
+    def __post_init__(self):
+        if self.names and len(self.names) != len(self.actor or ["builtin"]):
+            raise ValueError(f"--names gives {len(self.names)} labels ({', '.join(self.names)}) for "
+                             f"{len(self.actor or ['builtin'])} actor(s): one label per --actor, in order (quote a "
+                             "label with spaces)")
+
 
 @dataclass
 class Rollout:
@@ -149,8 +155,6 @@ def evaluate(cfg: ActorEvalConfig) -> dict:
     for v in variants:
         SimEnvConfig(variant=v)  # fails early with the list of valid variants
     ckpts = cfg.actor or ["builtin"]
-    if cfg.names and len(cfg.names) != len(ckpts):
-        raise ValueError(f"--names has {len(cfg.names)} labels for {len(ckpts)} actors")
     names = cfg.names or [c if c == "builtin" else Path(c).name for c in ckpts]
     critic = None
     if cfg.critic != "none":
