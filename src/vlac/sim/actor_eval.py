@@ -65,10 +65,10 @@ class ActorEvalConfig:
     """torch threads (0: torch's default)."""
 
     def __post_init__(self):
-        if self.names and len(self.names) != len(self.actor or ["builtin"]):
-            raise ValueError(f"--names gives {len(self.names)} labels ({', '.join(self.names)}) for "
-                             f"{len(self.actor or ['builtin'])} actor(s): one label per --actor, in order (quote a "
-                             "label with spaces)")
+        actors = len(self.actor or ["builtin"])
+        if self.names and len(self.names) != actors:
+            raise ValueError(f"--names gives {len(self.names)} labels ({', '.join(self.names)}) for {actors} "
+                             "actor(s): one label per --actor, in order (quote a label with spaces)")
 
 
 @dataclass
