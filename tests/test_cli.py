@@ -251,7 +251,14 @@ def test_rl_compare_and_report_are_vlac_commands(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["actor", "eval", "--actor", str(tmp_path / "none"), "--names", "oracle", "final", "arm",
               "--out", str(tmp_path / "ev")])
-    assert "--names gives 3 labels (oracle, final, arm)" in capsys.readouterr().err and not (tmp_path / "ev").exists()
+    err = capsys.readouterr().err
+    assert "--names gives 3 labels (oracle, final, arm)" in err and not (tmp_path / "ev").exists()
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err  # one line, not tyro's box
+    # a nested config's rejection (the learner's) is one line too, with tyro's usage-error status
+    with pytest.raises(SystemExit) as stop:
+        main(["rl", "--learner.advantage", "bad", "--out", str(tmp_path / "rl")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.strip() == "error: learner.advantage 'bad' must be one of gae, outcome", err
 
 
 def test_every_readme_command_names_a_real_command_and_real_flags(capsys):

@@ -7,8 +7,10 @@ a file may start from another (``inherit: base.yaml``) and set only what differs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -127,6 +129,25 @@ def parse_config(cls: type[T], argv: list[str], prog: str, description: str | No
         argv = prefix + argv
     argv = _split_lists(argv, _list_flags(cls))
     try:
-        return tyro.cli(cls, args=argv, prog=prog, description=description)
+        with _one_line_value_errors(tyro):
+            return tyro.cli(cls, args=argv, prog=prog, description=description)
     except ValueError as e:  # raised by the dataclass' __post_init__
         raise SystemExit(f"error: {e}") from None
+
+
+def _one_line_value_errors(tyro):
+    """tyro draws a config's own ``__post_init__`` ValueError (a rejected combination of flags) in a
+    help box; this makes it the one line ``error: MESSAGE`` the other input errors give. It uses
+    tyro's parse-error hook (``tyro._errors.on_parse_error``, experimental there); a tyro without
+    it keeps its box, with the same message and exit status 2."""
+    errors = getattr(tyro, "_errors", None)
+    hook, failure = getattr(errors, "on_parse_error", None), getattr(errors, "InstantiationFailure", None)
+    if hook is None or failure is None:
+        return contextlib.nullcontext()
+
+    def one_line(event):
+        if isinstance(event, failure) and getattr(event, "message", None):
+            print(f"error: {event.message}", file=sys.stderr, flush=True)
+            raise SystemExit(2)  # tyro's own status for rejected input
+
+    return hook(one_line)
