@@ -242,8 +242,19 @@ def test_rl_compare_and_report_are_vlac_commands(tmp_path, capsys):
     assert standard_errors(runs[0], [{"a": 0.5, "b": 0.5, "success": 0.5, "eval_episodes": 100}]) == pytest.approx([0.05])
     main(["rl", "report", runs[0]])
     assert "evaluation success, last | 0.30" in (tmp_path / "dense" / "report.md").read_text()
-    with pytest.raises(SystemExit, match="no eval.jsonl in .*nowhere"):
+    with pytest.raises(SystemExit, match="no eval.jsonl or episodes.jsonl in .*nowhere"):
         main(["rl", "compare", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")])
+    # a run not evaluated (--eval-episodes 0) is drawn by its training episodes' success, per block
+    from vlac.rl.report import training_success
+
+    flags = [True, False, None, True] * 10 + [True]  # None: an episode cut by a stop, left out of its block
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "quiet" / "episodes.jsonl").write_text("".join(json.dumps({"n": k + 1, "success": f}) + "\n"
+                                                               for k, f in enumerate(flags)))
+    x, y = training_success([{"success": f} for f in flags], 20)
+    assert list(x) == [20, 40] and y == pytest.approx([2 / 3, 2 / 3])  # the 41st episode alone is no block
+    main(["rl", "compare", "--runs", str(tmp_path / "quiet"), runs[0], "--out", str(tmp_path / "q.png")])
+    assert (tmp_path / "q.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="--names has 1 labels for 2 runs"):
         main(["rl", "compare", "--runs", ",".join(runs), "--names", "one", "--out", str(tmp_path / "x.png")])
     # a label with spaces left unquoted in a script: one line naming the labels, before any actor loads

@@ -276,41 +276,77 @@ def write_report(run: str | Path) -> Path:
     return run / "report.md"
 
 
-def compare(runs: list[str], names: list[str] | None, out: str | Path) -> None:
+def training_success(episodes: list[dict], block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The share of a run's training episodes that succeeded, per ``block`` episodes in the order they
+    ended (x: episodes at each block's end; a last block shorter than half of ``block`` is left out).
+    ``success`` is the simulator's flag in simulation, read for measurement only; an episode without
+    one (cut by a stop, or a real robot's unlabelled episode) is left out of its block."""
+    flags = _returns(episodes, "success")
+    x, y = [], []
+    for end in range(block, len(flags) + block, block):
+        part = flags[end - block:min(end, len(flags))]
+        known = part[~np.isnan(part)]
+        if len(part) * 2 < block or not len(known):
+            continue
+        x.append(min(end, len(flags)))
+        y.append(float(known.mean()))
+    return np.array(x), np.array(y)
+
+
+def compare(runs: list[str], names: list[str] | None, out: str | Path, block: int = 25) -> None:
     """Evaluation success against training episodes for several runs on one plot (e.g. dense
     critic rewards against the oracle-sparse baseline); each run is labelled with its reward
-    source (oracle arms marked as references) after its name (default: the run folder's)."""
+    source (oracle arms marked as references) after its name (default: the run folder's). Beside
+    it, the training episodes' own success per ``block`` episodes (sampled actions; the simulator's
+    flag, for measurement), which also draws runs that were not evaluated (``--eval-episodes 0``)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 3.8))
-    banded = starred = False
     names = names or [Path(r).name for r in runs]
     logs = [read_log(Path(run) / "eval.jsonl") for run in runs]
+    if any(logs):
+        fig, (ax, tx) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    else:  # nothing evaluated: the training episodes alone
+        fig, tx = plt.subplots(figsize=(7, 3.8))
+        ax = tx
+    banded = starred = False
     decodings = [", ".join(dict.fromkeys(decoding_label(e) for e in evals)) or "not evaluated" for evals in logs]
-    alike = len(set(decodings)) == 1
+    rated = [how for how, evals in zip(decodings, logs) if evals]
+    alike = len(set(rated)) <= 1
     if not alike:  # one button actor: 0.275 greedy, 0.875 by the mean (BENCHMARKS.md)
         print("warning: these runs were evaluated with different decodings ("
-              + "; ".join(f"{n}: {d}" for n, d in zip(names, decodings)) + "), so their success figures are not "
-              "comparable; evaluate them alike (`vlac rl ... --eval-mean` / `--eval-temperature`, the same for every run)")
+              + "; ".join(f"{n}: {d}" for n, d, e in zip(names, decodings, logs) if e) + "), so their success "
+              "figures are not comparable; evaluate them alike (`vlac rl ... --eval-mean` / `--eval-temperature`, "
+              "the same for every run)")
     for run, name, evals, how in zip(runs, names, logs, decodings):
         oracle = reward_label(run).startswith("ORACLE")
-        curve, final = _split_final(evals)
-        x, y = [e["episodes"] for e in curve], np.array([e["success"] for e in curve])
-        label = f"{name} ({reward_label(run)}" + ("" if alike else f"; {how}") + ")"
-        line = ax.plot(x, y, "s--" if oracle else "o-", label=label)[0]
-        se = standard_errors(run, curve)
-        if se is not None:
-            ax.fill_between(x, y - se, y + se, color=line.get_color(), alpha=0.12, lw=0)
-            banded = True
-        if final:
-            ax.plot(final["episodes"], final["success"], "*", ms=11, color=line.get_color())
-            starred = True
+        label = f"{name} ({reward_label(run)}" + ("" if alike or not evals else f"; {how}") + ")"
+        color = None
+        if evals:
+            curve, final = _split_final(evals)
+            x, y = [e["episodes"] for e in curve], np.array([e["success"] for e in curve])
+            line = ax.plot(x, y, "s--" if oracle else "o-", label=label)[0]
+            color = line.get_color()
+            se = standard_errors(run, curve)
+            if se is not None:
+                ax.fill_between(x, y - se, y + se, color=color, alpha=0.12, lw=0)
+                banded = True
+            if final:
+                ax.plot(final["episodes"], final["success"], "*", ms=11, color=color)
+                starred = True
+        else:
+            color = ax.plot([], [], "s--" if oracle else "o-", label=f"{label}: not evaluated")[0].get_color()
+        tx_x, tx_y = training_success(read_log(Path(run) / "episodes.jsonl"), block)
+        tx.plot(tx_x, tx_y, "s--" if oracle else "o-", color=color, ms=4)
     if starred:
         ax.plot([], [], "*", color="gray", label="after the last updates (same episodes, more training)")
     if banded:
         ax.fill_between([], [], [], color="gray", alpha=0.2, label="+- 1 standard error (evaluation episodes)")
-    ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.02, 1.02),
-           title=f"evaluation actions: {decodings[0]}" if alike else "evaluation actions: DIFFERENT decodings (see legend)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, never over them
+    if ax is not tx:
+        ax.set(xlabel="training episodes", ylabel="success (evaluation episodes)", ylim=(-0.02, 1.02),
+               title=f"evaluation actions: {rated[0]}" if alike else "evaluation actions: DIFFERENT decodings (see legend)")
+    tx.set(xlabel="training episodes", ylabel=f"success per {block} training episodes", ylim=(-0.02, 1.02),
+           title="training episodes (sampled; simulator's flag)")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=2, frameon=False)  # under both panels, never over the curves
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)

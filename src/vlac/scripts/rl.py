@@ -26,12 +26,13 @@ def compare_main(argv: list[str]) -> None:
 
     cfg = parse_config(CompareConfig, argv, prog="vlac rl compare",
                        description="Evaluation success of several `vlac rl` runs on one plot, each labelled with "
-                                   "its reward source (oracle arms marked as references).")
+                                   "its reward source (oracle arms marked as references), and beside it the "
+                                   "success of their training episodes (also for runs not evaluated).")
     runs, names = cfg.runs, cfg.names or None
-    missing = [r for r in runs if not (Path(r) / "eval.jsonl").is_file()]
+    missing = [r for r in runs if not any((Path(r) / f).is_file() for f in ("eval.jsonl", "episodes.jsonl"))]
     if missing:
-        raise SystemExit(f"error: no eval.jsonl in {', '.join(missing)}: give folders written by `vlac rl --out` "
-                         "with evaluation on (--eval-episodes > 0)")
+        raise SystemExit(f"error: no eval.jsonl or episodes.jsonl in {', '.join(missing)}: give folders written by "
+                         "`vlac rl --out`")
     if names is not None and len(names) != len(runs):
         raise SystemExit(f"error: --names has {len(names)} labels for {len(runs)} runs")
     compare(runs, names, cfg.out)
