@@ -253,6 +253,23 @@ def test_actor_train_and_eval_commands(expert_dataset, tmp_path, capsys):
     bad = subprocess.run([sys.executable, "benchmarks/headline.py", "--spec", str(spec)], cwd=root,
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "no checkpoint named 'nobody'; it has: bc" in bad.stderr
+    # the same start states paired: the copy solves the first start the actor failed (by hand), and one
+    # start it never ran is left out of the pairs
+    better = tmp_path / "better-eval"
+    shutil.copytree(out, better)
+    rows = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines()]
+    rows[0]["success"] = True
+    rows.append({**rows[1], "seed": 123456789, "success": True})
+    (better / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paired = subprocess.run([sys.executable, "benchmarks/paired_success.py", "--arm", f"bc={out}",
+                             "--arm", f"better={better}:bc"], cwd=root, capture_output=True, text=True, check=True)
+    assert "| bc | 0 / 2 | 0.000 |" in paired.stdout and "| better | 2 / 3 | 0.667 |" in paired.stdout
+    assert "| bc | better | 2 | 0 | 1 | 1.000 |" in paired.stdout, paired.stdout
+    paired = subprocess.run([sys.executable, "benchmarks/paired_success.py", "--arm", f"bc={out}", "--arm",
+                             f"greedy={greedy}"], cwd=root, capture_output=True, text=True)
+    assert paired.returncode != 0 and "decoded in different ways" in paired.stderr
+    sign_test = runpy.run_path(str(root / "benchmarks" / "paired_success.py"))["sign_test"]
+    assert sign_test(23, 9) == pytest.approx(0.0201, abs=1e-4) and sign_test(0, 0) == 1.0
     headline = runpy.run_path(str(root / "benchmarks" / "headline.py"))
     seeds = [headline["Seed"](0, 200, 30, 40), headline["Seed"](1, 96, 18, 40)]
     assert headline["pooled"](seeds) == (0.6, pytest.approx((0.6 * 0.4 / 80) ** 0.5), 80)
