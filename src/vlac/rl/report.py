@@ -319,7 +319,6 @@ def compare(runs: list[str], names: list[str] | None, out: str | Path, block: in
     for run, name, evals, how in zip(runs, names, logs, decodings):
         oracle = reward_label(run).startswith("ORACLE")
         label = f"{name} ({reward_label(run)}" + ("" if alike or not evals else f"; {how}") + ")"
-        color = None
         if evals:
             curve, final = _split_final(evals)
             x, y = [e["episodes"] for e in curve], np.array([e["success"] for e in curve])
