@@ -155,3 +155,10 @@ def test_every_episode_weighs_the_same_whatever_its_length():
     assert steps_of_episodes(adv, same).tolist() == steps_of_episodes(adv, same, equal_episodes=False).tolist()
     # an episode with no steps of its own (operator steps only) takes no part in the mean length
     assert steps_of_episodes([1.0, 0.0, -1.0], np.array([0, 2, 2, 2])) == pytest.approx([2.0] + [-2.0 / 3] * 3)
+
+
+def test_advantages_centred_only_keep_their_units():
+    x = torch.tensor([0.01, 0.03, 0.02])
+    c = normalise(x, by_std=False)
+    assert c.mean().abs() < 1e-8 and c.tolist() == pytest.approx([-0.01, 0.01, 0.0], abs=1e-7)
+    assert normalise(torch.tensor([5.0]), by_std=False).item() == 0.0

@@ -278,6 +278,34 @@ def test_outcome_advantages_raise_the_successful_episode_and_lower_the_failed_on
         LearnerConfig(advantage="td")
 
 
+def test_gae_advantages_only_centred_keep_the_reward_units(tmp_path, monkeypatch):
+    """--learner.no-gae-by-std: an update whose episodes all failed under a sparse reward (its GAE
+    advantages only the value head's errors) reaches PPO's loss at the errors' own size, centred; by
+    default they are divided up to unit spread, as large as an update that held a success. The real
+    loss runs; the spy only records the advantages it was given."""
+    import vlac.rl.ppo as ppo
+
+    worker = InferenceWorker(str(ACTOR), seed=0)
+    mixed = [_episode(worker, 5, "done", seed=1), _episode(worker, 5, "limit", seed=2)]
+    failed = [_episode(worker, 5, "limit", seed=3), _episode(worker, 5, "limit", seed=4)]
+    given = []
+    real = ppo.ppo_loss
+    monkeypatch.setattr(ppo, "ppo_loss", lambda new, old, adv, *a, **k: (given.append(adv.clone()), real(new, old, adv, *a, **k))[1])
+    for by_std in (True, False):
+        learner = Learner(LearnerConfig(actor=str(ACTOR), out=str(tmp_path / str(by_std)), reward="sparse",
+                                        minibatch=10, epochs=1, target_kl=0.0, value_warmup=False, gae_by_std=by_std))
+        first = learner.update(mixed)
+        given.clear()
+        stats = learner.update(failed)
+        [adv] = given
+        assert 0 < stats["advantage_std"] < 0.3 * first["advantage_std"]  # errors, beside a success's signal
+        assert float(adv.mean()) == pytest.approx(0.0, abs=1e-6)
+        spread = float(adv.std(unbiased=False))
+        assert spread == (pytest.approx(1.0, abs=1e-4) if by_std else pytest.approx(stats["advantage_std"], rel=1e-4))
+    with pytest.raises(ValueError, match="learner.gae_by_std off changes how GAE advantages are scaled"):
+        LearnerConfig(advantage="outcome", gae_by_std=False)
+
+
 def test_an_early_success_weighs_as_much_as_a_failure_that_ran_to_the_limit(tmp_path):
     """Outcome advantages with episodes of different lengths (a success ended at step 3 by its done,
     a failure that ran 9): at the first gradient step (ratio 1) the policy loss is minus the mean

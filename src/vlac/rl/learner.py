@@ -87,6 +87,13 @@ class LearnerConfig:
     steps; no value estimate enters it, so the value loss then trains the head alone (as
     ``--learner.no-value-trunk``). Wants several episodes per task per update
     (``--episodes-per-update``)."""
+    gae_by_std: bool = True
+    """With ``advantage: gae``, divide the update's centred advantages by their standard deviation (PPO's
+    usual normalisation). ``--learner.no-gae-by-std`` only centres them, so they keep the reward's own
+    units (rewards divided by the run's return scale, ``normalise_returns``): an update whose episodes all
+    failed under a sparse reward, where the advantages are nothing but the value head's errors, then
+    moves the policy by those errors' size instead of by a full unit. Adam's state carries over between
+    updates, so such an update's steps stay small beside those of updates with a success in them."""
     outcome_equal_episodes: bool = True
     """With ``advantage: outcome``, every episode weighs the same in the step-averaged loss whatever its
     length (its steps' advantages scaled by the mean length over its own; GRPO's per-sequence mean).
@@ -174,6 +181,9 @@ class LearnerConfig:
         if self.outcome_groups == "scene" and self.advantage != "outcome":
             raise ValueError("learner.outcome_groups scene groups outcome advantages: give --learner.advantage "
                              "outcome too")
+        if not self.gae_by_std and self.advantage != "gae":
+            raise ValueError("learner.gae_by_std off changes how GAE advantages are scaled, and --learner.advantage "
+                             f"{self.advantage} reads none: drop --learner.no-gae-by-std or give --learner.advantage gae")
 
 
 ADVANTAGES = ("gae", "outcome")
@@ -338,7 +348,8 @@ class Learner:
             extra["outcome_groups"] = len(ids)
             adv_t = torch.tensor(steps_of_episodes(per_episode, owner, cfg.outcome_equal_episodes), dtype=torch.float32)
         else:
-            adv_t = normalise(torch.tensor(adv, dtype=torch.float32))
+            extra["advantage_std"] = float(adv.std())  # in the reward's units (before any division)
+            adv_t = normalise(torch.tensor(adv, dtype=torch.float32), by_std=cfg.gae_by_std)
         self.actor.train(True)
         agg: dict[str, list] = {}
         stopped = False

@@ -74,9 +74,10 @@ def ppo_loss(new_log_prob: "torch.Tensor", old_log_prob: "torch.Tensor", advanta
     return loss, stats
 
 
-def normalise(x: "torch.Tensor", eps: float = 1e-8) -> "torch.Tensor":
-    """Zero mean, unit variance (advantages within one update)."""
-    return (x - x.mean()) / (x.std(unbiased=False) + eps) if x.numel() > 1 else x - x.mean()
+def normalise(x: "torch.Tensor", eps: float = 1e-8, by_std: bool = True) -> "torch.Tensor":
+    """Zero mean, unit variance (advantages within one update); zero mean only without ``by_std``."""
+    centred = x - x.mean()
+    return centred / (x.std(unbiased=False) + eps) if by_std and x.numel() > 1 else centred
 
 
 def outcome_advantages(returns, groups, eps: float = 1e-6, by_std: bool = True) -> np.ndarray:
