@@ -92,8 +92,8 @@ class LearnerConfig:
     usual normalisation). ``--learner.no-gae-by-std`` only centres them, so they keep the reward's own
     units (rewards divided by the run's return scale, ``normalise_returns``): an update whose episodes all
     failed under a sparse reward, where the advantages are nothing but the value head's errors, then
-    moves the policy by those errors' size instead of by a full unit. Adam's state carries over between
-    updates, so such an update's steps stay small beside those of updates with a success in them."""
+    moves the policy by those errors' size instead of by a full unit. Measured on lever-pull with the
+    flag as reward (BENCHMARKS.md "The budget and the credit"): it delays GAE's collapse, not prevents it."""
     outcome_equal_episodes: bool = True
     """With ``advantage: outcome``, every episode weighs the same in the step-averaged loss whatever its
     length (its steps' advantages scaled by the mean length over its own; GRPO's per-sequence mean).
